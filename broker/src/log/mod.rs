@@ -1,0 +1,52 @@
+//! The partition log: Kafka's segment-log storage, byte for byte.
+//!
+//! ```text
+//! <data-dir>/
+//!   .lock                               held while a broker uses the directory
+//!   .kafka_cleanshutdown                written on clean shutdown, removed on start
+//!   recovery-point-offset-checkpoint    per partition: offset below which data was fsynced
+//!   log-start-offset-checkpoint         per partition: log start offset
+//!   <topic>-<partition>/
+//!     00000000000000000000.log          record batches (magic v2) exactly as on the wire
+//!     00000000000000000000.index        sparse offset index
+//!     00000000000000000000.timeindex    time index
+//!     leader-epoch-checkpoint           epoch -> first offset
+//! ```
+//!
+//! - [`batch`]: the v2 batch format, validation, and the header rewrite that assigns offsets.
+//! - [`Log`]: one partition — append, read, lookups, roll, truncate, flush, retention.
+//! - [`LogManager`]: one data directory — lock, checkpoints, clean-shutdown marker, and the
+//!   broker-wide [`SegmentCache`] bounding open sealed segments.
+
+pub mod batch;
+mod cache;
+mod checkpoint;
+pub mod config;
+mod epoch;
+mod error;
+mod index;
+mod manager;
+mod mmap;
+mod partition;
+mod recovery;
+mod retention;
+mod scan;
+mod segment;
+mod view;
+
+pub use cache::SegmentCache;
+pub use config::{CleanupPolicy, ConfigError, LogConfig};
+pub use epoch::{EpochEntry, LeaderEpochCache};
+pub use error::{LogError, Result};
+pub use manager::{LogManager, SharedLog};
+pub use partition::{AppendInfo, Log, LogSlice};
+pub use recovery::OpenOptions;
+pub use retention::RetentionOutcome;
+pub use view::TimestampOffset;
+
+/// Wall-clock milliseconds since the Unix epoch, Kafka's timestamp unit.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,193 @@
+//! Opening a partition log: listing its segments and, after a crash, recovering them.
+//!
+//! After a clean shutdown every segment is trusted as is (indexes are still checked when
+//! first used). Otherwise the segment holding the recovery point and every later one are
+//! scanned batch by batch (`scan`): the first torn or CRC-failing batch marks the end of the
+//! log, the segment is cut there, any later segment is deleted, and the indexes of scanned
+//! segments are rebuilt. Nothing before the last complete, valid batch is lost.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::cache::SegmentCache;
+use super::checkpoint;
+use super::config::LogConfig;
+use super::epoch::LeaderEpochCache;
+use super::error::{IoContext, Result};
+use super::index::OFFSET_ENTRY_SIZE;
+use super::partition::{Log, jitter};
+use super::scan;
+use super::segment::{self, ActiveSegment, LOG_SUFFIX, SealedSegment, SegmentPaths};
+use crate::types::{LeaderEpoch, Offset};
+
+/// How to open a log: the data directory's checkpoints and shutdown state for it.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenOptions {
+    /// Offset below which the log was fsynced (from `recovery-point-offset-checkpoint`).
+    pub recovery_point: Offset,
+    /// From `log-start-offset-checkpoint`.
+    pub log_start_offset: Offset,
+    /// Whether the data directory was shut down cleanly (the marker file was present).
+    pub clean_shutdown: bool,
+    pub now_ms: i64,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            recovery_point: Offset::ZERO,
+            log_start_offset: Offset::ZERO,
+            clean_shutdown: false,
+            now_ms: super::now_ms(),
+        }
+    }
+}
+
+/// File name suffixes of leftovers from interrupted operations; removed on open.
+const LEFTOVER_SUFFIXES: &[&str] = &[".tmp", ".deleted", ".cleaned", ".swap"];
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, recovering it if the shutdown was not clean.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        options: OpenOptions,
+        cache: Arc<SegmentCache>,
+    ) -> Result<Log> {
+        fs::create_dir_all(dir).at(dir)?;
+        let bases = list_segments(dir)?;
+        let now = options.now_ms;
+        let max_entries = (config.segment_index_bytes / OFFSET_ENTRY_SIZE).max(2);
+        let mut epochs = LeaderEpochCache::load(dir)?;
+        let mut sealed = VecDeque::new();
+        let mut active = None;
+
+        // Segments from this index on are scanned (unflushed ones after a crash).
+        let first_unflushed = if options.clean_shutdown {
+            bases.len()
+        } else {
+            bases
+                .partition_point(|&b| b <= options.recovery_point)
+                .saturating_sub(1)
+        };
+        let mut i = 0;
+        while i < bases.len() {
+            let base = bases[i];
+            let next = bases.get(i + 1).copied();
+            let paths = SegmentPaths::new(dir, base);
+            if i < first_unflushed {
+                match next {
+                    Some(end) => {
+                        let size = fs::metadata(&paths.log).at(&paths.log)?.len();
+                        sealed.push_back(SealedSegment::new(paths, base, end, size));
+                    }
+                    None => active = Some(ActiveSegment::open_existing(dir, base, &config, now)?),
+                }
+                i += 1;
+                continue;
+            }
+            let scanned = scan::scan_segment(
+                &paths.log,
+                base,
+                next,
+                config.index_interval_bytes,
+                max_entries,
+            )?;
+            for &(epoch, start) in &scanned.epoch_starts {
+                if epochs.latest().is_none_or(|l| epoch > l.epoch.0) {
+                    epochs.assign(LeaderEpoch(epoch), start)?;
+                }
+            }
+            if scanned.stopped_early {
+                warn!(segment = %paths.log.display(), valid_bytes = scanned.valid_bytes, "truncating torn or corrupt tail");
+                for &later in &bases[i + 1..] {
+                    SegmentPaths::new(dir, later).delete()?;
+                }
+                active = Some(ActiveSegment::from_scan(dir, base, &config, now, scanned)?);
+                break;
+            }
+            match next {
+                Some(end) => {
+                    let segment = SealedSegment::new(paths, base, end, scanned.valid_bytes);
+                    segment.rebuild_indexes(&config)?;
+                    sealed.push_back(segment);
+                }
+                None => active = Some(ActiveSegment::from_scan(dir, base, &config, now, scanned)?),
+            }
+            i += 1;
+        }
+        if first_unflushed < bases.len() {
+            info!(dir = %dir.display(), segments = bases.len() - first_unflushed, "recovered unflushed segments");
+        }
+        let active = match active {
+            Some(active) => active,
+            None => ActiveSegment::create(dir, options.log_start_offset, &config, now)?,
+        };
+        let first_base = sealed
+            .front()
+            .map_or(active.base, |s: &SealedSegment| s.base);
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            roll_jitter_ms: jitter(&config),
+            config,
+            cache,
+            sealed,
+            active,
+            log_start_offset: options.log_start_offset.max(first_base),
+            high_watermark: Offset::ZERO,
+            recovery_point: Offset::ZERO,
+            epochs,
+            unflushed_messages: 0,
+            oldest_unflushed_ms: None,
+            dir_dirty: false,
+        };
+        let leo = log.log_end_offset();
+        if leo < log.log_start_offset {
+            // Everything below the checkpointed log start was deleted; start empty there.
+            log.truncate_fully_and_start_at(log.log_start_offset, now)?;
+        }
+        log.recovery_point = if options.clean_shutdown {
+            leo
+        } else {
+            options.recovery_point.min(leo)
+        };
+        log.high_watermark = log.log_start_offset;
+        log.epochs.truncate_from_end(log.log_end_offset())?;
+        log.epochs.truncate_from_start(log.log_start_offset)?;
+        Ok(log)
+    }
+}
+
+/// Base offsets of the segments in `dir`, ascending; removes leftovers and orphan indexes.
+fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
+    let mut bases = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if LEFTOVER_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            fs::remove_file(entry.path()).at(&entry.path())?;
+        } else if let Some(base) = segment::parse_base_offset(name, LOG_SUFFIX) {
+            bases.push(base);
+        } else if let Some(base) = segment::parse_base_offset(name, segment::INDEX_SUFFIX)
+            .or_else(|| segment::parse_base_offset(name, segment::TIME_INDEX_SUFFIX))
+        {
+            indexes.push((base, entry.path()));
+        }
+    }
+    bases.sort_unstable();
+    for (base, path) in indexes {
+        if bases.binary_search(&base).is_err() {
+            fs::remove_file(&path).at(&path)?;
+        }
+    }
+    if !bases.is_empty() {
+        checkpoint::sync_dir(dir)?;
+    }
+    Ok(bases)
+}
