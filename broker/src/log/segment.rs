@@ -110,7 +110,7 @@ impl ActiveSegment {
     ) -> Result<ActiveSegment> {
         let paths = SegmentPaths::new(dir, base);
         let log = open_log_for_append(&paths.log, false)?;
-        log.set_len(scanned.valid_bytes).at(&paths.log)?;
+        cut_log(&log, &paths.log, scanned.valid_bytes)?;
         Self::assemble(paths, base, log, config, now_ms, Some(scanned))
     }
 
@@ -143,7 +143,7 @@ impl ActiveSegment {
                 config.index_interval_bytes,
                 max_index_entries(config),
             )?;
-            log.set_len(scanned.valid_bytes).at(&paths.log)?;
+            cut_log(&log, &paths.log, scanned.valid_bytes)?;
             return Self::assemble(paths, base, log, config, now_ms, Some(scanned));
         }
         let (offsets, times) = (offsets.unwrap_or_default(), times.unwrap_or_default());
@@ -322,7 +322,7 @@ impl ActiveSegment {
         let Some(cut) = self.view().find(target)? else {
             return Ok(self.next_offset);
         };
-        self.log.set_len(cut.position).at(&self.paths.log)?;
+        cut_log(&self.log, &self.paths.log, cut.position)?;
         self.size = cut.position;
         self.next_offset = Offset(cut.header.base_offset as u64);
         let offsets = self.offset_index.entries();
@@ -411,6 +411,14 @@ fn open_log_for_append(path: &Path, fresh: bool) -> Result<File> {
     // truncation must be able to move the end back).
     std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).at(path)?;
     Ok(file)
+}
+
+/// Cuts the `.log` file at `len` and moves the write cursor there, so the next append
+/// continues at the cut instead of leaving a hole.
+fn cut_log(mut file: &File, path: &Path, len: u64) -> Result<()> {
+    file.set_len(len).at(path)?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(len)).at(path)?;
+    Ok(())
 }
 
 fn read_index_file(path: &Path) -> Result<Option<Vec<u8>>> {

@@ -5,8 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 use weir_broker::log::{Log, LogConfig, OpenOptions, SegmentCache};
@@ -22,7 +21,11 @@ pub struct Rec {
 
 impl Rec {
     pub fn new(value: impl Into<Vec<u8>>, timestamp: i64) -> Rec {
-        Rec { key: None, value: Some(value.into()), timestamp }
+        Rec {
+            key: None,
+            value: Some(value.into()),
+            timestamp,
+        }
     }
 }
 
@@ -34,23 +37,36 @@ pub fn batch_with(recs: &[Rec], compression: Compression) -> Vec<u8> {
         .map(|(i, r)| Record {
             transactional: false,
             control: false,
+            delete_horizon: false,
             partition_leader_epoch: -1,
             producer_id: -1,
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // offset - sequence must be constant for the encoder to keep one batch; with no
+            // producer id the base sequence stays -1 as a plain producer sends it.
+            sequence: i as i32 - 1,
             timestamp: r.timestamp,
             key: r.key.clone().map(Bytes::from),
             value: r.value.clone().map(Bytes::from),
-            headers: [(StrBytes::from_static_str("h"), Some(Bytes::from_static(b"v")))]
-                .into_iter()
-                .collect(),
+            headers: [(
+                StrBytes::from_static_str("h"),
+                Some(Bytes::from_static(b"v")),
+            )]
+            .into_iter()
+            .collect(),
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression })
-        .expect("encode");
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encode");
     buf.to_vec()
 }
 
@@ -94,14 +110,20 @@ pub fn open(dir: &std::path::Path, config: LogConfig, clean: bool) -> Log {
     Log::open(
         dir,
         config,
-        OpenOptions { recovery_point: Offset::ZERO, log_start_offset: Offset::ZERO, clean_shutdown: clean, now_ms: NOW },
+        OpenOptions {
+            recovery_point: Offset::ZERO,
+            log_start_offset: Offset::ZERO,
+            clean_shutdown: clean,
+            now_ms: NOW,
+        },
         std::sync::Arc::new(SegmentCache::new(16)),
     )
     .expect("open log")
 }
 
 pub fn append(log: &mut Log, batch: &[u8]) -> weir_broker::log::AppendInfo {
-    log.append_as_leader(batch, LeaderEpoch(0), NOW).expect("append")
+    log.append_as_leader(batch, LeaderEpoch(0), NOW)
+        .expect("append")
 }
 
 /// Everything readable from `from`, read in `max_bytes` steps.
@@ -119,4 +141,25 @@ pub fn read_all(log: &Log, from: Offset, max_bytes: usize) -> Vec<u8> {
         out.extend_from_slice(&bytes);
     }
     out
+}
+
+pub fn open_with(
+    dir: &std::path::Path,
+    config: LogConfig,
+    clean: bool,
+    recovery_point: Offset,
+    log_start: Offset,
+) -> Log {
+    Log::open(
+        dir,
+        config,
+        OpenOptions {
+            recovery_point,
+            log_start_offset: log_start,
+            clean_shutdown: clean,
+            now_ms: NOW,
+        },
+        std::sync::Arc::new(SegmentCache::new(16)),
+    )
+    .expect("open log")
 }
