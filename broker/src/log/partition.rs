@@ -355,9 +355,9 @@ impl Log {
             if segment.base >= upper {
                 return Ok(None);
             }
-            let handles = segment.handles(&self.cache, &self.config)?;
-            if let Some(slice) = slice_of(&segment.view(&handles), start, max_bytes, upper)? {
-                return Ok(Some(slice));
+            let found = segment.with_view(&self.cache, &self.config, |view| slice_of(view, start, max_bytes, upper))?;
+            if found.is_some() {
+                return Ok(found);
             }
         }
         slice_of(&self.active.view(), start, max_bytes, upper)
@@ -366,12 +366,11 @@ impl Log {
     /// Runs `f` over each segment's view, oldest first, until it returns `Some`.
     fn find_in_segments<T>(
         &self,
-        mut f: impl FnMut(&SegmentView<'_>, MaxTimestamp) -> Result<Option<T>>,
+        f: impl Fn(&SegmentView<'_>, MaxTimestamp) -> Result<Option<T>>,
     ) -> Result<Option<T>> {
         for segment in &self.sealed {
             let max = segment.max_timestamp(&self.cache, &self.config)?;
-            let handles = segment.handles(&self.cache, &self.config)?;
-            if let Some(found) = f(&segment.view(&handles), max)? {
+            if let Some(found) = segment.with_view(&self.cache, &self.config, |view| f(view, max))? {
                 return Ok(Some(found));
             }
         }

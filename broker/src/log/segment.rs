@@ -19,7 +19,7 @@ use super::batch::BatchHeader;
 use super::cache::{SealedHandles, SegmentCache, SegmentKey};
 use super::checkpoint;
 use super::config::LogConfig;
-use super::error::{IoContext, Result};
+use super::error::{IoContext, LogError, Result};
 use super::index::{self, IndexWriter, OFFSET_ENTRY_SIZE, TIME_ENTRY_SIZE};
 use super::mmap;
 use super::scan::{self, IndexBuilder, MaxTimestamp, ScanResult};
@@ -185,9 +185,29 @@ impl ActiveSegment {
             first_batch_timestamp: None,
             created_ms: now_ms,
         };
-        segment.next_offset = segment.view().next_offset()?;
-        segment.first_batch_timestamp = segment.view().batch_at(0)?.map(|b| b.header.max_timestamp);
-        Ok(segment)
+        // The structural check cannot tell an index that points at the wrong bytes; finding
+        // the end through it can. Then the index is rebuilt like a missing one.
+        let probe = segment.view().next_offset().and_then(|next| {
+            let first = segment.view().batch_at(0)?.map(|b| b.header.max_timestamp);
+            Ok((next, first))
+        });
+        match probe {
+            Ok((next, first)) => {
+                segment.next_offset = next;
+                segment.first_batch_timestamp = first;
+                Ok(segment)
+            }
+            Err(LogError::CorruptIndex { .. } | LogError::CorruptSegment { .. }) => {
+                warn!(segment = %segment.paths.log.display(), "index disagrees with the log; rebuilding");
+                let ActiveSegment { paths, log, offset_index, time_index, .. } = segment;
+                drop((offset_index, time_index));
+                let log = Arc::try_unwrap(log).expect("sole owner while opening");
+                let scanned = scan::scan_segment(&paths.log, base, None, config.index_interval_bytes, max_index_entries(config))?;
+                cut_log(&log, &paths.log, scanned.valid_bytes)?;
+                Self::assemble(paths, base, log, config, now_ms, Some(scanned))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn assemble(
@@ -487,6 +507,32 @@ impl SealedSegment {
         let handles = Arc::new(self.open(config)?);
         cache.insert(self.key, handles.clone());
         Ok(handles)
+    }
+
+    /// Runs `f` on the segment's view; if the index turns out to disagree with the log, the
+    /// indexes are rebuilt and `f` runs once more. Rebuilt files replace the old ones by
+    /// rename, so readers still holding the old mappings are unaffected.
+    pub(crate) fn with_view<T>(
+        &self,
+        cache: &SegmentCache,
+        config: &LogConfig,
+        f: impl Fn(&SegmentView<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let handles = self.handles(cache, config)?;
+        match f(&self.view(&handles)) {
+            Err(LogError::CorruptIndex { .. }) => {
+                warn!(segment = %self.paths.log.display(), "index disagrees with the log; rebuilding");
+                drop(handles);
+                {
+                    let _guard = self.open_lock.lock().unwrap_or_else(|p| p.into_inner());
+                    cache.remove(self.key);
+                    self.rebuild_indexes(config)?;
+                }
+                let handles = self.handles(cache, config)?;
+                f(&self.view(&handles))
+            }
+            other => other,
+        }
     }
 
     fn open(&self, config: &LogConfig) -> Result<SealedHandles> {

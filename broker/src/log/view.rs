@@ -222,8 +222,10 @@ impl SegmentView<'_> {
 
     /// The offset after the last batch, scanning from the last index entry.
     pub(crate) fn next_offset(&self) -> Result<Offset> {
-        let mut position = index::lookup_position(self.offset_index, u64::MAX)
-            .map_or(0, |e| u64::from(e.position));
+        let mut position = match index::lookup_position(self.offset_index, u64::MAX) {
+            Some(last) => self.indexed_start(self.base + u64::from(last.relative_offset))?,
+            None => 0,
+        };
         let mut next = self.base;
         while let Some(batch) = self.batch_at(position)? {
             next = Offset(batch.header.last_offset() as u64 + 1);
