@@ -591,7 +591,6 @@ impl Harness {
             .map_err(|e| fail(format!("cutting {}: {e}", path.display())))?;
         m.leo = last.base;
         m.batches.pop();
-        eprintln!("TORE");
         Ok(())
     }
 
@@ -833,7 +832,7 @@ impl Harness {
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
-        cases: cases * std::env::var("MULT").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
+        cases,
         // Do not write proptest-regressions files into the source tree.
         failure_persistence: None,
         ..ProptestConfig::default()
