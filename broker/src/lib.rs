@@ -4,5 +4,6 @@
 //! on-disk format that produce, fetch, replication, retention, compaction and transactions
 //! stand on.
 
+pub mod dump;
 pub mod log;
 pub mod types;

@@ -98,7 +98,9 @@ enum Op {
         beyond_hw: bool,
     },
     /// `truncate_to(to)` with `to` anywhere in `[0, LEO + 1]`.
-    Truncate { to: Index },
+    Truncate {
+        to: Index,
+    },
 }
 
 fn codec() -> impl Strategy<Value = Codec> {
@@ -132,12 +134,16 @@ fn append_op(ts: BoxedStrategy<i64>) -> impl Strategy<Value = Op> {
     // Often small batches (many per segment, several per index interval), sometimes big
     // ones (a few per segment, some too big for a segment).
     let len = prop_oneof![2 => 0usize..16, 1 => 0usize..300];
-    let rec = (len, prop::bool::weighted(0.05), ts)
-        .prop_map(|(len, null, ts)| RecSpec { len, null, ts });
+    let rec =
+        (len, prop::bool::weighted(0.05), ts).prop_map(|(len, null, ts)| RecSpec { len, null, ts });
     let count = prop_oneof![1 => 1usize..4, 1 => 1usize..20];
     (count, any::<u64>(), codec())
         .prop_flat_map(move |(count, seed, codec)| {
-            (prop::collection::vec(rec.clone(), count), Just(seed), Just(codec))
+            (
+                prop::collection::vec(rec.clone(), count),
+                Just(seed),
+                Just(codec),
+            )
         })
         .prop_map(|(recs, seed, codec)| Op::Append { recs, seed, codec })
 }
@@ -521,7 +527,10 @@ impl Harness {
             base: m.leo,
             last: m.leo + n - 1,
             bytes: expected_stored(&bytes, m.leo, append_time),
-            records: records.into_iter().map(|r| (r.timestamp, r.value)).collect(),
+            records: records
+                .into_iter()
+                .map(|r| (r.timestamp, r.value))
+                .collect(),
         });
         m.leo += n;
         Ok(())
@@ -545,7 +554,11 @@ impl Harness {
             if let Some(tear) = tear {
                 self.tear_last_batch(tear, active_base, before_rp)?;
             }
-            if checkpointed_recovery_point { before_rp } else { 0 }
+            if checkpointed_recovery_point {
+                before_rp
+            } else {
+                0
+            }
         };
         let log = open_log(
             self.dir.path(),
@@ -565,7 +578,12 @@ impl Harness {
     /// Cuts the active segment's `.log` file inside its last batch, as a crash during that
     /// batch's write could, if the batch was not flushed and not below the high watermark
     /// (committed data is never torn). Recovery must drop exactly that batch.
-    fn tear_last_batch(&mut self, tear: &Index, active_base: u64, recovery_point: u64) -> TestCaseResult {
+    fn tear_last_batch(
+        &mut self,
+        tear: &Index,
+        active_base: u64,
+        recovery_point: u64,
+    ) -> TestCaseResult {
         let m = &mut self.model;
         let Some(last) = m.batches.last() else {
             return Ok(());
@@ -585,7 +603,12 @@ impl Harness {
             .open(&path)
             .map_err(|e| fail(format!("opening {}: {e}", path.display())))?;
         let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
-        prop_assert_eq!(len, (position + last.bytes.len()) as u64, "size of {}", path.display());
+        prop_assert_eq!(
+            len,
+            (position + last.bytes.len()) as u64,
+            "size of {}",
+            path.display()
+        );
         let cut = position + tear.index(last.bytes.len());
         file.set_len(cut as u64)
             .map_err(|e| fail(format!("cutting {}: {e}", path.display())))?;
@@ -600,7 +623,11 @@ impl Harness {
         let log = self.log.as_ref().expect("log is open");
         let m = &mut self.model;
         prop_assert_eq!(log.log_end_offset(), Offset(m.leo), "log end offset");
-        prop_assert_eq!(log.log_start_offset(), Offset(m.log_start), "log start offset");
+        prop_assert_eq!(
+            log.log_start_offset(),
+            Offset(m.log_start),
+            "log start offset"
+        );
         prop_assert_eq!(log.high_watermark(), Offset(m.hw), "high watermark");
         let bases: Vec<u64> = log.segment_base_offsets().iter().map(|o| o.0).collect();
         prop_assert!(
@@ -624,7 +651,12 @@ impl Harness {
                 b.base,
                 b.last
             );
-            prop_assert!(b.last < m.log_start, "deleted batch {}..={} at/after log start", b.base, b.last);
+            prop_assert!(
+                b.last < m.log_start,
+                "deleted batch {}..={} at/after log start",
+                b.base,
+                b.last
+            );
         }
         m.batches.drain(..gone);
         // No segment splits a batch, and none is larger than segment.bytes.
@@ -659,7 +691,10 @@ impl Harness {
     fn check_read(&self, start: u64, max_bytes: usize, upper: Option<u64>) -> TestCaseResult {
         let log = self.log();
         let m = &self.model;
-        let what = format!("read({start}, {max_bytes}, {upper:?}) [log {}..{}]", m.log_start, m.leo);
+        let what = format!(
+            "read({start}, {max_bytes}, {upper:?}) [log {}..{}]",
+            m.log_start, m.leo
+        );
         let got = log.read(Offset(start), max_bytes, upper.map(Offset));
         if start < m.log_start || start > m.leo {
             prop_assert!(
@@ -707,19 +742,30 @@ impl Harness {
             .map(|b| (b.base, b.last, b.bytes.len()))
             .collect();
         let Some(slice) = got else {
-            return Err(fail(format!("{what}: expected batches {want:?}, got nothing")));
+            return Err(fail(format!(
+                "{what}: expected batches {want:?}, got nothing"
+            )));
         };
         let bytes = slice
             .read_to_vec()
             .map_err(|e| fail(format!("{what}: reading the slice: {e}")))?;
         let got_batches = batches_in(&bytes)?;
         prop_assert_eq!(&got_batches, &want, "{}: batches returned", what);
-        prop_assert_eq!(slice.first_offset, Offset(want[0].0), "{}: slice first offset", what);
+        prop_assert_eq!(
+            slice.first_offset,
+            Offset(want[0].0),
+            "{}: slice first offset",
+            what
+        );
         let expected_bytes: Vec<u8> = m.batches[range.clone()]
             .iter()
             .flat_map(|b| b.bytes.iter().copied())
             .collect();
-        prop_assert!(bytes == expected_bytes, "{}: stored bytes differ from the model", what);
+        prop_assert!(
+            bytes == expected_bytes,
+            "{}: stored bytes differ from the model",
+            what
+        );
         // An independent decoder reads what we appended, at the offsets we were given.
         let decoded = decode(&bytes);
         let want_records: Vec<(i64, i64, Option<Vec<u8>>)> = m.batches[range]
@@ -752,13 +798,21 @@ impl Harness {
             next = batches.last().expect("non-empty").1 + 1;
             out.extend_from_slice(&bytes);
         }
-        prop_assert_eq!(next.max(m.log_start), m.leo.max(m.log_start), "reading everything stopped early");
+        prop_assert_eq!(
+            next.max(m.log_start),
+            m.leo.max(m.log_start),
+            "reading everything stopped early"
+        );
         let from = m.holder(m.log_start).unwrap_or(m.batches.len());
         let want: Vec<u8> = m.batches[from..]
             .iter()
             .flat_map(|b| b.bytes.iter().copied())
             .collect();
-        prop_assert!(out == want, "reading everything from {} differs from the model", m.log_start);
+        prop_assert!(
+            out == want,
+            "reading everything from {} differs from the model",
+            m.log_start
+        );
         Ok(())
     }
 
@@ -771,15 +825,27 @@ impl Harness {
             let slice = log
                 .read(Offset(o), 1, None)
                 .map_err(|e| fail(format!("read({o}, 1): {e}")))?
-                .ok_or_else(|| fail(format!("read({o}, 1) returned nothing below LEO {}", m.leo)))?;
+                .ok_or_else(|| {
+                    fail(format!("read({o}, 1) returned nothing below LEO {}", m.leo))
+                })?;
             let bytes = slice.read_to_vec().map_err(|e| fail(e.to_string()))?;
             let batches = batches_in(&bytes)?;
             prop_assert_eq!(batches.len(), 1, "read({}, 1) returned {:?}", o, batches);
             let (base, last, _) = batches[0];
-            prop_assert!(base <= o && o <= last, "read({}, 1) returned batch {}..={}", o, base, last);
+            prop_assert!(
+                base <= o && o <= last,
+                "read({}, 1) returned batch {}..={}",
+                o,
+                base,
+                last
+            );
             prop_assert_eq!(slice.first_offset, Offset(base));
             let want = &m.batches[m.holder(o).expect("holder")];
-            prop_assert!(bytes == want.bytes, "read({}, 1): bytes differ from the model", o);
+            prop_assert!(
+                bytes == want.bytes,
+                "read({}, 1): bytes differ from the model",
+                o
+            );
         }
         Ok(())
     }
@@ -811,7 +877,14 @@ impl Harness {
             let want = timeline(m.log_start)
                 .find(|&(_, ts)| ts >= t)
                 .map(|(o, ts)| (o, ts, EPOCH));
-            prop_assert_eq!(got, want, "offset_for_timestamp({}) [log {}..{}]", t, m.log_start, m.leo);
+            prop_assert_eq!(
+                got,
+                want,
+                "offset_for_timestamp({}) [log {}..{}]",
+                t,
+                m.log_start,
+                m.leo
+            );
         }
         // MAX_TIMESTAMP looks at every record still stored (as Kafka does, segments are not
         // filtered by the log start offset); none when no record has a timestamp.
@@ -825,17 +898,29 @@ impl Harness {
                 want = Some((o, ts));
             }
         }
-        prop_assert_eq!(got, want, "max_timestamp_offset [log {}..{}]", m.log_start, m.leo);
+        prop_assert_eq!(
+            got,
+            want,
+            "max_timestamp_offset [log {}..{}]",
+            m.log_start,
+            m.leo
+        );
         Ok(())
     }
 }
 
+/// `cases` per test, unless `PROPTEST_CASES` asks for more (a longer soak run).
 fn config(cases: u32) -> ProptestConfig {
+    let defaults = ProptestConfig::default();
     ProptestConfig {
-        cases,
+        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
+            defaults.cases
+        } else {
+            cases
+        },
         // Do not write proptest-regressions files into the source tree.
         failure_persistence: None,
-        ..ProptestConfig::default()
+        ..defaults
     }
 }
 

@@ -46,7 +46,10 @@ fn a_torn_tail_cut_at_every_byte_keeps_every_earlier_batch() {
     let pristine = tempfile::tempdir().unwrap();
     let mut log = open(pristine.path(), small_config(), false);
     for i in 0..30 {
-        append(&mut log, &sized_batch(1 + i % 4, 40, NOW + i as i64, i as u8));
+        append(
+            &mut log,
+            &sized_batch(1 + i % 4, 40, NOW + i as i64, i as u8),
+        );
     }
     append(&mut log, &sized_batch(2, 25, NOW + 99, 7));
     let full = read_all(&log, Offset::ZERO, 1 << 20);
@@ -60,7 +63,10 @@ fn a_torn_tail_cut_at_every_byte_keeps_every_earlier_batch() {
     let work = tempfile::tempdir().unwrap();
     for cut in last_pos..=last_end {
         copy_dir(pristine.path(), work.path());
-        let f = fs::OpenOptions::new().write(true).open(seg(work.path(), active, "log")).unwrap();
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(seg(work.path(), active, "log"))
+            .unwrap();
         f.set_len(cut as u64).unwrap();
         drop(f);
         let mut log = open(work.path(), small_config(), false);
@@ -69,11 +75,22 @@ fn a_torn_tail_cut_at_every_byte_keeps_every_earlier_batch() {
             assert_eq!(contents, full);
             continue;
         }
-        assert_eq!(log.log_end_offset(), Offset(last.base_offset as u64), "cut at {cut}");
-        assert_eq!(contents, full[..kept], "cut at {cut}: every earlier batch intact");
+        assert_eq!(
+            log.log_end_offset(),
+            Offset(last.base_offset as u64),
+            "cut at {cut}"
+        );
+        assert_eq!(
+            contents,
+            full[..kept],
+            "cut at {cut}: every earlier batch intact"
+        );
         let info = append(&mut log, &sized_batch(1, 5, NOW, 0));
         assert_eq!(info.first_offset.0, last.base_offset as u64);
-        assert_eq!(decode(&read_all(&log, Offset::ZERO, 1 << 20)).len() as u64, info.last_offset.0 + 1);
+        assert_eq!(
+            decode(&read_all(&log, Offset::ZERO, 1 << 20)).len() as u64,
+            info.last_offset.0 + 1
+        );
     }
 }
 
@@ -97,7 +114,10 @@ fn a_crc_failing_batch_ends_the_log_there_and_later_segments_go() {
     let log = open(dir.path(), small_config(), false);
     assert_eq!(log.log_end_offset(), Offset(bad.base_offset as u64));
     assert_eq!(log.segment_base_offsets(), bases[..2].to_vec());
-    assert!(!seg(dir.path(), bases[2], "log").exists(), "later segments deleted");
+    assert!(
+        !seg(dir.path(), bases[2], "log").exists(),
+        "later segments deleted"
+    );
     let contents = read_all(&log, Offset::ZERO, 1 << 20);
     assert_eq!(contents, full[..contents.len()]);
     assert_eq!(decode(&contents).len() as u64, bad.base_offset as u64);
@@ -125,12 +145,31 @@ fn only_segments_past_the_recovery_point_are_scanned() {
     bytes[200] ^= 0xff;
     fs::write(&first, &bytes).unwrap();
 
-    let trusted = open_with(dir.path(), small_config(), false, recovery_point, Offset::ZERO);
-    assert_eq!(trusted.log_end_offset(), leo, "the flushed segment was not rescanned");
+    let trusted = open_with(
+        dir.path(),
+        small_config(),
+        false,
+        recovery_point,
+        Offset::ZERO,
+    );
+    assert_eq!(
+        trusted.log_end_offset(),
+        leo,
+        "the flushed segment was not rescanned"
+    );
     assert_eq!(trusted.segment_base_offsets(), bases);
     drop(trusted);
-    let scanned = open_with(dir.path(), small_config(), false, Offset::ZERO, Offset::ZERO);
-    assert!(scanned.log_end_offset() < leo, "a full scan finds the damage");
+    let scanned = open_with(
+        dir.path(),
+        small_config(),
+        false,
+        Offset::ZERO,
+        Offset::ZERO,
+    );
+    assert!(
+        scanned.log_end_offset() < leo,
+        "a full scan finds the damage"
+    );
 }
 
 /// Ways an index file can be damaged on disk.
@@ -167,7 +206,12 @@ fn damaged_index_files_are_rebuilt() {
     log.close().unwrap();
     let work = tempfile::tempdir().unwrap();
     for how in 0..5 {
-        for (which, ext) in [(1usize, "index"), (1, "timeindex"), (bases.len() - 1, "index"), (bases.len() - 1, "timeindex")] {
+        for (which, ext) in [
+            (1usize, "index"),
+            (1, "timeindex"),
+            (bases.len() - 1, "index"),
+            (bases.len() - 1, "timeindex"),
+        ] {
             if how == 4 && ext == "timeindex" {
                 continue;
             }
@@ -179,15 +223,25 @@ fn damaged_index_files_are_rebuilt() {
             let ctx = format!("damage {how} to {ext} of segment {which}");
             assert_eq!(log.log_end_offset(), leo, "{ctx}");
             for o in 0..leo.0 {
-                let s = log.read(Offset(o), 1, None).unwrap_or_else(|e| panic!("{ctx}: read {o}: {e}")).unwrap();
+                let s = log
+                    .read(Offset(o), 1, None)
+                    .unwrap_or_else(|e| panic!("{ctx}: read {o}: {e}"))
+                    .unwrap();
                 let h = BatchHeader::parse(&s.read_to_vec().unwrap()).unwrap();
-                assert!(h.base_offset as u64 <= o && o <= h.last_offset() as u64, "{ctx}: offset {o}");
+                assert!(
+                    h.base_offset as u64 <= o && o <= h.last_offset() as u64,
+                    "{ctx}: offset {o}"
+                );
             }
             assert_eq!(read_all(&log, Offset::ZERO, 1 << 20), full, "{ctx}");
             let found = log.offset_for_timestamp(NOW + 20).unwrap().unwrap();
             assert_eq!(found.timestamp, NOW + 20, "{ctx}");
             if which != bases.len() - 1 {
-                assert_eq!(fs::read(&path).unwrap(), original, "{ctx}: rebuilt byte for byte");
+                assert_eq!(
+                    fs::read(&path).unwrap(),
+                    original,
+                    "{ctx}: rebuilt byte for byte"
+                );
             }
         }
     }
@@ -196,13 +250,20 @@ fn damaged_index_files_are_rebuilt() {
 #[test]
 fn ten_thousand_sealed_segments_open_without_opening_their_files() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig::from_overrides([("segment.bytes", "120"), ("segment.index.bytes", "64")]).unwrap();
+    let config =
+        LogConfig::from_overrides([("segment.bytes", "120"), ("segment.index.bytes", "64")])
+            .unwrap();
     let cache = std::sync::Arc::new(SegmentCache::new(8));
-    let options = OpenOptions { clean_shutdown: false, now_ms: NOW, ..OpenOptions::default() };
+    let options = OpenOptions {
+        clean_shutdown: false,
+        now_ms: NOW,
+        ..OpenOptions::default()
+    };
     let mut log = Log::open(dir.path(), config.clone(), options, cache.clone()).unwrap();
     let one = sized_batch(1, 20, NOW, 0);
     for _ in 0..10_001 {
-        log.append_as_leader(&one, weir_broker::types::LeaderEpoch(0), NOW).unwrap();
+        log.append_as_leader(&one, weir_broker::types::LeaderEpoch(0), NOW)
+            .unwrap();
     }
     assert_eq!(log.segment_count(), 10_001);
     let last_base = *log.segment_base_offsets().last().unwrap();
@@ -213,18 +274,27 @@ fn ten_thousand_sealed_segments_open_without_opening_their_files() {
     let fds = || fs::read_dir("/proc/self/fd").unwrap().count();
     let fds_before = fds();
     let started = std::time::Instant::now();
-    let reopen = OpenOptions { recovery_point: last_base, ..options };
+    let reopen = OpenOptions {
+        recovery_point: last_base,
+        ..options
+    };
     let log = Log::open(dir.path(), config, reopen, cache.clone()).unwrap();
     eprintln!("opened 10,001 segments in {:?}", started.elapsed());
     assert_eq!(log.segment_count(), 10_001);
     assert_eq!(cache.open_segments(), 0, "no sealed segment opened");
-    assert!(fds() <= fds_before + 4, "only the active segment's files are open");
+    assert!(
+        fds() <= fds_before + 4,
+        "only the active segment's files are open"
+    );
     for o in (0..10_001).step_by(97) {
         let s = log.read(Offset(o), 1, None).unwrap().unwrap();
         assert_eq!(s.first_offset, Offset(o));
     }
     assert!(cache.open_segments() <= 8);
-    assert!(fds() <= fds_before + 4 + 8 * 3, "open files stay bounded by the cache");
+    assert!(
+        fds() <= fds_before + 4 + 8 * 3,
+        "open files stay bounded by the cache"
+    );
 }
 
 const CHILD_DIR: &str = "WEIR_CRASH_CHILD_DIR";
@@ -248,11 +318,23 @@ fn crash_child_writer() {
     for _ in 0..1_000_000 {
         let mut log = shared.write().unwrap();
         let next = log.log_end_offset().0;
-        let recs: Vec<common::Rec> = (0..3).map(|i| common::Rec::new(crash_value(next + i), NOW)).collect();
-        let info = log.append_as_leader(&common::batch(&recs), weir_broker::types::LeaderEpoch(0), NOW).unwrap();
+        let recs: Vec<common::Rec> = (0..3)
+            .map(|i| common::Rec::new(crash_value(next + i), NOW))
+            .collect();
+        let info = log
+            .append_as_leader(
+                &common::batch(&recs),
+                weir_broker::types::LeaderEpoch(0),
+                NOW,
+            )
+            .unwrap();
         drop(log);
-        std::io::Write::write_all(&mut out, format!("acked {}\n", info.last_offset.0).as_bytes()).unwrap();
-        if next % 50 == 0 {
+        std::io::Write::write_all(
+            &mut out,
+            format!("acked {}\n", info.last_offset.0).as_bytes(),
+        )
+        .unwrap();
+        if next.is_multiple_of(50) {
             manager.checkpoint().unwrap();
         }
     }
@@ -285,17 +367,30 @@ fn kill_9_at_any_moment_loses_no_acknowledged_batch() {
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let acked = acked.unwrap_or_else(|| panic!("round {round}: the writer acknowledged nothing"));
+        let acked =
+            acked.unwrap_or_else(|| panic!("round {round}: the writer acknowledged nothing"));
         acked_total = acked_total.max(acked);
 
         let manager = LogManager::open(dir.path(), 64, |_| small_config()).unwrap();
         let log = manager.get(&TopicPartition::new("crash", 0)).unwrap();
         let log = log.read().unwrap();
-        assert!(log.log_end_offset().0 > acked, "round {round}: LEO {} but {acked} was acked", log.log_end_offset());
+        assert!(
+            log.log_end_offset().0 > acked,
+            "round {round}: LEO {} but {acked} was acked",
+            log.log_end_offset()
+        );
         let records = decode(&read_all(&log, Offset::ZERO, 1 << 20));
-        assert_eq!(records.len() as u64, log.log_end_offset().0, "round {round}");
+        assert_eq!(
+            records.len() as u64,
+            log.log_end_offset().0,
+            "round {round}"
+        );
         for (offset, _, value) in records {
-            assert_eq!(value.unwrap(), crash_value(offset as u64), "round {round}: record {offset}");
+            assert_eq!(
+                value.unwrap(),
+                crash_value(offset as u64),
+                "round {round}: record {offset}"
+            );
         }
     }
     assert!(acked_total > 2000);
@@ -315,7 +410,13 @@ fn the_log_manager_locks_checkpoints_and_marks_clean_shutdown() {
         }
         log.set_high_watermark(Offset(40));
     }
-    manager.get(&b).unwrap().write().unwrap().delete_records(Offset(5)).unwrap();
+    manager
+        .get(&b)
+        .unwrap()
+        .write()
+        .unwrap()
+        .delete_records(Offset(5))
+        .unwrap();
     assert!(matches!(
         LogManager::open(dir.path(), 16, |_| small_config()),
         Err(weir_broker::log::LogError::DirectoryLocked { .. })
@@ -332,11 +433,21 @@ fn the_log_manager_locks_checkpoints_and_marks_clean_shutdown() {
     );
 
     let manager = LogManager::open(dir.path(), 16, |_| small_config()).unwrap();
-    assert!(!dir.path().join(".kafka_cleanshutdown").exists(), "marker consumed at start");
-    assert_eq!(manager.partitions().cloned().collect::<Vec<_>>(), vec![a.clone(), b.clone()]);
+    assert!(
+        !dir.path().join(".kafka_cleanshutdown").exists(),
+        "marker consumed at start"
+    );
+    assert_eq!(
+        manager.partitions().cloned().collect::<Vec<_>>(),
+        vec![a.clone(), b.clone()]
+    );
     let log_b = manager.get(&b).unwrap();
     let log_b = log_b.read().unwrap();
     assert_eq!(log_b.log_start_offset(), Offset(5));
     assert_eq!(log_b.log_end_offset(), Offset(40));
-    assert_eq!(decode(&read_all(&log_b, Offset(5), 1 << 20)).len(), 36, "from the batch holding 5");
+    assert_eq!(
+        decode(&read_all(&log_b, Offset(5), 1 << 20)).len(),
+        36,
+        "from the batch holding 5"
+    );
 }

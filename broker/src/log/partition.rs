@@ -355,7 +355,9 @@ impl Log {
             if segment.base >= upper {
                 return Ok(None);
             }
-            let found = segment.with_view(&self.cache, &self.config, |view| slice_of(view, start, max_bytes, upper))?;
+            let found = segment.with_view(&self.cache, &self.config, |view| {
+                slice_of(view, start, max_bytes, upper)
+            })?;
             if found.is_some() {
                 return Ok(found);
             }
@@ -370,7 +372,9 @@ impl Log {
     ) -> Result<Option<T>> {
         for segment in &self.sealed {
             let max = segment.max_timestamp(&self.cache, &self.config)?;
-            if let Some(found) = segment.with_view(&self.cache, &self.config, |view| f(view, max))? {
+            if let Some(found) =
+                segment.with_view(&self.cache, &self.config, |view| f(view, max))?
+            {
                 return Ok(Some(found));
             }
         }

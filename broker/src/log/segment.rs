@@ -199,10 +199,22 @@ impl ActiveSegment {
             }
             Err(LogError::CorruptIndex { .. } | LogError::CorruptSegment { .. }) => {
                 warn!(segment = %segment.paths.log.display(), "index disagrees with the log; rebuilding");
-                let ActiveSegment { paths, log, offset_index, time_index, .. } = segment;
+                let ActiveSegment {
+                    paths,
+                    log,
+                    offset_index,
+                    time_index,
+                    ..
+                } = segment;
                 drop((offset_index, time_index));
                 let log = Arc::try_unwrap(log).expect("sole owner while opening");
-                let scanned = scan::scan_segment(&paths.log, base, None, config.index_interval_bytes, max_index_entries(config))?;
+                let scanned = scan::scan_segment(
+                    &paths.log,
+                    base,
+                    None,
+                    config.index_interval_bytes,
+                    max_index_entries(config),
+                )?;
                 cut_log(&log, &paths.log, scanned.valid_bytes)?;
                 Self::assemble(paths, base, log, config, now_ms, Some(scanned))
             }
