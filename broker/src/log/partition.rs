@@ -59,6 +59,13 @@ impl LogSlice {
     }
 }
 
+// Handlers on many tasks share a log behind a lock.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Log>();
+    shared::<LogSlice>();
+};
+
 /// One partition's segment log. See the module docs.
 #[derive(Debug)]
 pub struct Log {

@@ -113,7 +113,7 @@ impl Log {
             match next {
                 Some(end) => {
                     let segment = SealedSegment::new(paths, base, end, scanned.valid_bytes);
-                    segment.rebuild_indexes(&config)?;
+                    segment.write_indexes(scanned)?;
                     sealed.push_back(segment);
                 }
                 None => active = Some(ActiveSegment::from_scan(dir, base, &config, now, scanned)?),

@@ -589,7 +589,7 @@ impl SealedSegment {
 
     /// Rewrites both index files from the `.log` (atomically; no mapping of them exists).
     pub(crate) fn rebuild_indexes(&self, config: &LogConfig) -> Result<()> {
-        let mut scanned = scan::scan_segment(
+        let scanned = scan::scan_segment(
             &self.paths.log,
             self.base,
             Some(self.end),
@@ -599,6 +599,11 @@ impl SealedSegment {
         if scanned.valid_bytes < self.size {
             warn!(segment = %self.paths.log.display(), valid = scanned.valid_bytes, size = self.size, "sealed segment has unreadable bytes after a valid prefix");
         }
+        self.write_indexes(scanned)
+    }
+
+    /// Writes the indexes a scan of this segment built, closed with the final time entry.
+    pub(crate) fn write_indexes(&self, mut scanned: ScanResult) -> Result<()> {
         if let Some(last) = scanned.builder.time_entry() {
             scanned.time_index.extend_from_slice(&last.encode());
         }
