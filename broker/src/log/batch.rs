@@ -203,10 +203,6 @@ impl BatchHeader {
 #[derive(Clone, Copy, Debug)]
 pub struct CheckedBatch {
     pub header: BatchHeader,
-    /// CRC-32C of the records section (bytes 61..end), kept so a header rewrite can re-stamp
-    /// the batch CRC with `crc32c_combine` instead of hashing the body twice.
-    body_crc: u32,
-    body_len: usize,
 }
 
 /// Checks framing, magic and CRC of the batch at the start of `buf`. `buf` may hold more
@@ -225,21 +221,16 @@ pub fn check_batch(buf: &[u8]) -> Result<CheckedBatch, BatchError> {
             available: buf.len(),
         });
     }
-    let head_crc = crc32c::crc32c(&buf[ATTRIBUTES_AT..HEADER_LEN]);
-    let body = &buf[HEADER_LEN..total];
-    let body_crc = crc32c::crc32c(body);
-    let computed = crc32c::crc32c_combine(head_crc, body_crc, body.len());
+    // One pass over the covered bytes. (crc32c's `crc32c_combine` would let a re-stamp skip
+    // the body, but its matrix method costs ~15x a pass over a 16 KiB batch.)
+    let computed = crc32c::crc32c(&buf[ATTRIBUTES_AT..total]);
     if computed != header.crc {
         return Err(BatchError::CorruptCrc {
             stored: header.crc,
             computed,
         });
     }
-    Ok(CheckedBatch {
-        header,
-        body_crc,
-        body_len: body.len(),
-    })
+    Ok(CheckedBatch { header })
 }
 
 /// Full validation of a batch a producer sent: exactly one batch filling `buf`, correct
@@ -382,7 +373,7 @@ impl CheckedBatch {
             head[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
             head[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&time.to_be_bytes());
             let head_crc = crc32c::crc32c(&head[ATTRIBUTES_AT..HEADER_LEN]);
-            let crc = crc32c::crc32c_combine(head_crc, self.body_crc, self.body_len);
+            let crc = crc32c::crc32c_append(head_crc, &original[HEADER_LEN..self.header.total_size()]);
             head[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
         }
         head
