@@ -687,7 +687,12 @@ impl Harness {
         Ok(())
     }
 
-    /// One read against the model; see the module docs for what a read must return.
+    /// One read against the model. Below the log start or above LEO: `OffsetOutOfRange`.
+    /// Otherwise the whole stored batches from the one holding `start`, all below the bound
+    /// (`upper` capped at LEO; a batch straddling it is excluded, and nothing is returned if
+    /// the first one straddles it), within one segment, at most `max_bytes` unless it is
+    /// the single first batch, and maximal: the next batch is past the bound, would not fit,
+    /// starts the next segment, or does not exist. `None` at LEO or when `start >= bound`.
     fn check_read(&self, start: u64, max_bytes: usize, upper: Option<u64>) -> TestCaseResult {
         let log = self.log();
         let m = &self.model;
