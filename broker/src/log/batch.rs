@@ -373,7 +373,8 @@ impl CheckedBatch {
             head[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
             head[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&time.to_be_bytes());
             let head_crc = crc32c::crc32c(&head[ATTRIBUTES_AT..HEADER_LEN]);
-            let crc = crc32c::crc32c_append(head_crc, &original[HEADER_LEN..self.header.total_size()]);
+            let crc =
+                crc32c::crc32c_append(head_crc, &original[HEADER_LEN..self.header.total_size()]);
             head[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
         }
         head
