@@ -19,11 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use anyhow::{Context, Result, ensure};
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use weir_broker::log::batch::BatchHeader;
 use weir_broker::log::{Log, LogConfig, OpenOptions, SegmentCache};
 use weir_broker::types::{LeaderEpoch, Offset};
@@ -43,39 +42,15 @@ fn env_u64(name: &str, default: u64) -> Result<u64> {
 }
 
 /// One producer batch (base offset 0) of 16 records with 1 KiB values, encoded by
-/// kafka-protocol (independent of the log's own batch code).
+/// kafka-protocol (independent of the log's own batch code) through the tests' helper.
 fn build_batch(seed: usize) -> Result<Vec<u8>> {
-    let records: Vec<Record> = (0..RECORDS_PER_BATCH)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // offset - sequence must stay constant or the encoder splits the batch.
-            sequence: i as i32 - 1,
-            timestamp: NOW + i as i64,
-            key: None,
-            value: Some(Bytes::from(vec![(seed * 31 + i) as u8; VALUE_BYTES])),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
-        .map_err(|e| anyhow::anyhow!("encode: {e:?}"))?;
+    let buf = common::sized_batch(RECORDS_PER_BATCH, VALUE_BYTES, NOW, seed as u8);
     let header = BatchHeader::parse(&buf)?;
     ensure!(
         header.records_count as usize == RECORDS_PER_BATCH && header.total_size() == buf.len(),
         "kafka-protocol did not produce one batch of {RECORDS_PER_BATCH} records"
     );
-    Ok(buf.to_vec())
+    Ok(buf)
 }
 
 fn open_log(dir: &Path) -> Result<Log> {

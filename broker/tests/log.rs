@@ -5,7 +5,9 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{NOW, Rec, append, batch, decode, open, read_all, sized_batch, small_config};
+use common::{
+    NOW, Rec, append, batch, batches_in, decode, open, read_all, sized_batch, small_config,
+};
 use weir_broker::log::batch::BatchHeader;
 use weir_broker::log::{LogConfig, LogError};
 use weir_broker::types::{LeaderEpoch, Offset};
@@ -20,28 +22,15 @@ fn segment_files(dir: &Path, suffix: &str) -> Vec<String> {
     names
 }
 
-/// `(position, header)` of every batch in a `.log` file, by walking it.
-fn batches_in(path: &Path) -> Vec<(u32, BatchHeader)> {
-    let bytes = fs::read(path).unwrap();
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let h = BatchHeader::parse(&bytes[pos..]).unwrap();
-        out.push((pos as u32, h));
-        pos += h.total_size();
-    }
-    out
-}
-
 /// The offset index Kafka would write for a segment: an entry (last offset, position) for
 /// each batch that starts more than `interval` bytes after the previous entry's batch.
-fn expected_index(batches: &[(u32, BatchHeader)], base: u64, interval: u64) -> Vec<u8> {
+fn expected_index(batches: &[(usize, BatchHeader)], base: u64, interval: u64) -> Vec<u8> {
     let mut out = Vec::new();
     let mut since = 0u64;
     for (pos, h) in batches {
         if since > interval {
             out.extend_from_slice(&((h.last_offset() as u64 - base) as u32).to_be_bytes());
-            out.extend_from_slice(&pos.to_be_bytes());
+            out.extend_from_slice(&(*pos as u32).to_be_bytes());
             since = 0;
         }
         since += h.total_size() as u64;

@@ -8,7 +8,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{NOW, append, decode, open, open_with, read_all, sized_batch, small_config};
+use common::{
+    NOW, append, batches_in, decode, open, open_with, read_all, sized_batch, small_config,
+};
 use weir_broker::log::batch::BatchHeader;
 use weir_broker::log::{Log, LogConfig, LogManager, OpenOptions, SegmentCache};
 use weir_broker::types::{Offset, TopicPartition};
@@ -26,19 +28,6 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn seg(dir: &Path, base: Offset, ext: &str) -> std::path::PathBuf {
     dir.join(format!("{:020}.{ext}", base.0))
-}
-
-/// `(position, header)` of each batch in a `.log` file.
-fn batches_in(path: &Path) -> Vec<(usize, BatchHeader)> {
-    let bytes = fs::read(path).unwrap();
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let h = BatchHeader::parse(&bytes[pos..]).unwrap();
-        out.push((pos, h));
-        pos += h.total_size();
-    }
-    out
 }
 
 #[test]

@@ -136,15 +136,7 @@ impl ActiveSegment {
         };
         if !sound {
             warn!(segment = %paths.log.display(), "index missing or corrupt; rebuilding from the log");
-            let scanned = scan::scan_segment(
-                &paths.log,
-                base,
-                None,
-                config.index_interval_bytes,
-                max_index_entries(config),
-            )?;
-            cut_log(&log, &paths.log, scanned.valid_bytes)?;
-            return Self::assemble(paths, base, log, config, now_ms, Some(scanned));
+            return Self::rebuilt(paths, base, log, config, now_ms);
         }
         let (offsets, times) = (offsets.unwrap_or_default(), times.unwrap_or_default());
         let max_entries = max_index_entries(config);
@@ -208,18 +200,29 @@ impl ActiveSegment {
                 } = segment;
                 drop((offset_index, time_index));
                 let log = Arc::try_unwrap(log).expect("sole owner while opening");
-                let scanned = scan::scan_segment(
-                    &paths.log,
-                    base,
-                    None,
-                    config.index_interval_bytes,
-                    max_index_entries(config),
-                )?;
-                cut_log(&log, &paths.log, scanned.valid_bytes)?;
-                Self::assemble(paths, base, log, config, now_ms, Some(scanned))
+                Self::rebuilt(paths, base, log, config, now_ms)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Scans the log file, cuts anything invalid at its end and rebuilds the indexes.
+    fn rebuilt(
+        paths: SegmentPaths,
+        base: Offset,
+        log: File,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<ActiveSegment> {
+        let scanned = scan::scan_segment(
+            &paths.log,
+            base,
+            None,
+            config.index_interval_bytes,
+            max_index_entries(config),
+        )?;
+        cut_log(&log, &paths.log, scanned.valid_bytes)?;
+        Self::assemble(paths, base, log, config, now_ms, Some(scanned))
     }
 
     fn assemble(

@@ -163,3 +163,16 @@ pub fn open_with(
     )
     .expect("open log")
 }
+
+/// `(position, header)` of every batch in a `.log` file, by walking it.
+pub fn batches_in(path: &std::path::Path) -> Vec<(usize, weir_broker::log::batch::BatchHeader)> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let h = weir_broker::log::batch::BatchHeader::parse(&bytes[pos..]).unwrap();
+        out.push((pos, h));
+        pos += h.total_size();
+    }
+    out
+}
