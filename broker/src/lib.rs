@@ -1,9 +1,17 @@
 //! Weir's broker: a Kafka-compatible streaming broker.
 //!
-//! This crate holds the storage engine ([`log`]) — the per-partition segment log in Kafka's
-//! on-disk format that produce, fetch, replication, retention, compaction and transactions
-//! stand on.
+//! - [`log`]: the per-partition segment log in Kafka's on-disk format.
+//! - [`server`] and [`handler`]: the Kafka wire protocol, one handler per API.
+//! - [`broker`]: the state requests are served from; [`config`]: its configuration.
+//! - [`http`] and [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 
+pub mod broker;
+pub mod config;
 pub mod dump;
+mod handler;
+pub mod http;
+pub mod kafka_error;
 pub mod log;
+pub mod metrics;
+pub mod server;
 pub mod types;

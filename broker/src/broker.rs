@@ -1,0 +1,259 @@
+//! [`Broker`]: the state one broker process serves requests from.
+//!
+//! It owns the data directory's [`LogManager`], the in-process controller (topic metadata
+//! through `weir-controller`'s `MetadataStore`), and a map of the partitions this broker
+//! leads. Metadata changes are committed by the controller first; the broker then opens or
+//! deletes the logs to match ([`Broker::sync_partitions`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use weir_controller::{
+    BrokerId, BrokerInfo, ClusterMetadata, Controller, ControllerDefaults, FileMetadataStore,
+    TopicMetadata,
+};
+
+use crate::config::BrokerConfig;
+use crate::log::{LogConfig, LogError, LogManager, SharedLog};
+use crate::metrics::Metrics;
+use crate::types::TopicPartition;
+
+/// A partition this broker serves.
+#[derive(Debug)]
+pub struct Partition {
+    pub tp: TopicPartition,
+    pub log: SharedLog,
+    pub leader_epoch: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Controller(#[from] weir_controller::ControllerError),
+    #[error("invalid topic config for {topic}: {source}")]
+    TopicConfig {
+        topic: String,
+        #[source]
+        source: crate::log::ConfigError,
+    },
+}
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    logs: Mutex<LogManager>,
+    pub controller: tokio::sync::Mutex<Controller<FileMetadataStore>>,
+    metadata: watch::Receiver<Arc<ClusterMetadata>>,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Bumped after every append, so long-polling fetches wake up.
+    appended: watch::Sender<u64>,
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("node_id", &self.config.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The effective log config of a topic: broker defaults, then the topic's overrides.
+pub fn topic_log_config(
+    defaults: &LogConfig,
+    topic: &TopicMetadata,
+) -> Result<LogConfig, crate::log::ConfigError> {
+    let mut config = defaults.clone();
+    for (key, value) in &topic.configs {
+        match config.set(key, value) {
+            Ok(()) | Err(crate::log::ConfigError::UnknownKey { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(config)
+}
+
+impl Broker {
+    /// Opens the data directory and the controller's metadata, and the logs to match.
+    pub async fn open(config: BrokerConfig) -> Result<Arc<Broker>, BrokerError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| LogError::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let advertised = &config.advertised_listeners[0];
+        let local = BrokerInfo {
+            id: BrokerId(config.node_id),
+            rack: config.rack.clone(),
+            host: advertised.host.clone(),
+            port: advertised.port,
+        };
+        let store = FileMetadataStore::new(config.data_dir.join("__cluster_metadata.json"));
+        let defaults = ControllerDefaults {
+            num_partitions: config.num_partitions,
+            replication_factor: config.default_replication_factor,
+        };
+        let controller = Controller::open_with_defaults(store, local, defaults).await?;
+        let metadata = controller.subscribe();
+        let snapshot = metadata.borrow().clone();
+        let log_defaults = config.log_defaults.clone();
+        let logs = LogManager::open(
+            &config.data_dir,
+            crate::log::SegmentCache::DEFAULT_CAPACITY,
+            |tp| {
+                snapshot
+                    .topics
+                    .get(&tp.topic)
+                    .and_then(|t| topic_log_config(&log_defaults, t).ok())
+                    .unwrap_or_else(|| log_defaults.clone())
+            },
+        )?;
+        let broker = Arc::new(Broker {
+            config,
+            logs: Mutex::new(logs),
+            controller: tokio::sync::Mutex::new(controller),
+            metadata,
+            partitions: RwLock::new(HashMap::new()),
+            appended: watch::channel(0).0,
+            metrics: Metrics::new(),
+        });
+        broker.sync_partitions()?;
+        Ok(broker)
+    }
+
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.metadata.borrow().clone()
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        let tp = TopicPartition::new(topic, partition);
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tp)
+            .cloned()
+    }
+
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Opens logs for partitions this broker leads and deletes logs of deleted topics.
+    pub fn sync_partitions(&self) -> Result<(), BrokerError> {
+        let metadata = self.metadata();
+        let me = BrokerId(self.config.node_id);
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut partitions = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+        let mut wanted = HashMap::new();
+        for topic in metadata.topics.values() {
+            let config = topic_log_config(&self.config.log_defaults, topic).map_err(|source| {
+                BrokerError::TopicConfig {
+                    topic: topic.name.as_str().to_owned(),
+                    source,
+                }
+            })?;
+            for p in &topic.partitions {
+                if !p.replicas.contains(&me) {
+                    continue;
+                }
+                let tp = TopicPartition::new(topic.name.as_str(), p.partition);
+                let log = logs.get_or_create(&tp, config.clone())?;
+                {
+                    let mut l = log.write().unwrap_or_else(|p| p.into_inner());
+                    if l.config() != &config {
+                        l.set_config(config.clone());
+                    }
+                    // One replica: everything appended is committed.
+                    let leo = l.log_end_offset();
+                    l.set_high_watermark(leo);
+                }
+                wanted.insert(
+                    tp.clone(),
+                    Arc::new(Partition {
+                        tp,
+                        log,
+                        leader_epoch: p.leader_epoch,
+                    }),
+                );
+            }
+        }
+        // Logs with no partition in the metadata are kept: deleting them here would wipe a
+        // broker whose metadata file was lost. DeleteTopics deletes logs explicitly.
+        for tp in logs.partitions().filter(|tp| !wanted.contains_key(*tp)) {
+            warn!(partition = %tp, "log has no partition in the cluster metadata; not served, left in place");
+        }
+        *partitions = wanted;
+        Ok(())
+    }
+
+    /// Deletes the logs of a topic the controller deleted.
+    pub fn delete_topic_logs(&self, topic: &str) -> Result<(), BrokerError> {
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut partitions = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+        partitions.retain(|tp, _| tp.topic != topic);
+        let doomed: Vec<TopicPartition> = logs
+            .partitions()
+            .filter(|tp| tp.topic == topic)
+            .cloned()
+            .collect();
+        for tp in doomed {
+            logs.delete(&tp)?;
+        }
+        Ok(())
+    }
+
+    /// Records that data was appended (wakes long-polling fetches).
+    pub fn notify_appended(&self) {
+        self.appended.send_modify(|n| *n += 1);
+    }
+
+    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Flush, retention and checkpoints, run periodically.
+    pub fn housekeeping(&self) -> Result<(), LogError> {
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let outcome = logs.tick(crate::log::now_ms())?;
+        if outcome.segments_deleted > 0 {
+            info!(
+                segments = outcome.segments_deleted,
+                bytes = outcome.bytes_deleted,
+                "retention deleted segments"
+            );
+        }
+        Ok(())
+    }
+
+    /// Clean shutdown of the storage: flush, close, checkpoints, clean-shutdown marker.
+    pub fn shutdown_storage(self: Arc<Self>) -> Result<(), LogError> {
+        let broker = match Arc::try_unwrap(self) {
+            Ok(broker) => broker,
+            Err(shared) => {
+                warn!("broker state still shared at shutdown; flushing without the clean marker");
+                let logs = shared.logs.lock().unwrap_or_else(|p| p.into_inner());
+                for tp in logs.partitions() {
+                    if let Some(log) = logs.get(tp) {
+                        log.write().unwrap_or_else(|p| p.into_inner()).flush()?;
+                    }
+                }
+                return logs.checkpoint();
+            }
+        };
+        let Broker {
+            logs, partitions, ..
+        } = broker;
+        drop(partitions);
+        logs.into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .shutdown()
+    }
+}

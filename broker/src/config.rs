@@ -1,0 +1,492 @@
+//! Broker configuration: Kafka's key names and defaults, from a properties file, the
+//! environment and the command line.
+//!
+//! Precedence, lowest first: the defaults here, the `--config` file (Kafka's
+//! `server.properties` syntax), environment variables `WEIR_<KEY>` (the key upper-cased with
+//! `.` as `_`, e.g. `WEIR_AUTO_CREATE_TOPICS_ENABLE=false`), then `--override key=value` and
+//! the dedicated flags. Unknown keys are refused so a typo is never silently ignored.
+//! [`BrokerConfig::validate`] checks cross-field rules; every error names the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::log::LogConfig;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("unknown broker config key `{key}`")]
+    UnknownKey { key: String },
+    #[error("invalid value `{value}` for `{key}`: {reason}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("{path} line {line}: expected `key=value`")]
+    Syntax { path: PathBuf, line: usize },
+}
+
+/// A listener: `NAME://host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Listener {
+    fn parse(key: &str, spec: &str) -> Result<Listener, ConfigError> {
+        let invalid = |reason: &str| ConfigError::InvalidValue {
+            key: key.to_owned(),
+            value: spec.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (name, rest) = spec
+            .split_once("://")
+            .ok_or_else(|| invalid("expected NAME://host:port"))?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("expected NAME://host:port"))?;
+        let port = port
+            .parse()
+            .map_err(|_| invalid("port is not a number from 0 to 65535"))?;
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(invalid("listener name must be letters, digits or _"));
+        }
+        Ok(Listener {
+            name: name.to_owned(),
+            host: host.trim_matches(['[', ']']).to_owned(),
+            port,
+        })
+    }
+}
+
+/// Everything the broker process is configured with.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// `node.id`
+    pub node_id: i32,
+    /// `process.roles`: this milestone runs `broker,controller` in one process.
+    pub process_roles: Vec<String>,
+    /// `listeners`
+    pub listeners: Vec<Listener>,
+    /// `advertised.listeners` (defaults to `listeners`)
+    pub advertised_listeners: Vec<Listener>,
+    /// `log.dirs`: the data directory (`--data-dir`).
+    pub data_dir: PathBuf,
+    /// `http.listener`: where `/metrics`, `/healthz` and `/readyz` are served.
+    pub http_listener: SocketAddr,
+    /// `num.partitions`
+    pub num_partitions: i32,
+    /// `default.replication.factor`
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`
+    pub auto_create_topics: bool,
+    /// `socket.request.max.bytes`
+    pub socket_request_max_bytes: usize,
+    /// `max.connections`
+    pub max_connections: usize,
+    /// `log.retention.check.interval.ms`
+    pub retention_check_interval_ms: u64,
+    /// `log.flush.offset.checkpoint.interval.ms`
+    pub checkpoint_interval_ms: u64,
+    /// `broker.rack`
+    pub rack: Option<String>,
+    /// Topic-level defaults from the broker's `log.*` / `message.max.bytes` keys.
+    pub log_defaults: LogConfig,
+    /// Every key that was set explicitly, as given (for logging and DescribeConfigs).
+    pub explicit: BTreeMap<String, String>,
+}
+
+/// Broker keys whose value becomes a topic-level default: (broker key, topic key, unit
+/// multiplier to milliseconds where the broker key is in hours or minutes).
+const LOG_DEFAULT_KEYS: &[(&str, &str, i64)] = &[
+    ("log.segment.bytes", "segment.bytes", 1),
+    ("log.roll.ms", "segment.ms", 1),
+    ("log.roll.hours", "segment.ms", 3_600_000),
+    ("log.roll.jitter.ms", "segment.jitter.ms", 1),
+    ("log.index.size.max.bytes", "segment.index.bytes", 1),
+    ("log.index.interval.bytes", "index.interval.bytes", 1),
+    ("log.retention.ms", "retention.ms", 1),
+    ("log.retention.minutes", "retention.ms", 60_000),
+    ("log.retention.hours", "retention.ms", 3_600_000),
+    ("log.retention.bytes", "retention.bytes", 1),
+    ("message.max.bytes", "max.message.bytes", 1),
+    ("log.message.timestamp.type", "message.timestamp.type", 0),
+    ("log.flush.interval.messages", "flush.messages", 1),
+    ("log.flush.interval.ms", "flush.ms", 1),
+    ("log.cleanup.policy", "cleanup.policy", 0),
+];
+
+const BROKER_KEYS: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "process.roles",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "log.dir",
+    "http.listener",
+    "num.partitions",
+    "default.replication.factor",
+    "auto.create.topics.enable",
+    "socket.request.max.bytes",
+    "max.connections",
+    "log.retention.check.interval.ms",
+    "log.flush.offset.checkpoint.interval.ms",
+    "broker.rack",
+];
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        let listener = Listener {
+            name: "PLAINTEXT".into(),
+            host: "127.0.0.1".into(),
+            port: 9092,
+        };
+        BrokerConfig {
+            node_id: 1,
+            process_roles: vec!["broker".into(), "controller".into()],
+            listeners: vec![listener.clone()],
+            advertised_listeners: vec![listener],
+            data_dir: PathBuf::from("./weir-data"),
+            http_listener: "127.0.0.1:9094".parse().expect("literal"),
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics: true,
+            socket_request_max_bytes: 104_857_600,
+            max_connections: 10_000,
+            retention_check_interval_ms: 300_000,
+            checkpoint_interval_ms: 60_000,
+            rack: None,
+            log_defaults: LogConfig::default(),
+            explicit: BTreeMap::new(),
+        }
+    }
+}
+
+/// Reads a Kafka-style properties file: `key=value` lines, `#` and `!` comments.
+pub fn read_properties(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .or_else(|| line.split_once(':'))
+            .ok_or(ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line: i + 1,
+            })?;
+        out.push((key.trim().to_owned(), value.trim().to_owned()));
+    }
+    Ok(out)
+}
+
+/// `WEIR_*` environment variables as config keys (`WEIR_NUM_PARTITIONS` → `num.partitions`).
+pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    vars.into_iter()
+        .filter_map(|(k, v)| {
+            let key = k
+                .strip_prefix("WEIR_")?
+                .to_ascii_lowercase()
+                .replace('_', ".");
+            Some((key, v))
+        })
+        .collect()
+}
+
+impl BrokerConfig {
+    /// Applies `key=value` settings in order over the current values.
+    pub fn apply(&mut self, settings: &[(String, String)]) -> Result<(), ConfigError> {
+        for (key, value) in settings {
+            self.set(key, value)?;
+        }
+        Ok(())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let invalid = |reason: &str| ConfigError::InvalidValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let int = |min: i64, max: i64| -> Result<i64, ConfigError> {
+            let v: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid("not an integer"))?;
+            if v < min || v > max {
+                return Err(invalid(&format!("must be between {min} and {max}")));
+            }
+            Ok(v)
+        };
+        let listeners = || -> Result<Vec<Listener>, ConfigError> {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Listener::parse(key, s))
+                .collect()
+        };
+        match key {
+            "node.id" | "broker.id" => self.node_id = int(0, i32::MAX as i64)? as i32,
+            "process.roles" => {
+                let roles: Vec<String> = value
+                    .split(',')
+                    .map(|r| r.trim().to_owned())
+                    .filter(|r| !r.is_empty())
+                    .collect();
+                if roles.is_empty() || roles.iter().any(|r| r != "broker" && r != "controller") {
+                    return Err(invalid("expected a list of broker and controller"));
+                }
+                self.process_roles = roles;
+            }
+            "listeners" => {
+                let parsed = listeners()?;
+                let advertised_follow = self.advertised_listeners == self.listeners
+                    && !self.explicit.contains_key("advertised.listeners");
+                self.listeners = parsed;
+                if advertised_follow {
+                    self.advertised_listeners = self.listeners.clone();
+                }
+            }
+            "advertised.listeners" => self.advertised_listeners = listeners()?,
+            "log.dirs" | "log.dir" => {
+                let first = value.split(',').next().unwrap_or("").trim();
+                if first.is_empty() {
+                    return Err(invalid("expected a directory"));
+                }
+                if value.contains(',') {
+                    return Err(invalid("one data directory per broker is supported"));
+                }
+                self.data_dir = PathBuf::from(first);
+            }
+            "http.listener" => {
+                self.http_listener = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("expected host:port"))?
+            }
+            "num.partitions" => self.num_partitions = int(1, i32::MAX as i64)? as i32,
+            "default.replication.factor" => {
+                self.default_replication_factor = int(1, i16::MAX as i64)? as i16
+            }
+            "auto.create.topics.enable" => {
+                self.auto_create_topics = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(invalid("expected true or false")),
+                }
+            }
+            "socket.request.max.bytes" => {
+                self.socket_request_max_bytes = int(1, i32::MAX as i64)? as usize
+            }
+            "max.connections" => self.max_connections = int(1, i32::MAX as i64)? as usize,
+            "log.retention.check.interval.ms" => {
+                self.retention_check_interval_ms = int(1, i64::MAX)? as u64
+            }
+            "log.flush.offset.checkpoint.interval.ms" => {
+                self.checkpoint_interval_ms = int(0, i32::MAX as i64)? as u64
+            }
+            "broker.rack" => self.rack = Some(value.trim().to_owned()).filter(|r| !r.is_empty()),
+            _ => {
+                let Some(&(_, topic_key, unit)) =
+                    LOG_DEFAULT_KEYS.iter().find(|(k, _, _)| *k == key)
+                else {
+                    return Err(ConfigError::UnknownKey {
+                        key: key.to_owned(),
+                    });
+                };
+                let topic_value = if unit > 1 {
+                    let v = int(-1, i64::MAX / unit)?;
+                    if v < 0 {
+                        "-1".to_owned()
+                    } else {
+                        (v * unit).to_string()
+                    }
+                } else {
+                    value.trim().to_owned()
+                };
+                self.log_defaults
+                    .set(topic_key, &topic_value)
+                    .map_err(|e| invalid(&e.to_string()))?;
+            }
+        }
+        self.explicit.insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    /// Cross-field checks.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: String, reason: &str| ConfigError::InvalidValue {
+            key: key.to_owned(),
+            value,
+            reason: reason.to_owned(),
+        };
+        if self.listeners.is_empty() {
+            return Err(invalid(
+                "listeners",
+                String::new(),
+                "at least one listener is required",
+            ));
+        }
+        for l in &self.advertised_listeners {
+            if !self.listeners.iter().any(|x| x.name == l.name) {
+                return Err(invalid(
+                    "advertised.listeners",
+                    l.name.clone(),
+                    "names a listener that `listeners` does not define",
+                ));
+            }
+            if l.host.is_empty() || l.host == "0.0.0.0" || l.host == "::" {
+                return Err(invalid(
+                    "advertised.listeners",
+                    format!("{}://{}:{}", l.name, l.host, l.port),
+                    "clients cannot connect to a wildcard address; set a reachable host",
+                ));
+            }
+        }
+        if !(self.process_roles.contains(&"broker".to_owned())
+            && self.process_roles.contains(&"controller".to_owned()))
+        {
+            return Err(invalid(
+                "process.roles",
+                self.process_roles.join(","),
+                "this release runs broker,controller in one process",
+            ));
+        }
+        if self.default_replication_factor > 1 {
+            return Err(invalid(
+                "default.replication.factor",
+                self.default_replication_factor.to_string(),
+                "a single-node cluster cannot place more than 1 replica",
+            ));
+        }
+        if (self.log_defaults.max_message_bytes as u64) > self.log_defaults.segment_bytes {
+            return Err(invalid(
+                "message.max.bytes",
+                self.log_defaults.max_message_bytes.to_string(),
+                "must not exceed log.segment.bytes",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every key this broker understands (for the documentation and DescribeConfigs).
+    pub fn known_keys() -> impl Iterator<Item = &'static str> {
+        BROKER_KEYS
+            .iter()
+            .copied()
+            .chain(LOG_DEFAULT_KEYS.iter().map(|(k, _, _)| *k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_kafkas_single_node_defaults() {
+        let c = BrokerConfig::default();
+        assert_eq!(
+            c.listeners[0],
+            Listener {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092
+            }
+        );
+        assert_eq!(c.num_partitions, 1);
+        assert!(c.auto_create_topics);
+        assert_eq!(c.socket_request_max_bytes, 104_857_600);
+        assert_eq!(c.log_defaults, LogConfig::default());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn later_sources_override_earlier_and_log_keys_become_topic_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.properties");
+        std::fs::write(&file, "# comment\nnode.id=3\nlisteners=PLAINTEXT://0.0.0.0:19092\nadvertised.listeners=PLAINTEXT://broker-3:19092\nlog.retention.hours=1\n").unwrap();
+        let mut c = BrokerConfig::default();
+        c.apply(&read_properties(&file).unwrap()).unwrap();
+        c.apply(&from_env([
+            ("WEIR_NUM_PARTITIONS".to_string(), "6".to_string()),
+            ("PATH".into(), "/bin".into()),
+        ]))
+        .unwrap();
+        c.apply(&kv(&[("node.id", "4"), ("log.segment.bytes", "1048576")]))
+            .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.node_id, 4);
+        assert_eq!(c.num_partitions, 6);
+        assert_eq!(c.listeners[0].port, 19092);
+        assert_eq!(c.advertised_listeners[0].host, "broker-3");
+        assert_eq!(c.log_defaults.retention_ms, 3_600_000);
+        assert_eq!(c.log_defaults.segment_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut c = BrokerConfig::default();
+        let e = c.apply(&kv(&[("num.partitons", "3")])).unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::UnknownKey {
+                key: "num.partitons".into()
+            }
+        );
+        let e = c
+            .apply(&kv(&[("listeners", "localhost:9092")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("`listeners`"), "{e}");
+        let e = c.apply(&kv(&[("log.segment.bytes", "5")])).unwrap_err();
+        assert!(
+            e.to_string().contains("`log.segment.bytes`")
+                && e.to_string().contains("segment.bytes"),
+            "{e}"
+        );
+        let e = c
+            .apply(&kv(&[("auto.create.topics.enable", "yes")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("auto.create.topics.enable"), "{e}");
+
+        let mut c = BrokerConfig::default();
+        c.apply(&kv(&[("advertised.listeners", "PLAINTEXT://0.0.0.0:9092")]))
+            .unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("advertised.listeners")
+        );
+        let mut c = BrokerConfig::default();
+        c.apply(&kv(&[("default.replication.factor", "3")]))
+            .unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("default.replication.factor")
+        );
+    }
+}

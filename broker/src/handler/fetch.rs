@@ -1,0 +1,146 @@
+//! Fetch: whole batches from the segment files, long-polling on `max_wait_ms` / `min_bytes`.
+//!
+//! Limits follow KIP-74: `partition_max_bytes` per partition and `max_bytes` for the whole
+//! response, except that the first batch of the first non-empty partition is returned even
+//! when larger, so a consumer can always make progress. Consumers read below the high
+//! watermark (= the last stable offset until transactions exist).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId as WireBrokerId, FetchRequest, FetchResponse};
+
+use crate::broker::Broker;
+use crate::kafka_error::log_error_code;
+use crate::types::Offset;
+
+/// The longest a fetch may wait, whatever the client asks (Kafka has no cap; a cap keeps a
+/// shutdown prompt and an absurd value harmless).
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    let started = Instant::now();
+    let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = if version >= 3 {
+        request.max_bytes.max(0) as usize
+    } else {
+        usize::MAX
+    };
+    let read_committed = request.isolation_level == 1;
+    let mut appends = broker.subscribe_appends();
+    loop {
+        appends.borrow_and_update();
+        let (response, bytes, failed) = read_once(broker, &request, max_bytes, read_committed);
+        let waited = started.elapsed();
+        if bytes >= min_bytes || failed || waited >= max_wait {
+            return response;
+        }
+        // Sleep until something is appended or the wait runs out.
+        if tokio::time::timeout(max_wait - waited, appends.changed())
+            .await
+            .is_err()
+        {
+            let (response, _, _) = read_once(broker, &request, max_bytes, read_committed);
+            return response;
+        }
+    }
+}
+
+/// One pass over the requested partitions: the response, its record bytes, and whether any
+/// partition failed (which answers at once).
+fn read_once(
+    broker: &Broker,
+    request: &FetchRequest,
+    max_bytes: usize,
+    read_committed: bool,
+) -> (FetchResponse, usize, bool) {
+    let mut total = 0usize;
+    let mut failed = false;
+    let responses = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.topic.0.to_string();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let out = PartitionData::default()
+                        .with_partition_index(p.partition)
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1)
+                        .with_preferred_read_replica(WireBrokerId(-1))
+                        .with_aborted_transactions(read_committed.then(Vec::new));
+                    let Some(partition) = broker.partition(&name, p.partition) else {
+                        failed = true;
+                        return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    if p.current_leader_epoch >= 0
+                        && p.current_leader_epoch != partition.leader_epoch
+                    {
+                        failed = true;
+                        let code = if p.current_leader_epoch > partition.leader_epoch {
+                            ResponseError::UnknownLeaderEpoch
+                        } else {
+                            ResponseError::FencedLeaderEpoch
+                        };
+                        return out.with_error_code(code.code());
+                    }
+                    let log = partition.log.read().unwrap_or_else(|e| e.into_inner());
+                    let hw = log.high_watermark();
+                    let out = out
+                        .with_high_watermark(hw.as_i64())
+                        .with_last_stable_offset(hw.as_i64())
+                        .with_log_start_offset(log.log_start_offset().as_i64());
+                    let Some(offset) = Offset::from_i64(p.fetch_offset) else {
+                        failed = true;
+                        return out.with_error_code(ResponseError::OffsetOutOfRange.code());
+                    };
+                    let budget = (p.partition_max_bytes.max(0) as usize)
+                        .min(max_bytes.saturating_sub(total));
+                    if budget == 0 && total > 0 {
+                        return out.with_records(Some(Bytes::new()));
+                    }
+                    match log.read(offset, budget.max(1), Some(hw)) {
+                        Ok(None) => out.with_records(Some(Bytes::new())),
+                        Ok(Some(slice)) if total > 0 && slice.len as usize > budget => {
+                            out.with_records(Some(Bytes::new()))
+                        }
+                        Ok(Some(slice)) => match slice.read_to_vec() {
+                            Ok(bytes) => {
+                                total += bytes.len();
+                                broker
+                                    .metrics
+                                    .bytes_out
+                                    .with_label_values(&[&name])
+                                    .inc_by(bytes.len() as u64);
+                                out.with_records(Some(Bytes::from(bytes)))
+                            }
+                            Err(_) => {
+                                failed = true;
+                                out.with_error_code(ResponseError::KafkaStorageError.code())
+                            }
+                        },
+                        Err(e) => {
+                            failed = true;
+                            out.with_error_code(log_error_code(&e))
+                        }
+                    }
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    (
+        FetchResponse::default().with_responses(responses),
+        total,
+        failed,
+    )
+}

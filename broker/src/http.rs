@@ -1,0 +1,73 @@
+//! HTTP on 9094: `/metrics` (Prometheus text), `/healthz` (the process serves) and `/readyz`
+//! (the Kafka listener accepts requests).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+
+#[derive(Clone)]
+struct AppState {
+    broker: Arc<Broker>,
+    ready: Arc<AtomicBool>,
+}
+
+/// Serves until `shutdown` completes.
+pub async fn run(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { broker, ready });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics(
+    State(state): State<AppState>,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    let broker = &state.broker;
+    for partition in broker.partitions() {
+        let log = partition.log.read().unwrap_or_else(|e| e.into_inner());
+        let labels = [
+            partition.tp.topic.as_str(),
+            &partition.tp.partition.to_string(),
+        ];
+        broker
+            .metrics
+            .log_size
+            .with_label_values(&labels)
+            .set(log.size_bytes() as i64);
+        broker
+            .metrics
+            .log_segments
+            .with_label_values(&labels)
+            .set(log.segment_count() as i64);
+    }
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4")],
+        broker.metrics.render(),
+    )
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}

@@ -1,0 +1,131 @@
+//! Prometheus metrics of the broker, served as text on `/metrics`.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric the broker exports, registered in its own registry.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub bytes_in: IntCounterVec,
+    pub bytes_out: IntCounterVec,
+    pub messages_in: IntCounterVec,
+    pub messages_out: IntCounterVec,
+    pub requests: IntCounterVec,
+    pub request_latency: HistogramVec,
+    pub errors: IntCounterVec,
+    pub connections: IntGauge,
+    pub log_size: IntGaugeVec,
+    pub log_segments: IntGaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help).namespace("weir"), labels)
+                .expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help).namespace("weir"), labels)
+                .expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let bytes_in = counter(
+            "bytes_in_total",
+            "Record bytes appended by producers, per topic",
+            &["topic"],
+        );
+        let bytes_out = counter(
+            "bytes_out_total",
+            "Record bytes sent to consumers, per topic",
+            &["topic"],
+        );
+        let messages_in = counter(
+            "messages_in_total",
+            "Records appended by producers, per topic",
+            &["topic"],
+        );
+        let messages_out = counter(
+            "messages_out_total",
+            "Record batches' records sent to consumers, per topic",
+            &["topic"],
+        );
+        let requests = counter("requests_total", "Requests handled, per API", &["api"]);
+        let errors = counter(
+            "errors_total",
+            "Error codes returned, per API and error code",
+            &["api", "error"],
+        );
+        let request_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "request_latency_seconds",
+                "Time from reading a request to writing its response, per API",
+            )
+            .namespace("weir")
+            .buckets(vec![
+                0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                5.0,
+            ]),
+            &["api"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(request_latency.clone()))
+            .expect("unique metric");
+        let connections = IntGauge::with_opts(
+            Opts::new("active_connections", "Open client connections").namespace("weir"),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(connections.clone()))
+            .expect("unique metric");
+        let log_size = gauge_vec(
+            "log_size_bytes",
+            "Bytes in a partition's segments",
+            &["topic", "partition"],
+        );
+        let log_segments = gauge_vec(
+            "log_segments",
+            "Segments of a partition",
+            &["topic", "partition"],
+        );
+        Metrics {
+            registry,
+            bytes_in,
+            bytes_out,
+            messages_in,
+            messages_out,
+            requests,
+            request_latency,
+            errors,
+            connections,
+            log_size,
+            log_segments,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}

@@ -1,0 +1,183 @@
+//! One client connection: read a frame, decode, handle, write the response — in order.
+//!
+//! A frame is a 4-byte big-endian size and that many bytes. A size below the smallest
+//! header or above `socket.request.max.bytes`, an unknown API key, a version outside the
+//! advertised range (except ApiVersions, answered with UNSUPPORTED_VERSION as Kafka does), or
+//! a body that does not decode closes the connection with a log line saying why; nothing is
+//! stored for it and other connections are unaffected.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+use crate::broker::Broker;
+use crate::handler;
+
+/// Why a connection was closed by the broker.
+#[derive(Debug, thiserror::Error)]
+enum Close {
+    #[error("frame size {size} outside 1..={max} (socket.request.max.bytes)")]
+    FrameSize { size: i32, max: usize },
+    #[error("unknown API key {key}")]
+    UnknownApiKey { key: i16 },
+    #[error("{api:?} v{version} is not supported (supported {min}..={max})")]
+    UnsupportedVersion {
+        api: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+    },
+    #[error("malformed {what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub(super) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+) {
+    broker.metrics.connections.inc();
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::with_capacity(64 * 1024, read);
+    let max = broker.config.socket_request_max_bytes;
+    let result: Result<(), Close> = async {
+        loop {
+            let size = tokio::select! {
+                biased;
+                _ = stop.changed() => return Ok(()),
+                size = read.read_i32() => match size {
+                    Ok(size) => size,
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            // The smallest request header is 8 bytes (api key, version, correlation id, null client id).
+            if size < 8 || size as usize > max {
+                return Err(Close::FrameSize { size, max });
+            }
+            let mut frame = BytesMut::zeroed(size as usize);
+            read.read_exact(&mut frame).await?;
+            let started = Instant::now();
+            let frame = frame.freeze();
+            if let Some(response) = handle_frame(&broker, frame, started).await? {
+                write.write_all(&response).await?;
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => debug!(%peer, "connection closed"),
+        Err(Close::Io(e)) => debug!(%peer, error = %e, "connection closed"),
+        Err(why) => info!(%peer, reason = %why, "closing connection on bad input"),
+    }
+    broker.metrics.connections.dec();
+}
+
+/// Decodes one request frame, handles it, and returns the framed response (None when the
+/// request gets no response, as produce with acks=0).
+async fn handle_frame(
+    broker: &Broker,
+    mut frame: Bytes,
+    started: Instant,
+) -> Result<Option<Bytes>, Close> {
+    let key = frame.clone().get_i16();
+    let version = frame.clone().slice(2..).get_i16();
+    let api = ApiKey::try_from(key).map_err(|()| Close::UnknownApiKey { key })?;
+    let range = handler::supported_versions(api);
+    let supported = range.is_some_and(|(min, max)| (min..=max).contains(&version));
+    if !supported && api != ApiKey::ApiVersions {
+        let (min, max) = range.unwrap_or((-1, -1));
+        return Err(Close::UnsupportedVersion {
+            api,
+            version,
+            min,
+            max,
+        });
+    }
+    // An ApiVersions request of a version we do not know is answered in v0 (KIP-511).
+    let (header_version, body_version) = if supported {
+        (api.request_header_version(version), version)
+    } else {
+        (1, 0)
+    };
+    let header =
+        RequestHeader::decode(&mut frame, header_version).map_err(|e| Close::Malformed {
+            what: "request header",
+            reason: e.to_string(),
+        })?;
+    let request = if supported {
+        RequestKind::decode(api, &mut frame, body_version).map_err(|e| Close::Malformed {
+            what: "request body",
+            reason: e.to_string(),
+        })?
+    } else {
+        RequestKind::ApiVersions(Default::default())
+    };
+    let response = handler::handle(broker, &header, request, supported).await;
+    let api_name = api_label(api);
+    broker.metrics.requests.with_label_values(&[api_name]).inc();
+    let Some(response) = response else {
+        broker
+            .metrics
+            .request_latency
+            .with_label_values(&[api_name])
+            .observe(started.elapsed().as_secs_f64());
+        return Ok(None);
+    };
+    for code in handler::error_codes(&response) {
+        broker
+            .metrics
+            .errors
+            .with_label_values(&[api_name, &code.to_string()])
+            .inc();
+    }
+    let response_version = if supported { version } else { 0 };
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(header.correlation_id)
+        .encode(&mut buf, api.response_header_version(response_version))
+        .map_err(|e| Close::Malformed {
+            what: "response header",
+            reason: e.to_string(),
+        })?;
+    response
+        .encode(&mut buf, response_version)
+        .map_err(|e| Close::Malformed {
+            what: "response",
+            reason: e.to_string(),
+        })?;
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    broker
+        .metrics
+        .request_latency
+        .with_label_values(&[api_name])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(Some(buf.freeze()))
+}
+
+/// A stable label for an API key.
+pub(crate) fn api_label(api: ApiKey) -> &'static str {
+    match api {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        _ => "Other",
+    }
+}

@@ -1,0 +1,165 @@
+//! Starts and stops real `weir-broker` processes for integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A broker process with its own data directory and ports on 127.0.0.1.
+pub struct BrokerProcess {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub kafka_port: u16,
+    pub http_port: u16,
+    pub extra: Vec<String>,
+    log_path: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl BrokerProcess {
+    /// Starts a broker on free ports with `extra` `--override key=value` settings.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> BrokerProcess {
+        let mut broker = BrokerProcess {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            kafka_port: free_port(),
+            http_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            log_path: data_dir.with_extension("broker.log"),
+        };
+        broker.spawn();
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir-broker"));
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--override")
+            .arg(format!(
+                "listeners=PLAINTEXT://127.0.0.1:{}",
+                self.kafka_port
+            ))
+            .arg("--override")
+            .arg(format!("http.listener=127.0.0.1:{}", self.http_port))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for e in &self.extra {
+            cmd.arg("--override").arg(e);
+        }
+        self.child = Some(cmd.spawn().expect("start weir-broker"));
+        self.wait_ready();
+    }
+
+    /// Polls `/readyz` until it answers 200.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("weir-broker exited with {status}; log:\n{}", self.log());
+            }
+            if self
+                .http_get("/readyz")
+                .is_some_and(|(code, _)| code == 200)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("weir-broker not ready in 30 s; log:\n{}", self.log());
+    }
+
+    /// A plain HTTP/1.0 GET against the broker's HTTP port: `(status, body)`.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let code = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((code, body))
+    }
+
+    /// Open file descriptors of the broker process.
+    pub fn open_fds(&self) -> usize {
+        let pid = self.child.as_ref().expect("running").id();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait: a clean shutdown. Returns the exit status success.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        unsafe_free_kill(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same ports and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the broker first");
+        self.spawn();
+    }
+}
+
+/// Sends a signal with the `kill` command (keeps the tests free of `unsafe`).
+fn unsafe_free_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,141 @@
+//! The cluster metadata image: brokers, topics, partitions and topic config overrides.
+//!
+//! Plain data, shared by the controller (which alone changes it), the stores
+//! (which persist it as JSON) and the brokers (which read published copies).
+//! Invariants the controller keeps:
+//! - `topics` is keyed by the topic's own name, and topic ids are unique;
+//! - a topic's `partitions[i].partition == i`, and it has at least one partition;
+//! - every partition of a topic has the same number of replicas, no broker twice;
+//! - `configs` holds overrides only, each valid per [`crate::topic_config`];
+//! - `version` grows by exactly one with every committed change.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BrokerId, TopicId, TopicName};
+
+/// Leadership and replica set of one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub partition: i32,
+    /// Assigned replicas; the first is the preferred leader.
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub leader: Option<BrokerId>,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+impl PartitionState {
+    /// A partition as created: every replica in sync, the first one leading, epochs 0.
+    pub fn new(partition: i32, replicas: Vec<BrokerId>) -> PartitionState {
+        PartitionState {
+            partition,
+            leader: replicas.first().copied(),
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicMetadata {
+    pub name: TopicName,
+    pub id: TopicId,
+    pub partitions: Vec<PartitionState>,
+    /// Config overrides only; keys absent here take the defaults.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicMetadata {
+    /// Replicas per partition (every partition has the same number).
+    pub fn replication_factor(&self) -> usize {
+        self.partitions.first().map_or(0, |p| p.replicas.len())
+    }
+}
+
+/// How clients reach a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    pub id: BrokerId,
+    pub rack: Option<String>,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterMetadata {
+    pub cluster_id: String,
+    pub version: u64,
+    pub brokers: BTreeMap<BrokerId, BrokerInfo>,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicMetadata>,
+}
+
+impl ClusterMetadata {
+    pub fn topic(&self, name: &str) -> Option<&TopicMetadata> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: TopicId) -> Option<&TopicMetadata> {
+        self.topics.values().find(|topic| topic.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_partition_is_led_by_its_first_replica_with_full_isr() {
+        let p = PartitionState::new(3, vec![BrokerId(2), BrokerId(0), BrokerId(1)]);
+        assert_eq!(p.partition, 3);
+        assert_eq!(p.leader, Some(BrokerId(2)));
+        assert_eq!(p.isr, p.replicas);
+        assert_eq!((p.leader_epoch, p.partition_epoch), (0, 0));
+    }
+
+    #[test]
+    fn cluster_metadata_round_trips_through_json() {
+        let name = TopicName::new("orders").unwrap();
+        let id = TopicId::random();
+        let mut metadata = ClusterMetadata {
+            cluster_id: "abc".into(),
+            version: 4,
+            brokers: BTreeMap::new(),
+            topics: BTreeMap::new(),
+        };
+        metadata.brokers.insert(
+            BrokerId(1),
+            BrokerInfo {
+                id: BrokerId(1),
+                rack: Some("r1".into()),
+                host: "h".into(),
+                port: 9092,
+            },
+        );
+        metadata.topics.insert(
+            "orders".into(),
+            TopicMetadata {
+                name,
+                id,
+                partitions: vec![PartitionState::new(0, vec![BrokerId(1)])],
+                configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+            },
+        );
+        let json = serde_json::to_string(&metadata).unwrap();
+        let back: ClusterMetadata = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, metadata);
+        assert_eq!(
+            back.topic_by_id(id).map(|t| t.name.as_str()),
+            Some("orders")
+        );
+        assert_eq!(
+            back.topic("orders").map(TopicMetadata::replication_factor),
+            Some(1)
+        );
+    }
+}
