@@ -8,6 +8,7 @@
 //! [`BrokerConfig::validate`] checks cross-field rules; every error names the key.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -63,6 +64,16 @@ impl Listener {
             host: host.trim_matches(['[', ']']).to_owned(),
             port,
         })
+    }
+}
+
+impl fmt::Display for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "{}://[{}]:{}", self.name, self.host, self.port)
+        } else {
+            write!(f, "{}://{}:{}", self.name, self.host, self.port)
+        }
     }
 }
 
@@ -374,14 +385,53 @@ impl BrokerConfig {
                 "a single-node cluster cannot place more than 1 replica",
             ));
         }
-        if (self.log_defaults.max_message_bytes as u64) > self.log_defaults.segment_bytes {
-            return Err(invalid(
-                "message.max.bytes",
-                self.log_defaults.max_message_bytes.to_string(),
-                "must not exceed log.segment.bytes",
-            ));
-        }
         Ok(())
+    }
+
+    /// The value DescribeConfigs shows for the broker key `key`: as given when it was set
+    /// explicitly; otherwise the value in force, except for the `log.*` topic-default keys
+    /// (several are one setting in different units), which show Kafka's default in their own
+    /// unit. `None` for an unknown key or one without a value (`broker.rack` unset).
+    pub fn value_of(&self, key: &str) -> Option<String> {
+        if let Some(value) = self.explicit.get(key) {
+            return Some(value.clone());
+        }
+        let listeners = |ls: &[Listener]| {
+            ls.iter()
+                .map(Listener::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        Some(match key {
+            "node.id" | "broker.id" => self.node_id.to_string(),
+            "process.roles" => self.process_roles.join(","),
+            "listeners" => listeners(&self.listeners),
+            "advertised.listeners" => listeners(&self.advertised_listeners),
+            "log.dirs" | "log.dir" => self.data_dir.display().to_string(),
+            "http.listener" => self.http_listener.to_string(),
+            "num.partitions" => self.num_partitions.to_string(),
+            "default.replication.factor" => self.default_replication_factor.to_string(),
+            "auto.create.topics.enable" => self.auto_create_topics.to_string(),
+            "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
+            "max.connections" => self.max_connections.to_string(),
+            "log.retention.check.interval.ms" => self.retention_check_interval_ms.to_string(),
+            "log.flush.offset.checkpoint.interval.ms" => self.checkpoint_interval_ms.to_string(),
+            "broker.rack" => return self.rack.clone(),
+            _ => {
+                let &(_, topic_key, unit) = LOG_DEFAULT_KEYS.iter().find(|(k, _, _)| *k == key)?;
+                let default = LogConfig::default().get(topic_key)?;
+                if unit > 1 {
+                    let value: i64 = default.parse().ok()?;
+                    if value < 0 {
+                        "-1".to_owned()
+                    } else {
+                        (value / unit).to_string()
+                    }
+                } else {
+                    default
+                }
+            }
+        })
     }
 
     /// Every key this broker understands (for the documentation and DescribeConfigs).
@@ -391,6 +441,16 @@ impl BrokerConfig {
             .copied()
             .chain(LOG_DEFAULT_KEYS.iter().map(|(k, _, _)| *k))
     }
+}
+
+/// The broker keys whose value becomes the topic-level default `topic_key`, in Kafka's order
+/// of precedence (`retention.ms` ← `log.retention.ms`, `log.retention.minutes`,
+/// `log.retention.hours`). Empty for a topic key the broker config cannot set.
+pub fn broker_keys_for_topic_key(topic_key: &str) -> impl Iterator<Item = &'static str> + '_ {
+    LOG_DEFAULT_KEYS
+        .iter()
+        .filter(move |(_, t, _)| *t == topic_key)
+        .map(|(broker_key, _, _)| *broker_key)
 }
 
 #[cfg(test)]
@@ -443,6 +503,46 @@ mod tests {
         assert_eq!(c.advertised_listeners[0].host, "broker-3");
         assert_eq!(c.log_defaults.retention_ms, 3_600_000);
         assert_eq!(c.log_defaults.segment_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn shown_defaults_reapply_without_changing_anything() {
+        let defaults = BrokerConfig::default();
+        for key in BrokerConfig::known_keys() {
+            let Some(value) = defaults.value_of(key) else {
+                assert_eq!(key, "broker.rack");
+                continue;
+            };
+            let mut c = BrokerConfig::default();
+            c.apply(&kv(&[(key, &value)]))
+                .unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+            c.explicit.clear();
+            assert_eq!(format!("{c:?}"), format!("{defaults:?}"), "{key}={value}");
+        }
+        assert_eq!(defaults.value_of("log.retention.hours").as_deref(), Some("168"));
+        assert_eq!(defaults.value_of("log.retention.ms").as_deref(), Some("604800000"));
+        assert_eq!(defaults.value_of("no.such.key"), None);
+    }
+
+    #[test]
+    fn explicit_values_are_shown_as_given() {
+        let mut c = BrokerConfig::default();
+        c.apply(&kv(&[
+            ("log.retention.hours", "2"),
+            ("listeners", "PLAINTEXT://[::1]:19092"),
+        ]))
+        .unwrap();
+        assert_eq!(c.value_of("log.retention.hours").as_deref(), Some("2"));
+        assert_eq!(c.value_of("log.retention.ms").as_deref(), Some("604800000"));
+        assert_eq!(
+            c.value_of("advertised.listeners").as_deref(),
+            Some("PLAINTEXT://[::1]:19092")
+        );
+        assert_eq!(
+            broker_keys_for_topic_key("retention.ms").collect::<Vec<_>>(),
+            ["log.retention.ms", "log.retention.minutes", "log.retention.hours"]
+        );
+        assert_eq!(broker_keys_for_topic_key("min.insync.replicas").count(), 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The controller: owns the committed [`ClusterMetadata`] and changes it through
-//! topic operations (create, delete, create partitions, alter configs).
+//! topic operations (create, delete, create partitions, alter configs) and by
+//! allocating blocks of producer ids.
 //!
 //! Each operation first plans the change with pure functions over the current
 //! image (every Kafka check happens there), then commits it: the new image,
@@ -12,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -113,6 +115,8 @@ pub enum ControllerError {
         #[source]
         source: ConfigError,
     },
+    #[error("producer ids are exhausted: {count} more after {next} would pass i64::MAX")]
+    ProducerIdsExhausted { next: i64, count: u32 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -136,7 +140,8 @@ impl ControllerError {
             | ControllerError::ManualAssignmentWithCount { .. } => 42, // INVALID_REQUEST
             ControllerError::InvalidConfig { .. } => 40,      // INVALID_CONFIG
             ControllerError::UnknownTopicId { .. } => 100,    // UNKNOWN_TOPIC_ID
-            ControllerError::Store(_) => -1,                  // UNKNOWN_SERVER_ERROR
+            // Kafka answers an exhausted id space with UNKNOWN_SERVER_ERROR too.
+            ControllerError::ProducerIdsExhausted { .. } | ControllerError::Store(_) => -1, // UNKNOWN_SERVER_ERROR
         }
     }
 
@@ -232,6 +237,7 @@ impl<S: MetadataStore> Controller<S> {
                     version: 0,
                     brokers: BTreeMap::new(),
                     topics: BTreeMap::new(),
+                    next_producer_id: 0,
                 },
                 None,
             ),
@@ -357,6 +363,27 @@ impl<S: MetadataStore> Controller<S> {
             self.commit_topic(topic.clone()).await?;
         }
         Ok(topic)
+    }
+
+    /// Allocates the next `count` producer ids to a broker, which hands them out to
+    /// producers (InitProducerId). The block is committed before it is returned, so no id
+    /// is ever allocated twice, across restarts included; ids of a block a broker did not
+    /// use up before it stopped are skipped, never reused. `count == 0` commits nothing.
+    pub async fn allocate_producer_ids(
+        &mut self,
+        count: u32,
+    ) -> Result<Range<i64>, ControllerError> {
+        let start = self.metadata.next_producer_id;
+        if count == 0 {
+            return Ok(start..start);
+        }
+        let end = start
+            .checked_add(i64::from(count))
+            .ok_or(ControllerError::ProducerIdsExhausted { next: start, count })?;
+        let mut next = ClusterMetadata::clone(&self.metadata);
+        next.next_producer_id = end;
+        self.commit(next).await?;
+        Ok(start..end)
     }
 
     fn topic(&self, name: &str) -> Result<&TopicMetadata, ControllerError> {

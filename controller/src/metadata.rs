@@ -7,7 +7,9 @@
 //! - a topic's `partitions[i].partition == i`, and it has at least one partition;
 //! - every partition of a topic has the same number of replicas, no broker twice;
 //! - `configs` holds overrides only, each valid per [`crate::topic_config`];
-//! - `version` grows by exactly one with every committed change.
+//! - `version` grows by exactly one with every committed change;
+//! - `next_producer_id` never decreases: every id below it has been handed to a broker
+//!   in a block (see `Controller::allocate_producer_ids`), none at or above it has.
 
 use std::collections::BTreeMap;
 
@@ -73,6 +75,10 @@ pub struct ClusterMetadata {
     pub brokers: BTreeMap<BrokerId, BrokerInfo>,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicMetadata>,
+    /// The first producer id not yet allocated to a broker. Missing from files written
+    /// before producer ids existed, which therefore load as 0.
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 impl ClusterMetadata {
@@ -107,6 +113,7 @@ mod tests {
             version: 4,
             brokers: BTreeMap::new(),
             topics: BTreeMap::new(),
+            next_producer_id: 2000,
         };
         metadata.brokers.insert(
             BrokerId(1),
@@ -137,5 +144,13 @@ mod tests {
             back.topic("orders").map(TopicMetadata::replication_factor),
             Some(1)
         );
+    }
+
+    #[test]
+    fn metadata_written_before_producer_ids_loads_with_the_first_id_next() {
+        let old = r#"{"cluster_id":"abc","version":7,"brokers":{},"topics":{}}"#;
+        let metadata: ClusterMetadata = serde_json::from_str(old).unwrap();
+        assert_eq!(metadata.version, 7);
+        assert_eq!(metadata.next_producer_id, 0);
     }
 }

@@ -273,6 +273,7 @@ mod tests {
             version,
             brokers: BTreeMap::new(),
             topics: BTreeMap::new(),
+            next_producer_id: 0,
         };
         metadata.brokers.insert(
             BrokerId(0),

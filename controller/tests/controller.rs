@@ -835,3 +835,82 @@ async fn controller_reopened_from_a_file_store_sees_the_same_topics_and_ids() {
         "no temporary file left"
     );
 }
+
+#[tokio::test]
+async fn producer_id_blocks_are_disjoint_ascending_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.json");
+    let mut controller = Controller::open(FileMetadataStore::new(path.clone()), broker(0))
+        .await
+        .unwrap();
+    let mut updates = controller.subscribe();
+    updates.mark_unchanged();
+    assert_eq!(
+        controller.allocate_producer_ids(1000).await.unwrap(),
+        0..1000
+    );
+    assert!(updates.has_changed().unwrap(), "an allocation is a commit");
+    assert_eq!(
+        controller.allocate_producer_ids(10).await.unwrap(),
+        1000..1010
+    );
+    let version = controller.metadata().version;
+    assert_eq!(
+        controller.allocate_producer_ids(0).await.unwrap(),
+        1010..1010
+    );
+    assert_eq!(controller.metadata().version, version, "nothing to commit");
+    drop(controller);
+
+    // A restarted controller never hands out an id twice.
+    let mut reopened = Controller::open(FileMetadataStore::new(path), broker(0))
+        .await
+        .unwrap();
+    assert_eq!(reopened.metadata().next_producer_id, 1010);
+    assert_eq!(
+        reopened.allocate_producer_ids(1000).await.unwrap(),
+        1010..2010
+    );
+}
+
+#[tokio::test]
+async fn a_producer_id_block_whose_save_failed_is_not_allocated() {
+    let store = FlakyStore::default();
+    let mut controller = Controller::open(store.clone(), broker(0)).await.unwrap();
+    assert_eq!(controller.allocate_producer_ids(5).await.unwrap(), 0..5);
+    store.fail.store(true, Ordering::SeqCst);
+    let err = controller.allocate_producer_ids(5).await.unwrap_err();
+    assert!(matches!(err, ControllerError::Store(_)), "{err:?}");
+    assert_eq!(controller.metadata().next_producer_id, 5);
+    store.fail.store(false, Ordering::SeqCst);
+    assert_eq!(controller.allocate_producer_ids(5).await.unwrap(), 5..10);
+    assert_eq!(
+        store.load().await.unwrap().unwrap().next_producer_id,
+        10,
+        "persisted"
+    );
+}
+
+#[tokio::test]
+async fn producer_ids_past_i64_max_are_refused() {
+    let store = MemoryMetadataStore::new();
+    let controller = Controller::open(store.clone(), broker(0)).await.unwrap();
+    let mut nearly_full = controller.metadata().clone();
+    drop(controller);
+    let version = nearly_full.version;
+    nearly_full.next_producer_id = i64::MAX - 10;
+    nearly_full.version += 1;
+    store.save(&nearly_full, Some(version)).await.unwrap();
+
+    let mut controller = Controller::open(store, broker(0)).await.unwrap();
+    assert_eq!(
+        controller.allocate_producer_ids(10).await.unwrap(),
+        i64::MAX - 10..i64::MAX
+    );
+    let err = controller.allocate_producer_ids(1).await.unwrap_err();
+    assert!(
+        matches!(err, ControllerError::ProducerIdsExhausted { next, count: 1 } if next == i64::MAX),
+        "{err:?}"
+    );
+    assert_eq!(err.kafka_error_code(), -1);
+}

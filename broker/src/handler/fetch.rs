@@ -3,7 +3,9 @@
 //! Limits follow KIP-74: `partition_max_bytes` per partition and `max_bytes` for the whole
 //! response, except that the first batch of the first non-empty partition is returned even
 //! when larger, so a consumer can always make progress. Consumers read below the high
-//! watermark (= the last stable offset until transactions exist).
+//! watermark (= the last stable offset until transactions exist). Record bytes are not read
+//! here: each partition's records field carries a marker and the file range is sent with
+//! sendfile by the connection (`server::zero_copy`).
 
 use std::time::{Duration, Instant};
 
@@ -12,58 +14,78 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId as WireBrokerId, FetchRequest, FetchResponse};
 
+use super::ZeroCopy;
 use crate::broker::Broker;
 use crate::kafka_error::log_error_code;
+use crate::server::zero_copy::{FileRegion, Markers};
 use crate::types::Offset;
 
 /// The longest a fetch may wait, whatever the client asks (Kafka has no cap; a cap keeps a
 /// shutdown prompt and an absurd value harmless).
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
-pub(super) async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+pub(super) async fn handle(
+    broker: &Broker,
+    request: FetchRequest,
+    version: i16,
+    zero_copy: &mut ZeroCopy,
+) -> FetchResponse {
     let started = Instant::now();
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if version >= 3 {
-        request.max_bytes.max(0) as usize
-    } else {
-        usize::MAX
-    };
+    let max_bytes = if version >= 3 { request.max_bytes.max(0) as usize } else { usize::MAX };
     let read_committed = request.isolation_level == 1;
+    let markers = Markers::new();
     let mut appends = broker.subscribe_appends();
-    loop {
+    let pass = loop {
         appends.borrow_and_update();
-        let (response, bytes, failed) = read_once(broker, &request, max_bytes, read_committed);
+        let pass = read_once(broker, &request, max_bytes, read_committed, &markers);
         let waited = started.elapsed();
-        if bytes >= min_bytes || failed || waited >= max_wait {
-            return response;
+        if pass.bytes >= min_bytes || pass.failed || waited >= max_wait {
+            break pass;
         }
         // Sleep until something is appended or the wait runs out.
-        if tokio::time::timeout(max_wait - waited, appends.changed())
-            .await
-            .is_err()
-        {
-            let (response, _, _) = read_once(broker, &request, max_bytes, read_committed);
-            return response;
+        if tokio::time::timeout(max_wait - waited, appends.changed()).await.is_err() {
+            break read_once(broker, &request, max_bytes, read_committed, &markers);
         }
+    };
+    for (topic, bytes) in &pass.bytes_per_topic {
+        broker.metrics.bytes_out.with_label_values(&[topic]).inc_by(*bytes);
     }
+    if !pass.regions.is_empty() {
+        zero_copy.parts = Some((markers, pass.regions));
+    }
+    pass.response
 }
 
-/// One pass over the requested partitions: the response, its record bytes, and whether any
-/// partition failed (which answers at once).
+/// The result of one pass over the requested partitions.
+struct Pass {
+    response: FetchResponse,
+    /// File ranges in the order of the markers in `response`.
+    regions: Vec<FileRegion>,
+    bytes: usize,
+    bytes_per_topic: Vec<(String, u64)>,
+    /// A partition failed; the response goes out at once.
+    failed: bool,
+}
+
 fn read_once(
     broker: &Broker,
     request: &FetchRequest,
     max_bytes: usize,
     read_committed: bool,
-) -> (FetchResponse, usize, bool) {
+    markers: &Markers,
+) -> Pass {
     let mut total = 0usize;
     let mut failed = false;
+    let mut regions: Vec<FileRegion> = Vec::new();
+    let mut bytes_per_topic = Vec::new();
     let responses = request
         .topics
         .iter()
         .map(|topic| {
             let name = topic.topic.0.to_string();
+            let before = total;
             let partitions = topic
                 .partitions
                 .iter()
@@ -79,9 +101,7 @@ fn read_once(
                         failed = true;
                         return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if p.current_leader_epoch >= 0
-                        && p.current_leader_epoch != partition.leader_epoch
-                    {
+                    if p.current_leader_epoch >= 0 && p.current_leader_epoch != partition.leader_epoch {
                         failed = true;
                         let code = if p.current_leader_epoch > partition.leader_epoch {
                             ResponseError::UnknownLeaderEpoch
@@ -100,31 +120,19 @@ fn read_once(
                         failed = true;
                         return out.with_error_code(ResponseError::OffsetOutOfRange.code());
                     };
-                    let budget = (p.partition_max_bytes.max(0) as usize)
-                        .min(max_bytes.saturating_sub(total));
+                    let budget = (p.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
                     if budget == 0 && total > 0 {
                         return out.with_records(Some(Bytes::new()));
                     }
                     match log.read(offset, budget.max(1), Some(hw)) {
                         Ok(None) => out.with_records(Some(Bytes::new())),
-                        Ok(Some(slice)) if total > 0 && slice.len as usize > budget => {
-                            out.with_records(Some(Bytes::new()))
+                        Ok(Some(slice)) if total > 0 && slice.len as usize > budget => out.with_records(Some(Bytes::new())),
+                        Ok(Some(slice)) => {
+                            total += slice.len as usize;
+                            let marker = markers.marker(regions.len());
+                            regions.push(FileRegion { file: slice.file, position: slice.position, len: slice.len });
+                            out.with_records(Some(marker))
                         }
-                        Ok(Some(slice)) => match slice.read_to_vec() {
-                            Ok(bytes) => {
-                                total += bytes.len();
-                                broker
-                                    .metrics
-                                    .bytes_out
-                                    .with_label_values(&[&name])
-                                    .inc_by(bytes.len() as u64);
-                                out.with_records(Some(Bytes::from(bytes)))
-                            }
-                            Err(_) => {
-                                failed = true;
-                                out.with_error_code(ResponseError::KafkaStorageError.code())
-                            }
-                        },
                         Err(e) => {
                             failed = true;
                             out.with_error_code(log_error_code(&e))
@@ -132,15 +140,20 @@ fn read_once(
                     }
                 })
                 .collect();
+            if total > before {
+                bytes_per_topic.push((name, (total - before) as u64));
+            }
             FetchableTopicResponse::default()
                 .with_topic(topic.topic.clone())
                 .with_topic_id(topic.topic_id)
                 .with_partitions(partitions)
         })
         .collect();
-    (
-        FetchResponse::default().with_responses(responses),
-        total,
+    Pass {
+        response: FetchResponse::default().with_responses(responses),
+        regions,
+        bytes: total,
+        bytes_per_topic,
         failed,
-    )
+    }
 }

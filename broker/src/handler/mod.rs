@@ -10,6 +10,14 @@ mod topics;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
 use crate::broker::Broker;
+use crate::server::zero_copy::{FileRegion, Markers};
+
+/// File ranges a response sends with sendfile, marked in the encoded response (see
+/// `server::zero_copy`). Only Fetch fills it.
+#[derive(Debug, Default)]
+pub(crate) struct ZeroCopy {
+    pub(crate) parts: Option<(Markers, Vec<FileRegion>)>,
+}
 
 /// The versions this broker implements, advertised exactly in ApiVersions. Each is within
 /// what `kafka-protocol` can encode and decode.
@@ -36,6 +44,7 @@ pub(crate) async fn handle(
     header: &RequestHeader,
     request: RequestKind,
     version_supported: bool,
+    zero_copy: &mut ZeroCopy,
 ) -> Option<ResponseKind> {
     let version = header.request_api_version;
     Some(match request {
@@ -46,7 +55,7 @@ pub(crate) async fn handle(
             ResponseKind::Metadata(metadata::handle(broker, r, version).await)
         }
         RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(broker, r).await?),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version, zero_copy).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(broker, r)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create(broker, r).await),
         RequestKind::DeleteTopics(r) => {

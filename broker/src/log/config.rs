@@ -138,7 +138,8 @@ impl LogConfig {
             "segment.index.bytes" => self.segment_index_bytes = int(4, i32::MAX as i64)? as usize,
             "index.interval.bytes" => self.index_interval_bytes = int(0, i32::MAX as i64)? as u64,
             "retention.ms" => self.retention_ms = int(-1, i64::MAX)?,
-            "retention.bytes" => self.retention_bytes = int(-1, i64::MAX)?,
+            // Kafka puts no bound on retention.bytes: any negative value means no limit.
+            "retention.bytes" => self.retention_bytes = int(i64::MIN, i64::MAX)?,
             "max.message.bytes" => self.max_message_bytes = int(0, i32::MAX as i64)? as usize,
             "flush.messages" => self.flush_messages = int(1, i64::MAX)? as u64,
             "flush.ms" => self.flush_ms = int(0, i64::MAX)?,
@@ -154,7 +155,8 @@ impl LogConfig {
                     delete: false,
                     compact: false,
                 };
-                for part in value.split(',').map(str::trim) {
+                // A blank value is the empty list: neither deletion nor compaction.
+                for part in value.split(',').map(str::trim).filter(|_| !value.trim().is_empty()) {
                     match part {
                         "delete" => policy.delete = true,
                         "compact" => policy.compact = true,
@@ -170,6 +172,37 @@ impl LogConfig {
             }
         }
         Ok(())
+    }
+
+    /// The value of `key` as Kafka renders it, the inverse of [`LogConfig::set`]; `None` for a
+    /// key `set` does not understand.
+    pub fn get(&self, key: &str) -> Option<String> {
+        Some(match key {
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.ms" => self.segment_ms.to_string(),
+            "segment.jitter.ms" => self.segment_jitter_ms.to_string(),
+            "segment.index.bytes" => self.segment_index_bytes.to_string(),
+            "index.interval.bytes" => self.index_interval_bytes.to_string(),
+            "retention.ms" => self.retention_ms.to_string(),
+            "retention.bytes" => self.retention_bytes.to_string(),
+            "max.message.bytes" => self.max_message_bytes.to_string(),
+            "flush.messages" => self.flush_messages.to_string(),
+            "flush.ms" => self.flush_ms.to_string(),
+            "message.timestamp.type" => match self.message_timestamp_type {
+                TimestampType::CreateTime => "CreateTime".to_owned(),
+                TimestampType::LogAppendTime => "LogAppendTime".to_owned(),
+            },
+            "cleanup.policy" => {
+                let CleanupPolicy { delete, compact } = self.cleanup_policy;
+                [(compact, "compact"), (delete, "delete")]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, name)| *name)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+            _ => return None,
+        })
     }
 
     /// Builds a config from Kafka-style overrides on top of the defaults.
@@ -223,7 +256,7 @@ mod tests {
         assert!(err.to_string().contains("segment.bytes"), "{err}");
         let err = LogConfig::from_overrides([("retention.ms", "soon")]).unwrap_err();
         assert!(err.to_string().contains("retention.ms"), "{err}");
-        let err = LogConfig::from_overrides([("retention.bytes", "-2")]).unwrap_err();
+        let err = LogConfig::from_overrides([("retention.bytes", "lots")]).unwrap_err();
         assert!(
             matches!(err, ConfigError::InvalidValue { ref key, .. } if key == "retention.bytes")
         );
@@ -238,5 +271,73 @@ mod tests {
             let err = LogConfig::default().set(key, "?!").unwrap_err();
             assert!(matches!(err, ConfigError::InvalidValue { .. }), "{key}");
         }
+    }
+
+    #[test]
+    fn get_renders_what_set_parses() {
+        let samples: &[(&str, &[&str])] = &[
+            ("segment.bytes", &["1048576", "1073741824"]),
+            ("segment.ms", &["1", "604800000"]),
+            ("segment.jitter.ms", &["0", "5000"]),
+            ("segment.index.bytes", &["4", "10485760"]),
+            ("index.interval.bytes", &["0", "4096"]),
+            ("retention.ms", &["-1", "3600000"]),
+            ("retention.bytes", &["-1", "-5", "1000"]),
+            ("max.message.bytes", &["0", "1048588"]),
+            ("message.timestamp.type", &["CreateTime", "LogAppendTime"]),
+            ("flush.messages", &["1", "9223372036854775807"]),
+            ("flush.ms", &["0", "9223372036854775807"]),
+            ("cleanup.policy", &["delete", "compact", "compact,delete", ""]),
+        ];
+        assert_eq!(samples.len(), LOG_CONFIG_KEYS.len());
+        for (key, values) in samples {
+            for value in *values {
+                let mut c = LogConfig::default();
+                c.set(key, value).unwrap();
+                assert_eq!(c.get(key).as_deref(), Some(*value), "{key}");
+            }
+        }
+        let c = LogConfig::from_overrides([("cleanup.policy", "delete , compact")]).unwrap();
+        assert_eq!(c.get("cleanup.policy").as_deref(), Some("compact,delete"));
+        assert_eq!(LogConfig::default().get("cleanup.policy").as_deref(), Some("delete"));
+        assert_eq!(LogConfig::default().get("preallocate"), None);
+    }
+
+    /// A topic override the controller commits must never fail here: the broker could then
+    /// not open or reconfigure the topic's logs.
+    #[test]
+    fn every_value_the_controller_accepts_is_accepted() {
+        let candidates = [
+            "", " ", "-9223372036854775808", "-2", "-1", "0", "1", "4", "14", " 5 ", "1048575",
+            "1048576", "2147483647", "2147483648", "9223372036854775807", "delete", "compact",
+            "compact,delete", "delete, compact", "CreateTime", "LogAppendTime", "true",
+        ];
+        let mut accepted = 0;
+        for key in LOG_CONFIG_KEYS {
+            for value in candidates {
+                let overrides = std::collections::BTreeMap::from([(
+                    (*key).to_owned(),
+                    value.to_owned(),
+                )]);
+                if weir_controller::validate_topic_configs(&overrides).is_ok() {
+                    accepted += 1;
+                    let result = LogConfig::default().set(key, value);
+                    assert_eq!(result, Ok(()), "{key}={value:?}");
+                }
+            }
+        }
+        assert!(accepted > LOG_CONFIG_KEYS.len(), "{accepted}");
+    }
+
+    #[test]
+    fn blank_cleanup_policy_disables_deletion_and_compaction() {
+        let c = LogConfig::from_overrides([("cleanup.policy", " ")]).unwrap();
+        assert_eq!(
+            c.cleanup_policy,
+            CleanupPolicy {
+                delete: false,
+                compact: false
+            }
+        );
     }
 }

@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use super::batch::BatchError;
 use super::config::ConfigError;
+use super::producer_state::ProducerError;
 use crate::types::Offset;
 
 #[derive(Debug, Error)]
@@ -19,6 +20,9 @@ pub enum LogError {
     },
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] BatchError),
+    /// The leader's idempotent-producer checks refused the batch (fenced epoch, sequence).
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
     #[error("record batch of {size} bytes exceeds max.message.bytes={max}")]
     MessageTooLarge { size: usize, max: usize },
     #[error("records of {size} bytes exceed segment.bytes={max}")]

@@ -10,11 +10,14 @@
 //!     00000000000000000000.log          record batches (magic v2) exactly as on the wire
 //!     00000000000000000000.index        sparse offset index
 //!     00000000000000000000.timeindex    time index
+//!     00000000000000000000.snapshot     producer state below that offset (`producer_state`)
 //!     leader-epoch-checkpoint           epoch -> first offset
 //! ```
 //!
 //! - [`batch`]: the v2 batch format, validation, and the header rewrite that assigns offsets.
 //! - [`Log`]: one partition — append, read, lookups, roll, truncate, flush, retention.
+//! - [`producer_state`]: idempotent producers' epochs and sequences, checked on leader
+//!   appends, and its snapshot files.
 //! - [`LogManager`]: one data directory — lock, checkpoints, clean-shutdown marker, and the
 //!   broker-wide [`SegmentCache`] bounding open sealed segments.
 
@@ -28,6 +31,8 @@ mod index;
 mod manager;
 mod mmap;
 mod partition;
+mod producer_snapshots;
+pub mod producer_state;
 mod recovery;
 mod retention;
 mod scan;
@@ -39,7 +44,8 @@ pub use config::{CleanupPolicy, ConfigError, LogConfig};
 pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::{LogError, Result};
 pub use manager::{LogManager, SharedLog};
-pub use partition::{AppendInfo, Log, LogSlice};
+pub use partition::{AppendInfo, AppendOutcome, Log, LogSlice};
+pub use producer_state::{ProducerError, ProducerState};
 pub use recovery::OpenOptions;
 pub use retention::RetentionOutcome;
 pub use view::TimestampOffset;

@@ -4,7 +4,9 @@
 //! - segments are ascending by base offset and never overlap; the last one is active;
 //! - `log_start_offset <= high_watermark <= log_end_offset`;
 //! - a batch is in the kernel (its `write(2)` returned) before its append returns, and the
-//!   recovery point only moves past data that was fsynced.
+//!   recovery point only moves past data that was fsynced;
+//! - the producer state describes exactly the batches below the log end offset, and a
+//!   producer batch the leader refuses or recognises as a duplicate writes nothing.
 //!
 //! Appends take `&mut self`; reads and lookups take `&self` and hand out [`LogSlice`]s that
 //! own their file descriptor, so the bytes can be sent (sendfile) after a lock is released.
@@ -21,6 +23,8 @@ use super::checkpoint;
 use super::config::LogConfig;
 use super::epoch::LeaderEpochCache;
 use super::error::{LogError, Result};
+use super::producer_snapshots::SnapshotFiles;
+use super::producer_state::{ProducerBatch, ProducerState};
 use super::scan::MaxTimestamp;
 use super::segment::{ActiveSegment, SealedSegment};
 use super::view::{SegmentView, TimestampOffset};
@@ -38,6 +42,30 @@ pub struct AppendInfo {
     pub log_start_offset: Offset,
     pub batches: usize,
     pub bytes: usize,
+}
+
+/// What a leader append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The batch was written.
+    Appended(AppendInfo),
+    /// The batch repeats one of its producer's last batches, which the log already holds:
+    /// nothing was written, and the info describes the original (its offsets, its timestamp,
+    /// `batches` and `bytes` zero). A producer retrying is answered as the first time.
+    Duplicate(AppendInfo),
+}
+
+impl AppendOutcome {
+    /// The offsets to answer the producer with, whichever the outcome.
+    pub fn info(self) -> AppendInfo {
+        match self {
+            AppendOutcome::Appended(info) | AppendOutcome::Duplicate(info) => info,
+        }
+    }
+
+    pub fn is_duplicate(self) -> bool {
+        matches!(self, AppendOutcome::Duplicate(_))
+    }
 }
 
 /// A byte range of a segment file holding whole batches, ready to be sent as is.
@@ -82,6 +110,10 @@ pub struct Log {
     pub(super) oldest_unflushed_ms: Option<i64>,
     pub(super) dir_dirty: bool,
     pub(super) roll_jitter_ms: i64,
+    pub(super) producers: ProducerState,
+    pub(super) snapshots: SnapshotFiles,
+    /// `producer.id.expiration.ms`
+    pub(super) producer_id_expiration_ms: i64,
 }
 
 impl Log {
@@ -126,6 +158,22 @@ impl Log {
         &self.epochs
     }
 
+    /// The idempotent producers of this partition and their last batches.
+    pub fn producer_state(&self) -> &ProducerState {
+        &self.producers
+    }
+
+    /// Sets `producer.id.expiration.ms` (a broker-wide setting in Kafka).
+    pub fn set_producer_id_expiration_ms(&mut self, ms: i64) {
+        self.producer_id_expiration_ms = ms;
+    }
+
+    /// Forgets producers idle for `producer.id.expiration.ms`. Returns how many.
+    pub fn remove_expired_producers(&mut self, now_ms: i64) -> usize {
+        self.producers
+            .remove_expired(now_ms, self.producer_id_expiration_ms)
+    }
+
     /// OffsetsForLeaderEpoch on this log (see [`LeaderEpochCache::end_offset_for`]).
     pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
@@ -151,15 +199,17 @@ impl Log {
 
     /// Appends a batch as a producer sent it, as the partition leader in `leader_epoch`.
     ///
-    /// Checks the batch (framing, CRC, magic v2, record count, size limits), gives it the next
-    /// offsets by rewriting its header, stamps the epoch (and the append time for
-    /// LogAppendTime topics), and writes it. The records section is stored as received.
+    /// Checks the batch (framing, CRC, magic v2, record count, size limits, and for an
+    /// idempotent producer its epoch and sequence), gives it the next offsets by rewriting its
+    /// header, stamps the epoch (and the append time for LogAppendTime topics), and writes it.
+    /// The records section is stored as received. A retry of one of the producer's last
+    /// batches writes nothing and returns [`AppendOutcome::Duplicate`].
     pub fn append_as_leader(
         &mut self,
         batch: &[u8],
         leader_epoch: LeaderEpoch,
         now_ms: i64,
-    ) -> Result<AppendInfo> {
+    ) -> Result<AppendOutcome> {
         if batch.len() > self.config.max_message_bytes {
             return Err(LogError::MessageTooLarge {
                 size: batch.len(),
@@ -173,9 +223,22 @@ impl Log {
             });
         }
         let checked = batch::validate_client_batch(batch)?;
+        let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
+        if let Some(incoming) = ProducerBatch::from_header(&checked.header)
+            && let Some(original) = self.producers.check_leader_append(&incoming)?
+        {
+            return Ok(AppendOutcome::Duplicate(AppendInfo {
+                first_offset: original.first_offset(),
+                last_offset: original.last_offset,
+                max_timestamp: original.timestamp,
+                log_append_time: log_append_time.then_some(original.timestamp),
+                log_start_offset: self.log_start_offset,
+                batches: 0,
+                bytes: 0,
+            }));
+        }
         let first = self.log_end_offset();
-        let append_time =
-            (self.config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
+        let append_time = log_append_time.then_some(now_ms);
         let head = checked.restamped_header(batch, first.as_i64(), leader_epoch.0, append_time);
         let stored = BatchHeader::parse(&head)?;
         let last = Offset(stored.last_offset() as u64);
@@ -192,8 +255,9 @@ impl Log {
         self.epochs.assign(leader_epoch, first)?;
         self.active
             .append(&[&head, &batch[batch::HEADER_LEN..]], &[stored])?;
+        self.update_producers(&[stored]);
         self.after_append(u64::from(stored.records_count as u32), now_ms)?;
-        Ok(AppendInfo {
+        Ok(AppendOutcome::Appended(AppendInfo {
             first_offset: first,
             last_offset: last,
             max_timestamp: stored.max_timestamp,
@@ -201,7 +265,17 @@ impl Log {
             log_start_offset: self.log_start_offset,
             batches: 1,
             bytes: batch.len(),
-        })
+        }))
+    }
+
+    /// Adds written batches to the producer state, which then reaches the log end.
+    fn update_producers(&mut self, written: &[BatchHeader]) {
+        for header in written {
+            if let Some(batch) = ProducerBatch::from_header(header) {
+                self.producers.apply(&batch);
+            }
+        }
+        self.producers.set_end_offset(self.log_end_offset());
     }
 
     /// Appends batches replicated from the leader, offsets already assigned. A partial batch
@@ -281,6 +355,8 @@ impl Log {
                 .collect();
             let bytes = &records[start_pos..start_pos + run_bytes as usize];
             self.active.append(&[bytes], &headers)?;
+            // Before the next roll, whose snapshot must include this run.
+            self.update_producers(&headers);
             run_start = run_end;
         }
         let count = (last.last_offset() - first.base_offset + 1) as u64;
@@ -316,12 +392,16 @@ impl Log {
         self.roll_at(leo, now_ms)
     }
 
-    /// Starts a new active segment at `base` (the next batch's base offset).
+    /// Starts a new active segment at `base` (the next batch's base offset), with a producer
+    /// state snapshot at `base` as Kafka takes one on every roll.
     fn roll_at(&mut self, base: Offset, now_ms: i64) -> Result<()> {
+        if self.active.size == 0 && self.active.base == base {
+            return Ok(());
+        }
+        // Nothing lies between the log end and `base`, so the state reaches `base` too.
+        self.producers.set_end_offset(base);
+        self.dir_dirty |= self.snapshots.write(&self.producers)?;
         if self.active.size == 0 {
-            if self.active.base == base {
-                return Ok(());
-            }
             // An empty active segment is replaced rather than sealed (Kafka does the same).
             let fresh = ActiveSegment::create(&self.dir, base, &self.config, now_ms)?;
             let old = std::mem::replace(&mut self.active, fresh);
@@ -423,10 +503,17 @@ impl Log {
 
     /// Removes every record at or after `target` (a follower cutting a divergent tail); the
     /// whole batch holding `target` goes. The log end offset becomes the end of what is left.
+    ///
+    /// The producer state is rebuilt for what is left: from the newest snapshot at or below
+    /// the new end, replaying the batches after it.
     pub fn truncate_to(&mut self, target: Offset, now_ms: i64) -> Result<()> {
         if target >= self.log_end_offset() {
             return Ok(());
         }
+        // Snapshots past the cut describe batches about to go: delete them first, so a crash
+        // midway cannot leave one behind.
+        self.dir_dirty |= self.snapshots.delete_above(target)?;
+        let had_producers = !self.producers.is_empty();
         let first_base = self.sealed.front().map_or(self.active.base, |s| s.base);
         if target < first_base {
             return self.truncate_fully_and_start_at(target, now_ms);
@@ -450,6 +537,13 @@ impl Log {
         self.recovery_point = self.recovery_point.min(leo);
         self.epochs.truncate_from_end(leo)?;
         self.dir_dirty = true;
+        if had_producers {
+            self.rebuild_producer_state(now_ms)?;
+        } else {
+            // Cutting a log with no producers cannot bring one back (Kafka's shortcut too).
+            self.dir_dirty |= self.snapshots.delete_above(leo)?;
+            self.producers = ProducerState::new(leo);
+        }
         Ok(())
     }
 
@@ -468,6 +562,8 @@ impl Log {
         self.high_watermark = offset;
         self.recovery_point = offset;
         self.epochs.truncate_from_end(Offset::ZERO)?;
+        self.snapshots.delete_all()?;
+        self.producers = ProducerState::new(offset);
         self.dir_dirty = true;
         Ok(())
     }
@@ -483,6 +579,7 @@ impl Log {
             segment.flush()?;
         }
         self.active.flush()?;
+        self.snapshots.sync()?;
         if self.dir_dirty {
             checkpoint::sync_dir(&self.dir)?;
             self.dir_dirty = false;
@@ -504,9 +601,11 @@ impl Log {
         }
     }
 
-    /// Clean close: flush, write the active segment's final time index entry and trim its
-    /// indexes, so a clean reopen trusts the files without scanning.
+    /// Clean close: a producer state snapshot at the log end, flush, write the active
+    /// segment's final time index entry and trim its indexes, so a clean reopen trusts the
+    /// files without scanning and loads the producer state without replaying.
     pub fn close(mut self) -> Result<()> {
+        self.dir_dirty |= self.snapshots.write(&self.producers)?;
         self.flush()?;
         let Log { active, .. } = self;
         let sealed = active.seal()?;

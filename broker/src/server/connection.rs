@@ -20,6 +20,7 @@ use tracing::{debug, info};
 
 use crate::broker::Broker;
 use crate::handler;
+use crate::server::zero_copy;
 
 /// Why a connection was closed by the broker.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +71,10 @@ pub(super) async fn serve(
             read.read_exact(&mut frame).await?;
             let started = Instant::now();
             let frame = frame.freeze();
-            if let Some(response) = handle_frame(&broker, frame, started).await? {
-                write.write_all(&response).await?;
+            match handle_frame(&broker, frame, started).await? {
+                Some(Outgoing::Frame(response)) => write.write_all(&response).await?,
+                Some(Outgoing::Pieces(pieces)) => zero_copy::write_pieces(&mut write, pieces).await?,
+                None => {}
             }
         }
     }
@@ -84,13 +87,20 @@ pub(super) async fn serve(
     broker.metrics.connections.dec();
 }
 
+/// A response ready for the socket.
+enum Outgoing {
+    Frame(Bytes),
+    /// Encoded bytes interleaved with segment file ranges (zero-copy fetch).
+    Pieces(Vec<zero_copy::Piece>),
+}
+
 /// Decodes one request frame, handles it, and returns the framed response (None when the
 /// request gets no response, as produce with acks=0).
 async fn handle_frame(
     broker: &Broker,
     mut frame: Bytes,
     started: Instant,
-) -> Result<Option<Bytes>, Close> {
+) -> Result<Option<Outgoing>, Close> {
     let key = frame.clone().get_i16();
     let version = frame.clone().slice(2..).get_i16();
     let api = ApiKey::try_from(key).map_err(|()| Close::UnknownApiKey { key })?;
@@ -124,7 +134,8 @@ async fn handle_frame(
     } else {
         RequestKind::ApiVersions(Default::default())
     };
-    let response = handler::handle(broker, &header, request, supported).await;
+    let mut zc = handler::ZeroCopy::default();
+    let response = handler::handle(broker, &header, request, supported, &mut zc).await;
     let api_name = api_label(api);
     broker.metrics.requests.with_label_values(&[api_name]).inc();
     let Some(response) = response else {
@@ -165,7 +176,18 @@ async fn handle_frame(
         .request_latency
         .with_label_values(&[api_name])
         .observe(started.elapsed().as_secs_f64());
-    Ok(Some(buf.freeze()))
+    let frame = buf.freeze();
+    Ok(Some(match zc.parts {
+        None => Outgoing::Frame(frame),
+        Some((markers, regions)) => {
+            let flexible = api == ApiKey::Fetch && response_version >= 12;
+            let pieces = zero_copy::splice(frame, &markers, regions, flexible).map_err(|e| Close::Malformed {
+                what: "zero-copy response",
+                reason: e.to_string(),
+            })?;
+            Outgoing::Pieces(pieces)
+        }
+    }))
 }
 
 /// A stable label for an API key.

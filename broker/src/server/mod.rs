@@ -5,6 +5,7 @@
 //! finish the request it is handling, and returns when all have closed.
 
 mod connection;
+pub(crate) mod zero_copy;
 
 use std::future::Future;
 use std::sync::Arc;
