@@ -19,5 +19,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== python client packages (for broker/tests/python_clients.rs)"
+python3 -m pip install --quiet --disable-pip-version-check -r broker/tests/python/requirements.txt
+
 echo "== tests"
 cargo nextest run --workspace --locked --profile ci

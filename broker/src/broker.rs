@@ -51,6 +51,8 @@ pub struct Broker {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// Bumped after every append, so long-polling fetches wake up.
     appended: watch::Sender<u64>,
+    /// Producer ids the controller allocated to this broker for InitProducerId.
+    pub(crate) producer_ids: tokio::sync::Mutex<crate::handler::ProducerIdBlock>,
     pub metrics: Metrics,
 }
 
@@ -118,6 +120,7 @@ impl Broker {
             metadata,
             partitions: RwLock::new(HashMap::new()),
             appended: watch::channel(0).0,
+            producer_ids: tokio::sync::Mutex::default(),
             metrics: Metrics::new(),
         });
         broker.sync_partitions()?;

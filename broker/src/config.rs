@@ -519,8 +519,14 @@ mod tests {
             c.explicit.clear();
             assert_eq!(format!("{c:?}"), format!("{defaults:?}"), "{key}={value}");
         }
-        assert_eq!(defaults.value_of("log.retention.hours").as_deref(), Some("168"));
-        assert_eq!(defaults.value_of("log.retention.ms").as_deref(), Some("604800000"));
+        assert_eq!(
+            defaults.value_of("log.retention.hours").as_deref(),
+            Some("168")
+        );
+        assert_eq!(
+            defaults.value_of("log.retention.ms").as_deref(),
+            Some("604800000")
+        );
         assert_eq!(defaults.value_of("no.such.key"), None);
     }
 
@@ -540,9 +546,23 @@ mod tests {
         );
         assert_eq!(
             broker_keys_for_topic_key("retention.ms").collect::<Vec<_>>(),
-            ["log.retention.ms", "log.retention.minutes", "log.retention.hours"]
+            [
+                "log.retention.ms",
+                "log.retention.minutes",
+                "log.retention.hours"
+            ]
         );
         assert_eq!(broker_keys_for_topic_key("min.insync.replicas").count(), 0);
+    }
+
+    #[test]
+    fn the_example_server_properties_is_a_valid_config() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/server.properties");
+        let mut c = BrokerConfig::default();
+        c.apply(&read_properties(&path).unwrap()).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.listeners[0].port, 9092);
+        assert_eq!(c.log_defaults.retention_ms, 168 * 3_600_000);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use kafka_protocol::ResponseError;
 use weir_controller::ControllerError;
 
-use crate::log::LogError;
 use crate::log::batch::BatchError;
+use crate::log::{LogError, ProducerError};
 
 /// The Kafka error code for a log error.
 pub fn log_error_code(err: &LogError) -> i16 {
@@ -13,6 +13,15 @@ pub fn log_error_code(err: &LogError) -> i16 {
             ResponseError::CorruptMessage.code()
         }
         LogError::InvalidBatch(_) => ResponseError::InvalidRecord.code(),
+        LogError::Producer(ProducerError::InvalidProducerEpoch { .. }) => {
+            ResponseError::InvalidProducerEpoch.code()
+        }
+        LogError::Producer(
+            ProducerError::OutOfOrderSequence { .. } | ProducerError::NewEpochNotAtZero { .. },
+        ) => ResponseError::OutOfOrderSequenceNumber.code(),
+        LogError::Producer(ProducerError::TransactionalBatch { .. }) => {
+            ResponseError::InvalidTxnState.code()
+        }
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge.code(),
         LogError::RecordListTooLarge { .. } => ResponseError::RecordListTooLarge.code(),
         LogError::OffsetOutOfRange { .. } | LogError::OffsetBeyondHighWatermark { .. } => {
@@ -21,7 +30,10 @@ pub fn log_error_code(err: &LogError) -> i16 {
         LogError::Io { .. }
         | LogError::CorruptIndex { .. }
         | LogError::CorruptSegment { .. }
-        | LogError::CorruptCheckpoint { .. } => ResponseError::KafkaStorageError.code(),
+        | LogError::CorruptCheckpoint { .. }
+        | LogError::Producer(ProducerError::CorruptSnapshot { .. }) => {
+            ResponseError::KafkaStorageError.code()
+        }
         LogError::UnexpectedAppendOffset { .. }
         | LogError::DirectoryLocked { .. }
         | LogError::Config(_) => ResponseError::UnknownServerError.code(),
@@ -34,3 +46,39 @@ pub fn controller_error_code(err: &ControllerError) -> i16 {
 }
 
 pub const NONE: i16 = 0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_errors_get_kafkas_idempotence_codes() {
+        let code = |e: ProducerError| log_error_code(&LogError::Producer(e));
+        let out_of_order = ProducerError::OutOfOrderSequence {
+            producer_id: 1,
+            epoch: 0,
+            first_seq: 5,
+            last_seq: 2,
+        };
+        assert_eq!(code(out_of_order), 45); // OUT_OF_ORDER_SEQUENCE_NUMBER
+        let new_epoch = ProducerError::NewEpochNotAtZero {
+            producer_id: 1,
+            epoch: 1,
+            current_epoch: 0,
+            first_seq: 5,
+        };
+        assert_eq!(code(new_epoch), 45);
+        let fenced = ProducerError::InvalidProducerEpoch {
+            producer_id: 1,
+            epoch: 0,
+            current_epoch: 1,
+        };
+        assert_eq!(code(fenced), 47); // INVALID_PRODUCER_EPOCH
+        assert_eq!(
+            code(ProducerError::TransactionalBatch { producer_id: 1 }),
+            48
+        ); // INVALID_TXN_STATE
+        let corrupt = ProducerError::CorruptSnapshot { reason: "test" };
+        assert_eq!(code(corrupt), 56); // KAFKA_STORAGE_ERROR
+    }
+}

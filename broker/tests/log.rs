@@ -166,7 +166,8 @@ fn log_append_time_stamps_the_broker_clock_and_keeps_the_crc_valid() {
     let mut log = open(dir.path(), config, false);
     let info = log
         .append_as_leader(&sized_batch(3, 10, 5, 0), LeaderEpoch(2), NOW)
-        .unwrap();
+        .unwrap()
+        .info();
     assert_eq!(info.log_append_time, Some(NOW));
     assert_eq!(info.max_timestamp, NOW);
     let bytes = read_all(&log, Offset::ZERO, 1 << 20);

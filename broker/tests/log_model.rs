@@ -512,7 +512,12 @@ impl Harness {
             );
             return Ok(());
         }
-        let info = result.map_err(|e| fail(format!("append of {} bytes: {e}", bytes.len())))?;
+        let outcome = result.map_err(|e| fail(format!("append of {} bytes: {e}", bytes.len())))?;
+        prop_assert!(
+            !outcome.is_duplicate(),
+            "batches without a producer id are never duplicates"
+        );
+        let info = outcome.info();
         let n = records.len() as u64;
         prop_assert_eq!(info.first_offset, Offset(m.leo), "first offset");
         prop_assert_eq!(info.last_offset, Offset(m.leo + n - 1), "last offset");

@@ -316,7 +316,8 @@ fn crash_child_writer() {
                 weir_broker::types::LeaderEpoch(0),
                 NOW,
             )
-            .unwrap();
+            .unwrap()
+            .info();
         drop(log);
         std::io::Write::write_all(
             &mut out,

@@ -69,7 +69,7 @@ pub(crate) struct Args {
     pub(crate) throughput: i64,
 
     /// Producer `acks`.
-    #[arg(long, default_value = "1", value_parser = ["0", "1", "all", "-1"])]
+    #[arg(long, default_value = "1", allow_hyphen_values = true, value_parser = ["0", "1", "all", "-1"])]
     pub(crate) acks: String,
 
     /// Producer `compression.type`.
@@ -287,7 +287,17 @@ mod tests {
     fn a_run_needs_an_amount_and_a_target() {
         assert!(parse(&["--bootstrap", "b:9092"]).is_err());
         assert!(parse(&["--num-records", "10"]).is_err());
-        assert!(parse(&["--bootstrap", "b", "--spawn-broker", "x", "--num-records", "1"]).is_err());
+        assert!(
+            parse(&[
+                "--bootstrap",
+                "b",
+                "--spawn-broker",
+                "x",
+                "--num-records",
+                "1"
+            ])
+            .is_err()
+        );
     }
 
     #[test]
@@ -327,8 +337,21 @@ mod tests {
     #[test]
     fn validate_names_the_bad_flag() {
         let a = parse(&["--bootstrap", "b", "--duration", "1", "--throughput", "0"]).unwrap();
-        assert!(a.validate().unwrap_err().to_string().contains("--throughput"));
-        let a = parse(&["--bootstrap", "b", "--duration", "1", "--consumer-prop", "x"]).unwrap();
+        assert!(
+            a.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--throughput")
+        );
+        let a = parse(&[
+            "--bootstrap",
+            "b",
+            "--duration",
+            "1",
+            "--consumer-prop",
+            "x",
+        ])
+        .unwrap();
         assert!(
             a.validate()
                 .unwrap_err()

@@ -78,7 +78,8 @@ impl Control {
     /// The producers are done and `acked` records were acknowledged.
     pub(crate) fn producers_done(&self, acked: u64, now_ns: u64) {
         self.target.store(acked, Ordering::Release);
-        self.producers_done_ns.store(now_ns.max(1), Ordering::Release);
+        self.producers_done_ns
+            .store(now_ns.max(1), Ordering::Release);
     }
 
     /// The measured part has begun; records sent from `ns` on count for latency.

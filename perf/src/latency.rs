@@ -21,7 +21,8 @@ impl Recorder {
 
     /// Records one latency given in nanoseconds.
     pub(crate) fn record_ns(&mut self, ns: u64) {
-        self.hist.saturating_record((ns / 1_000).clamp(1, HIGHEST_US));
+        self.hist
+            .saturating_record((ns / 1_000).clamp(1, HIGHEST_US));
     }
 
     pub(crate) fn add(&mut self, other: &Recorder) {

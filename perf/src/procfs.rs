@@ -130,7 +130,8 @@ mod tests {
 
     #[test]
     fn stat_with_a_tricky_command_name_parses() {
-        let stat = "4242 (weird) name) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 130 0 0 20 0 9 0 1 2 3";
+        let stat =
+            "4242 (weird) name) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 130 0 0 20 0 9 0 1 2 3";
         assert_eq!(parse_cpu_seconds(stat), Some(3.8));
         assert_eq!(parse_cpu_seconds("garbage"), None);
     }

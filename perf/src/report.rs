@@ -38,6 +38,9 @@ pub(crate) struct Report {
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Produce {
+    /// Records handed to the client.
+    pub(crate) sent: u64,
+    /// Records acknowledged (delivery reports without error).
     pub(crate) records: u64,
     pub(crate) errors: u64,
     pub(crate) first_error: Option<String>,

@@ -158,6 +158,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
     let produced_bytes: u64 = outcomes.iter().map(|o| o.acked_bytes).sum();
     let produce_secs = secs(outcomes.iter().map(|o| o.last_ack_ns).max().unwrap_or(0));
     let produce = report::Produce {
+        sent: outcomes.iter().map(|o| o.sent).sum(),
         records: acked,
         errors: outcomes.iter().map(|o| o.errors).sum(),
         first_error: outcomes.iter().find_map(|o| o.first_error.clone()),

@@ -59,11 +59,7 @@ pub(crate) fn ensure(
         })?;
     let mut created = false;
     if led_partitions(&admin, bootstrap, topic)?.is_none() {
-        let new = NewTopic::new(
-            topic,
-            partitions,
-            TopicReplication::Fixed(replication),
-        );
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
         let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
         let create_error = |source| TopicError::Create {
             topic: topic.to_owned(),
@@ -71,8 +67,8 @@ pub(crate) fn ensure(
             replication,
             source,
         };
-        let results = futures_executor::block_on(admin.create_topics([&new], &opts))
-            .map_err(create_error)?;
+        let results =
+            futures_executor::block_on(admin.create_topics([&new], &opts)).map_err(create_error)?;
         for result in results {
             match result {
                 Ok(_) => created = true,

@@ -1,13 +1,23 @@
 //! Kafka API handlers, one file per API, and the table of versions this broker advertises.
 
+mod alter_configs;
 mod api_versions;
+mod config_resource;
+mod create_partitions;
+mod delete_records;
+mod describe_cluster;
+mod describe_configs;
 mod fetch;
+mod find_coordinator;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
 mod topics;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+
+pub(crate) use init_producer_id::ProducerIdBlock;
 
 use crate::broker::Broker;
 use crate::server::zero_copy::{FileRegion, Markers};
@@ -29,6 +39,14 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::FindCoordinator, 0, 4),
 ];
 
 pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
@@ -61,6 +79,30 @@ pub(crate) async fn handle(
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(topics::delete(broker, r, version).await)
         }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(delete_records::handle(broker, r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(broker, r))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(alter_configs::legacy(broker, r).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, r).await)
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(broker, r).await)
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, r, version))
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(r, version))
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await)
+        }
         // The connection only hands over requests whose API is in SUPPORTED.
         other => unreachable!("unsupported request reached the handler: {other:?}"),
     })
@@ -92,6 +134,25 @@ pub(crate) fn error_codes(response: &ResponseKind) -> Vec<i16> {
         ResponseKind::ApiVersions(r) => codes.push(r.error_code),
         ResponseKind::CreateTopics(r) => codes.extend(r.topics.iter().map(|t| t.error_code)),
         ResponseKind::DeleteTopics(r) => codes.extend(r.responses.iter().map(|t| t.error_code)),
+        ResponseKind::DeleteRecords(r) => codes.extend(
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        ),
+        ResponseKind::DescribeConfigs(r) => codes.extend(r.results.iter().map(|r| r.error_code)),
+        ResponseKind::AlterConfigs(r) => codes.extend(r.responses.iter().map(|r| r.error_code)),
+        ResponseKind::CreatePartitions(r) => {
+            codes.extend(r.results.iter().map(|r| r.error_code));
+        }
+        ResponseKind::IncrementalAlterConfigs(r) => {
+            codes.extend(r.responses.iter().map(|r| r.error_code));
+        }
+        ResponseKind::DescribeCluster(r) => codes.push(r.error_code),
+        ResponseKind::InitProducerId(r) => codes.push(r.error_code),
+        ResponseKind::FindCoordinator(r) => {
+            codes.push(r.error_code);
+            codes.extend(r.coordinators.iter().map(|c| c.error_code));
+        }
         _ => {}
     }
     codes.retain(|&c| c != 0);

@@ -3,6 +3,10 @@
 //! One broker holds the only replica, so acks=all completes when the leader has appended
 //! (the high watermark moves with the log end). v3+ requests carry exactly one batch per
 //! partition; anything else is INVALID_RECORD, and a refused batch changes nothing stored.
+//! Batches of idempotent producers pass the log's sequence checks: a retry of a batch the log
+//! already holds is answered with the original offsets and stored nothing (it is not counted
+//! in the byte and message metrics either); a fenced epoch is INVALID_PRODUCER_EPOCH and a
+//! sequence gap OUT_OF_ORDER_SEQUENCE_NUMBER.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -13,6 +17,7 @@ use tracing::debug;
 use super::topics::auto_create;
 use crate::broker::Broker;
 use crate::kafka_error::log_error_code;
+use crate::log::AppendOutcome;
 use crate::types::LeaderEpoch;
 
 pub(super) async fn handle(broker: &Broker, request: ProduceRequest) -> Option<ProduceResponse> {
@@ -45,21 +50,26 @@ pub(super) async fn handle(broker: &Broker, request: ProduceRequest) -> Option<P
                     LeaderEpoch(partition.leader_epoch),
                     crate::log::now_ms(),
                 ) {
-                    Ok(info) => {
-                        let leo = log.log_end_offset();
-                        log.set_high_watermark(leo);
-                        drop(log);
-                        broker
-                            .metrics
-                            .bytes_in
-                            .with_label_values(&[&name])
-                            .inc_by(records.len() as u64);
-                        broker
-                            .metrics
-                            .messages_in
-                            .with_label_values(&[&name])
-                            .inc_by(info.last_offset.0 - info.first_offset.0 + 1);
-                        broker.notify_appended();
+                    Ok(outcome) => {
+                        let info = outcome.info();
+                        if let AppendOutcome::Appended(_) = outcome {
+                            let leo = log.log_end_offset();
+                            log.set_high_watermark(leo);
+                            drop(log);
+                            broker
+                                .metrics
+                                .bytes_in
+                                .with_label_values(&[&name])
+                                .inc_by(records.len() as u64);
+                            broker
+                                .metrics
+                                .messages_in
+                                .with_label_values(&[&name])
+                                .inc_by(info.last_offset.0 - info.first_offset.0 + 1);
+                            broker.notify_appended();
+                        } else {
+                            debug!(topic = %name, partition = p.index, offset = %info.first_offset, "duplicate producer batch answered with its original offsets");
+                        }
                         out.base_offset = info.first_offset.as_i64();
                         out.log_append_time_ms = info.log_append_time.unwrap_or(-1);
                         out.log_start_offset = info.log_start_offset.as_i64();

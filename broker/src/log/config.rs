@@ -156,7 +156,11 @@ impl LogConfig {
                     compact: false,
                 };
                 // A blank value is the empty list: neither deletion nor compaction.
-                for part in value.split(',').map(str::trim).filter(|_| !value.trim().is_empty()) {
+                for part in value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|_| !value.trim().is_empty())
+                {
                     match part {
                         "delete" => policy.delete = true,
                         "compact" => policy.compact = true,
@@ -287,7 +291,10 @@ mod tests {
             ("message.timestamp.type", &["CreateTime", "LogAppendTime"]),
             ("flush.messages", &["1", "9223372036854775807"]),
             ("flush.ms", &["0", "9223372036854775807"]),
-            ("cleanup.policy", &["delete", "compact", "compact,delete", ""]),
+            (
+                "cleanup.policy",
+                &["delete", "compact", "compact,delete", ""],
+            ),
         ];
         assert_eq!(samples.len(), LOG_CONFIG_KEYS.len());
         for (key, values) in samples {
@@ -299,7 +306,10 @@ mod tests {
         }
         let c = LogConfig::from_overrides([("cleanup.policy", "delete , compact")]).unwrap();
         assert_eq!(c.get("cleanup.policy").as_deref(), Some("compact,delete"));
-        assert_eq!(LogConfig::default().get("cleanup.policy").as_deref(), Some("delete"));
+        assert_eq!(
+            LogConfig::default().get("cleanup.policy").as_deref(),
+            Some("delete")
+        );
         assert_eq!(LogConfig::default().get("preallocate"), None);
     }
 
@@ -308,17 +318,34 @@ mod tests {
     #[test]
     fn every_value_the_controller_accepts_is_accepted() {
         let candidates = [
-            "", " ", "-9223372036854775808", "-2", "-1", "0", "1", "4", "14", " 5 ", "1048575",
-            "1048576", "2147483647", "2147483648", "9223372036854775807", "delete", "compact",
-            "compact,delete", "delete, compact", "CreateTime", "LogAppendTime", "true",
+            "",
+            " ",
+            "-9223372036854775808",
+            "-2",
+            "-1",
+            "0",
+            "1",
+            "4",
+            "14",
+            " 5 ",
+            "1048575",
+            "1048576",
+            "2147483647",
+            "2147483648",
+            "9223372036854775807",
+            "delete",
+            "compact",
+            "compact,delete",
+            "delete, compact",
+            "CreateTime",
+            "LogAppendTime",
+            "true",
         ];
         let mut accepted = 0;
         for key in LOG_CONFIG_KEYS {
             for value in candidates {
-                let overrides = std::collections::BTreeMap::from([(
-                    (*key).to_owned(),
-                    value.to_owned(),
-                )]);
+                let overrides =
+                    std::collections::BTreeMap::from([((*key).to_owned(), value.to_owned())]);
                 if weir_controller::validate_topic_configs(&overrides).is_ok() {
                     accepted += 1;
                     let result = LogConfig::default().set(key, value);

@@ -407,7 +407,10 @@ impl ProducerState {
     }
 
     /// Reads a snapshot file's contents as the state at `end_offset`, the offset in its name.
-    pub fn decode_snapshot(bytes: &[u8], end_offset: Offset) -> Result<ProducerState, ProducerError> {
+    pub fn decode_snapshot(
+        bytes: &[u8],
+        end_offset: Offset,
+    ) -> Result<ProducerState, ProducerError> {
         let corrupt = |reason| ProducerError::CorruptSnapshot { reason };
         if bytes.len() < SNAPSHOT_HEADER_LEN {
             return Err(corrupt("shorter than its header"));

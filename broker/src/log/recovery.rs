@@ -5,21 +5,33 @@
 //! scanned batch by batch (`scan`): the first torn or CRC-failing batch marks the end of the
 //! log, the segment is cut there, any later segment is deleted, and the indexes of scanned
 //! segments are rebuilt. Nothing before the last complete, valid batch is lost.
+//!
+//! Then the producer state is rebuilt (Kafka's `rebuildProducerState`): snapshots past the
+//! log end are deleted, the newest one that reads back is loaded (producers already expired
+//! are dropped), and the batch headers after its offset are replayed from the segments. After
+//! a clean shutdown that is the snapshot `close` wrote at the log end, and nothing is
+//! replayed. A cleanly shut down directory with no snapshot at all predates producer state:
+//! as Kafka does on upgrade, it is taken to have no producers (rather than scanning every
+//! segment) and empty snapshots are written at the last two segments and the log end.
 
 use std::collections::VecDeque;
-use std::fs;
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use super::batch::{self, BatchHeader};
 use super::cache::SegmentCache;
 use super::checkpoint;
 use super::config::LogConfig;
 use super::epoch::LeaderEpochCache;
-use super::error::{IoContext, Result};
+use super::error::{IoContext, LogError, Result};
 use super::index::OFFSET_ENTRY_SIZE;
 use super::partition::{Log, jitter};
+use super::producer_snapshots::{SNAPSHOT_SUFFIX, SnapshotFiles};
+use super::producer_state::{DEFAULT_PRODUCER_ID_EXPIRATION_MS, ProducerBatch, ProducerState};
 use super::scan;
 use super::segment::{self, ActiveSegment, LOG_SUFFIX, SealedSegment, SegmentPaths};
 use crate::types::{LeaderEpoch, Offset};
@@ -59,7 +71,7 @@ impl Log {
         cache: Arc<SegmentCache>,
     ) -> Result<Log> {
         fs::create_dir_all(dir).at(dir)?;
-        let bases = list_segments(dir)?;
+        let (bases, snapshots) = list_segments(dir)?;
         let now = options.now_ms;
         let max_entries = (config.segment_index_bytes / OFFSET_ENTRY_SIZE).max(2);
         let mut epochs = LeaderEpochCache::load(dir)?;
@@ -144,6 +156,9 @@ impl Log {
             unflushed_messages: 0,
             oldest_unflushed_ms: None,
             dir_dirty: false,
+            producers: ProducerState::new(Offset::ZERO),
+            snapshots: SnapshotFiles::new(dir, snapshots),
+            producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         };
         let leo = log.log_end_offset();
         if leo < log.log_start_offset {
@@ -158,14 +173,116 @@ impl Log {
         log.high_watermark = log.log_start_offset;
         log.epochs.truncate_from_end(log.log_end_offset())?;
         log.epochs.truncate_from_start(log.log_start_offset)?;
+        if options.clean_shutdown && log.snapshots.is_empty() {
+            log.assume_no_producers()?;
+        } else {
+            log.rebuild_producer_state(now)?;
+        }
         Ok(log)
+    }
+
+    /// Kafka's upgrade path: empty producer state, with snapshots at the bases of the last two
+    /// segments and at the log end so that neither a later recovery nor a truncation into
+    /// those segments scans the whole log.
+    fn assume_no_producers(&mut self) -> Result<()> {
+        let leo = self.log_end_offset();
+        let previous = self.sealed.back().map(|s| s.base);
+        for offset in previous.into_iter().chain([self.active.base, leo]) {
+            self.dir_dirty |= self.snapshots.write(&ProducerState::new(offset))?;
+        }
+        self.producers = ProducerState::new(leo);
+        Ok(())
+    }
+
+    /// Rebuilds the producer state up to the log end: the newest readable snapshot at or below
+    /// it (and at or above the log start; an older one could need batches already deleted),
+    /// or an empty state at the log start, then the batches after that replayed.
+    pub(super) fn rebuild_producer_state(&mut self, now_ms: i64) -> Result<()> {
+        let leo = self.log_end_offset();
+        self.dir_dirty |= self.snapshots.delete_above(leo)?;
+        let (loaded, deleted) = self.snapshots.load_latest(self.log_start_offset, leo)?;
+        self.dir_dirty |= deleted;
+        let mut state = loaded.unwrap_or_else(|| ProducerState::new(self.log_start_offset));
+        // As Kafka: producers already expired are not loaded.
+        state.remove_expired(now_ms, self.producer_id_expiration_ms);
+        let from = state.end_offset();
+        if from < leo {
+            self.replay_producer_batches(&mut state, from, leo)?;
+            info!(dir = %self.dir.display(), %from, to = %leo, producers = state.len(), "rebuilt producer state from the log");
+        }
+        state.set_end_offset(leo);
+        self.producers = state;
+        Ok(())
+    }
+
+    /// Applies the producer batches of `[from, to)` to `state`, reading only batch headers.
+    fn replay_producer_batches(
+        &self,
+        state: &mut ProducerState,
+        from: Offset,
+        to: Offset,
+    ) -> Result<()> {
+        let sealed = self
+            .sealed
+            .iter()
+            .map(|s| (s.base, s.end, &s.paths.log, s.size));
+        let active = (
+            self.active.base,
+            self.active.next_offset,
+            &self.active.paths.log,
+            self.active.size,
+        );
+        for (base, end, path, size) in sealed.chain([active]) {
+            if end <= from {
+                continue;
+            }
+            if base >= to {
+                break;
+            }
+            for_each_header(path, size, |header| {
+                if header.base_offset >= to.as_i64() {
+                    return false;
+                }
+                if header.last_offset() >= from.as_i64()
+                    && let Some(batch) = ProducerBatch::from_header(header)
+                {
+                    state.apply(&batch);
+                }
+                true
+            })?;
+        }
+        Ok(())
     }
 }
 
-/// Base offsets of the segments in `dir`, ascending; removes leftovers and orphan indexes.
-fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
+/// Walks the batch headers of the first `size` bytes of the segment file `path` (already
+/// recovered), reading 61 bytes per batch, until `f` returns false.
+fn for_each_header(path: &Path, size: u64, mut f: impl FnMut(&BatchHeader) -> bool) -> Result<()> {
+    let file = File::open(path).at(path)?;
+    let mut buf = [0u8; batch::HEADER_LEN];
+    let mut position = 0u64;
+    while position < size {
+        let corrupt = || LogError::CorruptSegment {
+            path: path.to_path_buf(),
+            position,
+        };
+        file.read_exact_at(&mut buf, position)
+            .map_err(|_| corrupt())?;
+        let header = BatchHeader::parse(&buf).map_err(|_| corrupt())?;
+        if !f(&header) {
+            break;
+        }
+        position += header.total_size() as u64;
+    }
+    Ok(())
+}
+
+/// Base offsets of the segments in `dir`, ascending, and the offsets of the producer state
+/// snapshots; removes leftovers and orphan indexes.
+fn list_segments(dir: &Path) -> Result<(Vec<Offset>, Vec<Offset>)> {
     let mut bases = Vec::new();
     let mut indexes = Vec::new();
+    let mut snapshots = Vec::new();
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let name = entry.file_name();
@@ -174,6 +291,8 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
             fs::remove_file(entry.path()).at(&entry.path())?;
         } else if let Some(base) = segment::parse_base_offset(name, LOG_SUFFIX) {
             bases.push(base);
+        } else if let Some(offset) = segment::parse_base_offset(name, SNAPSHOT_SUFFIX) {
+            snapshots.push(offset);
         } else if let Some(base) = segment::parse_base_offset(name, segment::INDEX_SUFFIX)
             .or_else(|| segment::parse_base_offset(name, segment::TIME_INDEX_SUFFIX))
         {
@@ -189,5 +308,5 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>> {
     if !bases.is_empty() {
         checkpoint::sync_dir(dir)?;
     }
-    Ok(bases)
+    Ok((bases, snapshots))
 }

@@ -5,6 +5,13 @@
 //! log start offset breach, then `retention.bytes`, then `retention.ms` — each stopping at the
 //! first segment it keeps. Time and size retention apply only with `cleanup.policy=delete`.
 //! Files are unlinked at once: readers holding a [`super::LogSlice`] keep their descriptor.
+//!
+//! The same passes retire producer state: producers idle for `producer.id.expiration.ms` are
+//! forgotten, and snapshots no recovery or truncation would start from are deleted. Kept, as
+//! in Kafka's `deleteSnapshotsAfterRecoveryPointCheckpoint`: every snapshot at or above the
+//! base of the segment before the active one, and at or above the base of the segment holding
+//! the recovery point (a crash recovery may cut the log anywhere above it), as long as it is
+//! not below the log start; and in any case the newest two.
 
 use super::error::{LogError, Result};
 use super::partition::Log;
@@ -18,7 +25,7 @@ pub struct RetentionOutcome {
 }
 
 impl Log {
-    /// Runs the retention passes at `now_ms`.
+    /// Runs the retention passes at `now_ms`, then retires idle producers and old snapshots.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
         let mut outcome = RetentionOutcome::default();
         let start = self.log_start_offset;
@@ -43,7 +50,27 @@ impl Log {
                 })?;
             }
         }
+        self.remove_expired_producers(now_ms);
+        self.delete_old_snapshots()?;
         Ok(outcome)
+    }
+
+    /// Deletes the snapshots that the module docs say are no longer needed.
+    fn delete_old_snapshots(&mut self) -> Result<()> {
+        // Base of the segment holding `offset` (the first segment's for offsets below it).
+        let holder = |offset: Offset| {
+            if offset >= self.active.base || self.sealed.is_empty() {
+                return self.active.base;
+            }
+            let i = self.sealed.partition_point(|s| s.base <= offset);
+            self.sealed[i.saturating_sub(1)].base
+        };
+        let previous = self.sealed.back().map_or(self.active.base, |s| s.base);
+        let keep_from = previous
+            .min(holder(self.recovery_point))
+            .max(self.log_start_offset);
+        self.dir_dirty |= self.snapshots.delete_below(keep_from, 2)?;
+        Ok(())
     }
 
     fn delete_oldest_while(
@@ -83,6 +110,7 @@ impl Log {
             self.epochs.truncate_from_start(offset)?;
             let mut outcome = RetentionOutcome::default();
             self.delete_oldest_while(&mut outcome, |_, segment| Ok(segment.end <= offset))?;
+            self.delete_old_snapshots()?;
         }
         Ok(self.log_start_offset)
     }

@@ -122,8 +122,13 @@ pub fn open(dir: &std::path::Path, config: LogConfig, clean: bool) -> Log {
 }
 
 pub fn append(log: &mut Log, batch: &[u8]) -> weir_broker::log::AppendInfo {
-    log.append_as_leader(batch, LeaderEpoch(0), NOW)
+    match log
+        .append_as_leader(batch, LeaderEpoch(0), NOW)
         .expect("append")
+    {
+        weir_broker::log::AppendOutcome::Appended(info) => info,
+        duplicate => panic!("expected an append, got {duplicate:?}"),
+    }
 }
 
 /// Everything readable from `from`, read in `max_bytes` steps.

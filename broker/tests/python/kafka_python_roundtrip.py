@@ -13,7 +13,10 @@ skipped with a SKIP: line.
 import sys
 import time
 
-import weir_testdata as td
+# Keep __pycache__ out of the source tree when importing the helper.
+sys.dont_write_bytecode = True
+
+import weir_testdata as td  # noqa: E402
 
 try:
     import kafka
@@ -91,7 +94,7 @@ def check_metadata(admin, topic, partitions):
     parts = sorted(t["partitions"], key=lambda p: p["partition_index"])
     if [p["partition_index"] for p in parts] != list(range(partitions)):
         raise td.Mismatch(f"topic {topic} partitions {parts}, expected 0..{partitions - 1}")
-    # Weir has no DescribeCluster yet; kafka-python falls back to Metadata.
+    # DescribeCluster, or Metadata on a broker that lacks it.
     cluster = admin.describe_cluster()
     brokers = {b["broker_id"] for b in cluster["brokers"]}
     for p in parts:

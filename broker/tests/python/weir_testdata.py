@@ -19,7 +19,8 @@ import time
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 PARTITIONS = 4
 RECORDS_PER_CODEC = 120
-# Kafka's smallest segment.bytes, so a codec's records span several segment files.
+# Kafka's smallest segment.bytes: the partition that gets a codec's large
+# records rolls to a new segment, so reads cross segment files.
 TOPIC_CONFIGS = {"segment.bytes": "1048576"}
 # Timestamps are explicit so they can be compared exactly, and recent: with a
 # fixed date, time retention (7 days by default, measured from a segment's

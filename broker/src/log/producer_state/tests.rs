@@ -22,7 +22,10 @@ fn batch(epoch: i16, first_seq: i32, count: i32, first_offset: u64, ts: i64) -> 
 }
 
 /// Checks `b` as the leader would and applies it when it may be appended.
-fn append(state: &mut ProducerState, b: ProducerBatch) -> Result<Option<BatchMetadata>, ProducerError> {
+fn append(
+    state: &mut ProducerState,
+    b: ProducerBatch,
+) -> Result<Option<BatchMetadata>, ProducerError> {
     let outcome = state.check_leader_append(&b)?;
     if outcome.is_none() {
         state.apply(&b);
@@ -45,7 +48,10 @@ fn seven_batches() -> (ProducerState, Vec<ProducerBatch>) {
 #[test]
 fn a_retry_of_each_of_the_last_five_batches_is_a_duplicate_with_its_original_offsets() {
     let (state, batches) = seven_batches();
-    assert_eq!(state.get(PID).unwrap().batches().len(), NUM_BATCHES_TO_RETAIN);
+    assert_eq!(
+        state.get(PID).unwrap().batches().len(),
+        NUM_BATCHES_TO_RETAIN
+    );
     for original in &batches[2..] {
         // The retry arrives with the same sequences; the leader has not assigned offsets.
         let retry = ProducerBatch {
@@ -53,10 +59,16 @@ fn a_retry_of_each_of_the_last_five_batches_is_a_duplicate_with_its_original_off
             last_offset: Offset(2),
             ..*original
         };
-        let found = state.check_leader_append(&retry).unwrap().expect("duplicate");
+        let found = state
+            .check_leader_append(&retry)
+            .unwrap()
+            .expect("duplicate");
         assert_eq!(found.first_offset(), original.first_offset);
         assert_eq!(found.last_offset, original.last_offset);
-        assert_eq!((found.first_seq(), found.last_seq), (original.first_seq, original.last_seq));
+        assert_eq!(
+            (found.first_seq(), found.last_seq),
+            (original.first_seq, original.last_seq)
+        );
         assert_eq!(found.timestamp, original.max_timestamp);
     }
     // Older retries are no longer recognised: they are out of order, as in Kafka.
@@ -73,7 +85,9 @@ fn a_retry_that_only_overlaps_a_written_batch_is_out_of_order() {
     let (state, _) = seven_batches();
     // 18..=20 was written; 18..=19 and 19..=21 are not the same batch.
     for (first, count) in [(18, 2), (19, 3), (15, 6)] {
-        let err = state.check_leader_append(&batch(0, first, count, 0, T0)).unwrap_err();
+        let err = state
+            .check_leader_append(&batch(0, first, count, 0, T0))
+            .unwrap_err();
         assert_eq!(
             err,
             ProducerError::OutOfOrderSequence {
@@ -90,8 +104,19 @@ fn a_retry_that_only_overlaps_a_written_batch_is_out_of_order() {
 fn a_gap_in_the_sequence_is_out_of_order_and_the_next_sequence_is_accepted() {
     let (mut state, _) = seven_batches();
     let err = append(&mut state, batch(0, 22, 1, 200, T0)).unwrap_err();
-    assert!(matches!(err, ProducerError::OutOfOrderSequence { first_seq: 22, last_seq: 20, .. }));
-    assert_eq!(state.get(PID).unwrap().last_seq(), 20, "refused batch changed nothing");
+    assert!(matches!(
+        err,
+        ProducerError::OutOfOrderSequence {
+            first_seq: 22,
+            last_seq: 20,
+            ..
+        }
+    ));
+    assert_eq!(
+        state.get(PID).unwrap().last_seq(),
+        20,
+        "refused batch changed nothing"
+    );
     assert_eq!(append(&mut state, batch(0, 21, 1, 200, T0)), Ok(None));
     assert_eq!(state.get(PID).unwrap().last_seq(), 21);
     assert_eq!(state.end_offset(), Offset(201));
@@ -101,7 +126,11 @@ fn a_gap_in_the_sequence_is_out_of_order_and_the_next_sequence_is_accepted() {
 fn an_older_epoch_is_fenced_even_when_its_sequences_match() {
     let mut state = ProducerState::new(Offset::ZERO);
     append(&mut state, batch(3, 0, 2, 0, T0)).unwrap();
-    for b in [batch(2, 0, 2, 0, T0), batch(2, 2, 1, 0, T0), batch(0, 0, 1, 0, T0)] {
+    for b in [
+        batch(2, 0, 2, 0, T0),
+        batch(2, 2, 1, 0, T0),
+        batch(0, 0, 1, 0, T0),
+    ] {
         assert_eq!(
             state.check_leader_append(&b),
             Err(ProducerError::InvalidProducerEpoch {
@@ -146,7 +175,10 @@ fn sequences_wrap_from_i32_max_to_zero() {
     assert_eq!(wrapping.last_seq, 0, "MAX-1, MAX, 0");
     append(&mut state, wrapping).unwrap();
     assert_eq!(
-        state.check_leader_append(&wrapping).unwrap().map(|b| b.first_offset()),
+        state
+            .check_leader_append(&wrapping)
+            .unwrap()
+            .map(|b| b.first_offset()),
         Some(Offset(0)),
         "a wrapped batch is recognised as a duplicate"
     );
@@ -159,7 +191,11 @@ fn sequences_wrap_from_i32_max_to_zero() {
         state.check_leader_append(&batch(0, 1, 1, 3, T0)),
         Err(ProducerError::OutOfOrderSequence { .. })
     ));
-    assert_eq!(append(&mut state, batch(0, 0, 1, 3, T0)), Ok(None), "MAX is followed by 0");
+    assert_eq!(
+        append(&mut state, batch(0, 0, 1, 3, T0)),
+        Ok(None),
+        "MAX is followed by 0"
+    );
 }
 
 #[test]
@@ -196,7 +232,10 @@ fn producers_idle_for_the_expiration_are_forgotten_unless_a_transaction_is_open(
     });
     assert_eq!(state.remove_expired(T0 + expiration - 1, expiration), 0);
     assert_eq!(state.remove_expired(T0 + expiration, expiration), 1);
-    assert_eq!(state.producer_ids().collect::<Vec<_>>(), vec![PID + 1, PID + 2]);
+    assert_eq!(
+        state.producer_ids().collect::<Vec<_>>(),
+        vec![PID + 1, PID + 2]
+    );
     // The forgotten producer is unknown again: it may continue at any sequence.
     assert_eq!(state.check_leader_append(&batch(0, 77, 1, 3, T0)), Ok(None));
     // A transaction marker closes the transaction; then that producer can expire too.
@@ -281,13 +320,20 @@ fn a_snapshot_keeps_each_producers_epoch_last_batch_and_transaction() {
     let entry = back.get(PID).unwrap();
     assert_eq!(entry.epoch, 0);
     let last: Vec<BatchMetadata> = entry.batches().copied().collect();
-    assert_eq!(last, vec![*state.get(PID).unwrap().batches().last().unwrap()]);
+    assert_eq!(
+        last,
+        vec![*state.get(PID).unwrap().batches().last().unwrap()]
+    );
     assert_eq!(entry.last_timestamp, T0 + 6);
     let txn = back.get(3).unwrap();
     assert_eq!(txn.current_txn_first_offset, Some(Offset(170)));
     assert_eq!((txn.epoch, txn.last_seq()), (9, 3));
     // The retained batch still catches a retry of the last batch after a reload.
-    assert!(back.check_leader_append(&batch(0, 18, 3, 0, T0)).unwrap().is_some());
+    assert!(
+        back.check_leader_append(&batch(0, 18, 3, 0, T0))
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[test]
