@@ -174,6 +174,7 @@ impl Broker {
                     if l.config() != &config {
                         l.set_config(config.clone());
                     }
+                    l.set_producer_id_expiration_ms(self.config.producer_id_expiration_ms);
                     // One replica: everything appended is committed.
                     let leo = l.log_end_offset();
                     l.set_high_watermark(leo);

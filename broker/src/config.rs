@@ -108,6 +108,8 @@ pub struct BrokerConfig {
     pub checkpoint_interval_ms: u64,
     /// `broker.rack`
     pub rack: Option<String>,
+    /// `producer.id.expiration.ms`: idempotent producers idle this long are forgotten.
+    pub producer_id_expiration_ms: i64,
     /// Topic-level defaults from the broker's `log.*` / `message.max.bytes` keys.
     pub log_defaults: LogConfig,
     /// Every key that was set explicitly, as given (for logging and DescribeConfigs).
@@ -151,6 +153,7 @@ const BROKER_KEYS: &[&str] = &[
     "log.retention.check.interval.ms",
     "log.flush.offset.checkpoint.interval.ms",
     "broker.rack",
+    "producer.id.expiration.ms",
 ];
 
 impl Default for BrokerConfig {
@@ -175,6 +178,8 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 300_000,
             checkpoint_interval_ms: 60_000,
             rack: None,
+            producer_id_expiration_ms:
+                crate::log::producer_state::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             log_defaults: LogConfig::default(),
             explicit: BTreeMap::new(),
         }
@@ -312,6 +317,10 @@ impl BrokerConfig {
                 self.checkpoint_interval_ms = int(0, i32::MAX as i64)? as u64
             }
             "broker.rack" => self.rack = Some(value.trim().to_owned()).filter(|r| !r.is_empty()),
+            // Kafka: int, at least 1.
+            "producer.id.expiration.ms" => {
+                self.producer_id_expiration_ms = int(1, i32::MAX as i64)?
+            }
             _ => {
                 let Some(&(_, topic_key, unit)) =
                     LOG_DEFAULT_KEYS.iter().find(|(k, _, _)| *k == key)
@@ -417,6 +426,7 @@ impl BrokerConfig {
             "log.retention.check.interval.ms" => self.retention_check_interval_ms.to_string(),
             "log.flush.offset.checkpoint.interval.ms" => self.checkpoint_interval_ms.to_string(),
             "broker.rack" => return self.rack.clone(),
+            "producer.id.expiration.ms" => self.producer_id_expiration_ms.to_string(),
             _ => {
                 let &(_, topic_key, unit) = LOG_DEFAULT_KEYS.iter().find(|(k, _, _)| *k == key)?;
                 let default = LogConfig::default().get(topic_key)?;
@@ -479,6 +489,7 @@ mod tests {
         assert!(c.auto_create_topics);
         assert_eq!(c.socket_request_max_bytes, 104_857_600);
         assert_eq!(c.log_defaults, LogConfig::default());
+        assert_eq!(c.producer_id_expiration_ms, 86_400_000);
         c.validate().unwrap();
     }
 

@@ -1,7 +1,9 @@
 //! Committed fixtures: a golden partition directory pins the bytes the log writes (segment,
 //! offset index, time index, leader epoch checkpoint), and a torn copy of it — the last
 //! batch half-written and the active index still preallocated, as a crash leaves them —
-//! pins recovery. Regenerate the golden files with `WEIR_BLESS=1` after an intended change.
+//! pins recovery. Both hold the (empty) producer state snapshots the log writes on roll and
+//! on close. Regenerate the golden files with `WEIR_BLESS=1` after an intended change (run the
+//! tests one at a time, `--test-threads=1`: the torn copy is made from the golden one).
 
 mod common;
 
@@ -132,6 +134,11 @@ fn the_torn_fixture_recovers_to_the_last_whole_batch() {
     let log = open(dir.path(), config(), false);
     // The last batch (offsets 21..23) is torn: the log ends before it.
     assert_eq!(log.log_end_offset(), Offset(21));
+    // The producer state snapshot `close` wrote at 24 is past the new end and goes; the one
+    // the roll wrote at 13 stays.
+    assert!(!dir.path().join("00000000000000000024.snapshot").exists());
+    assert!(dir.path().join("00000000000000000013.snapshot").exists());
+    assert_eq!(log.producer_state().end_offset(), Offset(21));
     let records = decode(&read_all(&log, Offset::ZERO, 1 << 20));
     assert_eq!(records.len(), 21);
     assert_eq!(

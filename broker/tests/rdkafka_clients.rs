@@ -175,11 +175,20 @@ async fn librdkafka_produces_and_consumes_every_codec_across_restarts() {
     };
     check(&bootstrap, "after producing");
     // Each partition's batches are stored compressed as the producer sent them.
-    for (partition, codec) in ["None", "Gzip", "Snappy", "Lz4", "Zstd"].into_iter().enumerate() {
-        let segment = dir.path().join(format!("data/codecs-{partition}/00000000000000000000.log"));
+    for (partition, codec) in ["None", "Gzip", "Snappy", "Lz4", "Zstd"]
+        .into_iter()
+        .enumerate()
+    {
+        let segment = dir
+            .path()
+            .join(format!("data/codecs-{partition}/00000000000000000000.log"));
         let bytes = std::fs::read(&segment).unwrap();
         let header = weir_broker::log::batch::BatchHeader::parse(&bytes).unwrap();
-        assert_eq!(format!("{:?}", header.compression().unwrap()), codec, "partition {partition}");
+        assert_eq!(
+            format!("{:?}", header.compression().unwrap()),
+            codec,
+            "partition {partition}"
+        );
     }
 
     assert!(

@@ -45,6 +45,35 @@ fn parse_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / USER_HZ)
 }
 
+/// CPU seconds the whole machine has spent busy (all CPUs, everything but idle and iowait).
+pub(crate) fn machine_busy_seconds() -> Result<f64, ProcError> {
+    let path = "/proc/stat";
+    let text = read(path)?;
+    parse_machine_busy(&text).ok_or(ProcError::Parse {
+        path: path.to_owned(),
+        what: "a cpu line",
+    })
+}
+
+fn parse_machine_busy(stat: &str) -> Option<f64> {
+    // cpu  user nice system idle iowait irq softirq steal guest guest_nice
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // guest time is already counted in user; idle (3) and iowait (4) are not busy.
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    (ticks.len() >= 4).then_some(busy as f64 / USER_HZ)
+}
+
 /// Resident memory of a process, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Memory {
@@ -134,6 +163,13 @@ mod tests {
             "4242 (weird) name) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 130 0 0 20 0 9 0 1 2 3";
         assert_eq!(parse_cpu_seconds(stat), Some(3.8));
         assert_eq!(parse_cpu_seconds("garbage"), None);
+    }
+
+    #[test]
+    fn machine_busy_time_leaves_out_idle_and_iowait() {
+        let stat = "cpu  100 10 50 9000 40 5 5 0 0 0\ncpu0 50 5 25 4500 20 2 3 0 0 0\n";
+        assert_eq!(parse_machine_busy(stat), Some(1.7));
+        assert_eq!(parse_machine_busy("intr 1 2 3\n"), None);
     }
 
     #[test]

@@ -90,6 +90,12 @@ pub(crate) struct Broker {
 pub(crate) struct Client {
     /// CPU seconds per second of this tool (producers, consumer and librdkafka's threads).
     pub(crate) cpu_per_sec: f64,
+    /// CPU seconds per second of the whole machine, and of whatever was neither this tool
+    /// nor the measured broker: a benchmark sharing its cores with other work says so here.
+    pub(crate) machine_cpu_per_sec: f64,
+    pub(crate) other_cpu_per_sec: f64,
+    /// Cores of this machine.
+    pub(crate) cores: usize,
 }
 
 /// Rate of `n` per `seconds`, 0 for an empty window.
@@ -166,10 +172,12 @@ impl fmt::Display for Report {
                 b.rss_idle_mb, b.rss_peak_mb, b.rss_peak_anon_mb, b.rss_peak_file_mb, b.vm_hwm_mb
             )?;
         }
+        let c = &self.client;
         writeln!(
             f,
-            "client:   CPU {:.3} s/s (competes with the broker on a shared machine)",
-            self.client.cpu_per_sec
+            "client:   CPU {:.3} s/s; machine ({} cores) busy {:.3} s/s, of which {:.3} s/s neither \
+             this tool nor the broker",
+            c.cpu_per_sec, c.cores, c.machine_cpu_per_sec, c.other_cpu_per_sec
         )?;
         if let Some(e) = &p.first_error {
             writeln!(f, "first produce error: {e}")?;

@@ -89,6 +89,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
     let sampler = broker_pid.map(|pid| RssSampler::start(pid, RSS_SAMPLE_EVERY));
     let broker_cpu0 = broker_pid.map(procfs::cpu_seconds).transpose()?;
     let client_cpu0 = procfs::cpu_seconds(std::process::id())?;
+    let machine_cpu0 = procfs::machine_busy_seconds()?;
     let start_ns = clock.now_ns();
     let warmup_until_ns = start_ns + (args.warmup * 1e9) as u64;
     control.set_warmup_until(warmup_until_ns);
@@ -140,6 +141,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
     let end_ns = clock.now_ns();
     let broker_cpu1 = broker_pid.map(procfs::cpu_seconds).transpose()?;
     let client_cpu1 = procfs::cpu_seconds(std::process::id())?;
+    let machine_cpu1 = procfs::machine_busy_seconds()?;
     let peak = sampler.map(RssSampler::stop);
     let vm_hwm = broker_pid.and_then(|pid| procfs::memory(pid).ok());
     drop(producers);
@@ -181,9 +183,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
             mb_per_sec: per_sec(c.bytes as f64 / MB, seconds),
         }
     });
-    let broker = match (broker_pid, broker_cpu0, broker_cpu1) {
-        (Some(pid), Some(c0), Some(c1)) => {
-            let cpu = c1 - c0;
+    let client_cpu = client_cpu1 - client_cpu0;
+    let machine_cpu = machine_cpu1 - machine_cpu0;
+    let broker_cpu = broker_cpu0.zip(broker_cpu1).map(|(c0, c1)| c1 - c0);
+    let broker = match (broker_pid, broker_cpu) {
+        (Some(pid), Some(cpu)) => {
             let peak = peak.unwrap_or_default();
             let idle = idle.unwrap_or_default();
             let mb = |b: u64| b as f64 / MB;
@@ -220,7 +224,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
         e2e_latency: consumed.map(|c| c.latency.summary()),
         broker,
         client: report::Client {
-            cpu_per_sec: per_sec(client_cpu1 - client_cpu0, wall),
+            cpu_per_sec: per_sec(client_cpu, wall),
+            machine_cpu_per_sec: per_sec(machine_cpu, wall),
+            other_cpu_per_sec: per_sec(
+                (machine_cpu - client_cpu - broker_cpu.unwrap_or(0.0)).max(0.0),
+                wall,
+            ),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         },
     })
 }

@@ -285,6 +285,10 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
             (Int, "How often the recovery point checkpoint is written.")
         }
         "broker.rack" => (Str, "The rack this broker is in."),
+        "producer.id.expiration.ms" => (
+            Int,
+            "How long an idempotent producer may stay idle before its state is forgotten.",
+        ),
         _ => {
             let Some(topic) = topic_config_of(key) else {
                 return (Str, Cow::Borrowed(""));

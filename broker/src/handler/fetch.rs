@@ -33,7 +33,11 @@ pub(super) async fn handle(
     let started = Instant::now();
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if version >= 3 { request.max_bytes.max(0) as usize } else { usize::MAX };
+    let max_bytes = if version >= 3 {
+        request.max_bytes.max(0) as usize
+    } else {
+        usize::MAX
+    };
     let read_committed = request.isolation_level == 1;
     let markers = Markers::new();
     let mut appends = broker.subscribe_appends();
@@ -45,12 +49,19 @@ pub(super) async fn handle(
             break pass;
         }
         // Sleep until something is appended or the wait runs out.
-        if tokio::time::timeout(max_wait - waited, appends.changed()).await.is_err() {
+        if tokio::time::timeout(max_wait - waited, appends.changed())
+            .await
+            .is_err()
+        {
             break read_once(broker, &request, max_bytes, read_committed, &markers);
         }
     };
     for (topic, bytes) in &pass.bytes_per_topic {
-        broker.metrics.bytes_out.with_label_values(&[topic]).inc_by(*bytes);
+        broker
+            .metrics
+            .bytes_out
+            .with_label_values(&[topic])
+            .inc_by(*bytes);
     }
     if !pass.regions.is_empty() {
         zero_copy.parts = Some((markers, pass.regions));
@@ -101,7 +112,9 @@ fn read_once(
                         failed = true;
                         return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch != partition.leader_epoch {
+                    if p.current_leader_epoch >= 0
+                        && p.current_leader_epoch != partition.leader_epoch
+                    {
                         failed = true;
                         let code = if p.current_leader_epoch > partition.leader_epoch {
                             ResponseError::UnknownLeaderEpoch
@@ -120,17 +133,24 @@ fn read_once(
                         failed = true;
                         return out.with_error_code(ResponseError::OffsetOutOfRange.code());
                     };
-                    let budget = (p.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
+                    let budget = (p.partition_max_bytes.max(0) as usize)
+                        .min(max_bytes.saturating_sub(total));
                     if budget == 0 && total > 0 {
                         return out.with_records(Some(Bytes::new()));
                     }
                     match log.read(offset, budget.max(1), Some(hw)) {
                         Ok(None) => out.with_records(Some(Bytes::new())),
-                        Ok(Some(slice)) if total > 0 && slice.len as usize > budget => out.with_records(Some(Bytes::new())),
+                        Ok(Some(slice)) if total > 0 && slice.len as usize > budget => {
+                            out.with_records(Some(Bytes::new()))
+                        }
                         Ok(Some(slice)) => {
                             total += slice.len as usize;
                             let marker = markers.marker(regions.len());
-                            regions.push(FileRegion { file: slice.file, position: slice.position, len: slice.len });
+                            regions.push(FileRegion {
+                                file: slice.file,
+                                position: slice.position,
+                                len: slice.len,
+                            });
                             out.with_records(Some(marker))
                         }
                         Err(e) => {

@@ -7,10 +7,13 @@
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
-use kafka_protocol::messages::{BrokerId as WireBrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::messages::{
+    BrokerId as WireBrokerId, FindCoordinatorRequest, FindCoordinatorResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 
-const NOT_AVAILABLE: &str = "the group and transaction coordinators are not available in this release";
+const NOT_AVAILABLE: &str =
+    "the group and transaction coordinators are not available in this release";
 
 pub(super) fn handle(request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let code = ResponseError::CoordinatorNotAvailable.code();

@@ -73,7 +73,9 @@ pub(crate) async fn handle(
             ResponseKind::Metadata(metadata::handle(broker, r, version).await)
         }
         RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(broker, r).await?),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version, zero_copy).await),
+        RequestKind::Fetch(r) => {
+            ResponseKind::Fetch(fetch::handle(broker, r, version, zero_copy).await)
+        }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(broker, r)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create(broker, r).await),
         RequestKind::DeleteTopics(r) => {

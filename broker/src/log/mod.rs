@@ -17,7 +17,7 @@
 //! - [`batch`]: the v2 batch format, validation, and the header rewrite that assigns offsets.
 //! - [`Log`]: one partition — append, read, lookups, roll, truncate, flush, retention.
 //! - [`producer_state`]: idempotent producers' epochs and sequences, checked on leader
-//!   appends, and its snapshot files.
+//!   appends, and the snapshot format; `producer_snapshots` keeps the snapshot files.
 //! - [`LogManager`]: one data directory — lock, checkpoints, clean-shutdown marker, and the
 //!   broker-wide [`SegmentCache`] bounding open sealed segments.
 

@@ -12,10 +12,10 @@
 //! 3. a newer epoch must start at sequence 0 (any other start: OUT_OF_ORDER_SEQUENCE_NUMBER);
 //! 4. within the current epoch the first sequence must follow the last one, wrapping from
 //!    `i32::MAX` to 0 (anything else: OUT_OF_ORDER_SEQUENCE_NUMBER);
-//! 5. a producer the partition knows nothing of (never seen, expired, or its records deleted)
-//!    may start at any sequence. Kafka answered this case with UNKNOWN_PRODUCER_ID before
-//!    KIP-360; since 2.5 it accepts the batch, and so does Weir: the producer lost nothing
-//!    the partition still knows about.
+//! 5. a producer the partition knows nothing of (never seen, expired, or rebuilt away because
+//!    its records were deleted) may start at any sequence. Kafka answered this case with
+//!    UNKNOWN_PRODUCER_ID before KIP-360; since 2.5 it accepts the batch, and so does Weir:
+//!    there is nothing left in the partition for the batch to be out of order with.
 //!
 //! Replicated batches and batches replayed from the log update the state without checks
 //! ([`ProducerState::apply`]). Producers idle for `producer.id.expiration.ms` (measured from

@@ -73,7 +73,9 @@ pub(super) async fn serve(
             let frame = frame.freeze();
             match handle_frame(&broker, frame, started).await? {
                 Some(Outgoing::Frame(response)) => write.write_all(&response).await?,
-                Some(Outgoing::Pieces(pieces)) => zero_copy::write_pieces(&mut write, pieces).await?,
+                Some(Outgoing::Pieces(pieces)) => {
+                    zero_copy::write_pieces(&mut write, pieces).await?
+                }
                 None => {}
             }
         }
@@ -84,6 +86,9 @@ pub(super) async fn serve(
         Err(Close::Io(e)) => debug!(%peer, error = %e, "connection closed"),
         Err(why) => info!(%peer, reason = %why, "closing connection on bad input"),
     }
+    // Close the socket before the gauge says the connection is gone.
+    drop(read);
+    drop(write);
     broker.metrics.connections.dec();
 }
 
@@ -181,9 +186,11 @@ async fn handle_frame(
         None => Outgoing::Frame(frame),
         Some((markers, regions)) => {
             let flexible = api == ApiKey::Fetch && response_version >= 12;
-            let pieces = zero_copy::splice(frame, &markers, regions, flexible).map_err(|e| Close::Malformed {
-                what: "zero-copy response",
-                reason: e.to_string(),
+            let pieces = zero_copy::splice(frame, &markers, regions, flexible).map_err(|e| {
+                Close::Malformed {
+                    what: "zero-copy response",
+                    reason: e.to_string(),
+                }
             })?;
             Outgoing::Pieces(pieces)
         }

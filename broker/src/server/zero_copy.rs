@@ -36,7 +36,12 @@ pub(crate) struct Markers {
 
 impl Markers {
     pub(crate) fn new() -> Markers {
-        Markers { nonce: *uuid::Uuid::new_v4().as_bytes().first_chunk().expect("16 bytes") }
+        Markers {
+            nonce: *uuid::Uuid::new_v4()
+                .as_bytes()
+                .first_chunk()
+                .expect("16 bytes"),
+        }
     }
 
     pub(crate) fn marker(&self, index: usize) -> Bytes {
@@ -66,8 +71,18 @@ fn unsigned_varint(mut v: u64, out: &mut BytesMut) {
 /// Splits an encoded response frame (size prefix included) at the markers of `regions`,
 /// fixing the length prefixes and the frame size. `flexible` is whether the records field is
 /// compact (Fetch v12+).
-pub(crate) fn splice(frame: Bytes, markers: &Markers, regions: Vec<FileRegion>, flexible: bool) -> io::Result<Vec<Piece>> {
-    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("zero-copy splice: {what}"));
+pub(crate) fn splice(
+    frame: Bytes,
+    markers: &Markers,
+    regions: Vec<FileRegion>,
+    flexible: bool,
+) -> io::Result<Vec<Piece>> {
+    let invalid = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("zero-copy splice: {what}"),
+        )
+    };
     let mut pieces = Vec::with_capacity(regions.len() * 2 + 1);
     let mut cursor = 0usize;
     let mut total = frame.len() as u64 - 4;
@@ -78,7 +93,11 @@ pub(crate) fn splice(frame: Bytes, markers: &Markers, regions: Vec<FileRegion>, 
                 .windows(MARKER_LEN)
                 .position(|w| w == &marker[..])
                 .ok_or_else(|| invalid("marker not found"))?;
-        let (prefix_len, expected): (usize, &[u8]) = if flexible { (1, &[MARKER_LEN as u8 + 1]) } else { (4, &[0, 0, 0, MARKER_LEN as u8]) };
+        let (prefix_len, expected): (usize, &[u8]) = if flexible {
+            (1, &[MARKER_LEN as u8 + 1])
+        } else {
+            (4, &[0, 0, 0, MARKER_LEN as u8])
+        };
         if at < cursor + prefix_len || &frame[at - prefix_len..at] != expected {
             return Err(invalid("unexpected length prefix"));
         }
@@ -124,13 +143,23 @@ async fn send_region(write: &mut OwnedWriteHalf, region: &FileRegion) -> io::Res
         stream.writable().await?;
         let count = (end - offset) as usize;
         let sent = stream.try_io(Interest::WRITABLE, || {
-            nix::sys::sendfile::sendfile(stream.as_fd(), region.file.as_fd(), Some(&mut offset), count)
-                .map_err(io::Error::from)
+            nix::sys::sendfile::sendfile(
+                stream.as_fd(),
+                region.file.as_fd(),
+                Some(&mut offset),
+                count,
+            )
+            .map_err(io::Error::from)
         });
         match sent {
             // The file ended early (truncated under us): the frame promised more bytes than
             // exist, so the connection cannot continue.
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "segment shorter than the fetch range")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "segment shorter than the fetch range",
+                ));
+            }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
@@ -148,7 +177,14 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(bytes).unwrap();
         let file = Arc::new(f.reopen().unwrap());
-        (f, FileRegion { file, position: 2, len: (bytes.len() - 2) as u64 })
+        (
+            f,
+            FileRegion {
+                file,
+                position: 2,
+                len: (bytes.len() - 2) as u64,
+            },
+        )
     }
 
     fn flatten(pieces: &[Piece]) -> Vec<u8> {
@@ -158,7 +194,8 @@ mod tests {
                 Piece::Bytes(b) => out.extend_from_slice(b),
                 Piece::File(r) => {
                     let mut buf = vec![0u8; r.len as usize];
-                    std::os::unix::fs::FileExt::read_exact_at(&*r.file, &mut buf, r.position).unwrap();
+                    std::os::unix::fs::FileExt::read_exact_at(&*r.file, &mut buf, r.position)
+                        .unwrap();
                     out.extend_from_slice(&buf);
                 }
             }
@@ -176,7 +213,11 @@ mod tests {
             let mut frame = BytesMut::new();
             frame.put_i32(0);
             frame.put_slice(b"head");
-            if flexible { frame.put_u8(17) } else { frame.put_i32(16) }
+            if flexible {
+                frame.put_u8(17)
+            } else {
+                frame.put_i32(16)
+            }
             frame.put_slice(&markers.marker(0));
             frame.put_slice(b"tail");
             let n = frame.len() as i32 - 4;
