@@ -63,7 +63,7 @@ impl Metrics {
         );
         let messages_out = counter(
             "messages_out_total",
-            "Record batches' records sent to consumers, per topic",
+            "Records sent to consumers, per topic (whole batches: records below the fetch offset in the first batch count too)",
             &["topic"],
         );
         let requests = counter("requests_total", "Requests handled, per API", &["api"]);

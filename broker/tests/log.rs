@@ -239,6 +239,11 @@ fn reads_are_bounded_by_max_bytes_upper_offset_and_range() {
         .unwrap()
         .unwrap();
     assert_eq!(s.first_offset, Offset(2));
+    assert_eq!(
+        s.next_offset,
+        Offset(6),
+        "the batch after the range starts at 6"
+    );
     assert_eq!(s.len as usize, sizes[1] + sizes[2], "whole batches only");
     let s = log.read(Offset(3), 1, None).unwrap().unwrap();
     assert_eq!(s.len as usize, sizes[1], "at least one whole batch");

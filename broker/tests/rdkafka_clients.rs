@@ -174,6 +174,20 @@ async fn librdkafka_produces_and_consumes_every_codec_across_restarts() {
         }
     };
     check(&bootstrap, "after producing");
+    let (_, metrics) = broker.http_get("/metrics").unwrap();
+    let value = |prefix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing from /metrics:\n{metrics}"))
+    };
+    assert_eq!(value("weir_messages_in_total{topic=\"codecs\"}"), 1500.0);
+    assert!(value("weir_messages_out_total{topic=\"codecs\"}") >= 1500.0);
+    assert!(value("weir_bytes_out_total{topic=\"codecs\"}") > 0.0);
+    assert!(value("weir_request_latency_seconds_count{api=\"Produce\"}") > 0.0);
+    assert!(value("weir_log_size_bytes{partition=\"0\",topic=\"codecs\"}") > 0.0);
     // Each partition's batches are stored compressed as the producer sent them.
     for (partition, codec) in ["None", "Gzip", "Snappy", "Lz4", "Zstd"]
         .into_iter()

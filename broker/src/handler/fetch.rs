@@ -56,7 +56,12 @@ pub(super) async fn handle(
             break read_once(broker, &request, max_bytes, read_committed, &markers);
         }
     };
-    for (topic, bytes) in &pass.bytes_per_topic {
+    for (topic, bytes, records) in &pass.bytes_per_topic {
+        broker
+            .metrics
+            .messages_out
+            .with_label_values(&[topic])
+            .inc_by(*records);
         broker
             .metrics
             .bytes_out
@@ -75,7 +80,8 @@ struct Pass {
     /// File ranges in the order of the markers in `response`.
     regions: Vec<FileRegion>,
     bytes: usize,
-    bytes_per_topic: Vec<(String, u64)>,
+    /// `(topic, record bytes, records)` sent per topic.
+    bytes_per_topic: Vec<(String, u64, u64)>,
     /// A partition failed; the response goes out at once.
     failed: bool,
 }
@@ -91,12 +97,14 @@ fn read_once(
     let mut failed = false;
     let mut regions: Vec<FileRegion> = Vec::new();
     let mut bytes_per_topic = Vec::new();
+    let mut records = 0u64;
     let responses = request
         .topics
         .iter()
         .map(|topic| {
             let name = topic.topic.0.to_string();
             let before = total;
+            let records_before = records;
             let partitions = topic
                 .partitions
                 .iter()
@@ -145,6 +153,7 @@ fn read_once(
                         }
                         Ok(Some(slice)) => {
                             total += slice.len as usize;
+                            records += slice.next_offset - slice.first_offset;
                             let marker = markers.marker(regions.len());
                             regions.push(FileRegion {
                                 file: slice.file,
@@ -161,7 +170,7 @@ fn read_once(
                 })
                 .collect();
             if total > before {
-                bytes_per_topic.push((name, (total - before) as u64));
+                bytes_per_topic.push((name, (total - before) as u64, records - records_before));
             }
             FetchableTopicResponse::default()
                 .with_topic(topic.topic.clone())

@@ -76,6 +76,8 @@ pub struct LogSlice {
     pub len: u64,
     /// Base offset of the first batch in the range (at or below the offset asked for).
     pub first_offset: Offset,
+    /// The offset after the last batch in the range.
+    pub next_offset: Offset,
 }
 
 impl LogSlice {
@@ -621,11 +623,12 @@ fn slice_of(
 ) -> Result<Option<LogSlice>> {
     Ok(view
         .read_range(start, max_bytes as u64, upper)?
-        .map(|(first, len)| LogSlice {
+        .map(|(first, len, next_offset)| LogSlice {
             file: view.log.clone(),
             position: first.position,
             len,
             first_offset: Offset(first.header.base_offset as u64),
+            next_offset,
         }))
 }
 

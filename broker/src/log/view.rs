@@ -109,18 +109,20 @@ impl SegmentView<'_> {
     }
 
     /// The largest batch boundary in `[from, limit]`, given that `from` is one.
-    fn boundary_before(&self, from: u64, limit: u64) -> Result<u64> {
+    /// Also returns the offset after the last batch in range: the base offset of the first
+    /// batch left out, or the segment's end.
+    fn boundary_before(&self, from: u64, limit: u64) -> Result<(u64, Offset)> {
         let mut position = from;
         if let Some(entry) = index::lookup_position(self.offset_index, limit) {
             position = position.max(u64::from(entry.position));
         }
         while let Some(batch) = self.batch_at(position)? {
             if batch.end() > limit {
-                break;
+                return Ok((position, Offset(batch.header.base_offset as u64)));
             }
             position = batch.end();
         }
-        Ok(position)
+        Ok((position, self.end))
     }
 
     /// The byte range of whole batches starting with the one holding `start`: at most
@@ -130,7 +132,7 @@ impl SegmentView<'_> {
         start: Offset,
         max_bytes: u64,
         upper: Offset,
-    ) -> Result<Option<(Located, u64)>> {
+    ) -> Result<Option<(Located, u64, Offset)>> {
         let Some(first) = self.find(start)? else {
             return Ok(None);
         };
@@ -146,8 +148,8 @@ impl SegmentView<'_> {
             return Ok(None);
         }
         let limit = upper_position.min(first.position.saturating_add(max_bytes).max(first.end()));
-        let end = self.boundary_before(first.end(), limit)?;
-        Ok(Some((first, end - first.position)))
+        let (end, next) = self.boundary_before(first.end(), limit)?;
+        Ok(Some((first, end - first.position, next)))
     }
 
     pub(crate) fn read_batch(&self, batch: &Located) -> Result<Bytes> {
