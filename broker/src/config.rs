@@ -224,6 +224,21 @@ pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String
 }
 
 impl BrokerConfig {
+    /// Applies `WEIR_*` environment settings ([`from_env`]). Unlike a file or a flag, an
+    /// environment carries variables meant for other programs (`WEIR_BENCH_ROUNDS`, …), so
+    /// keys the broker does not know are skipped and returned for a warning; a bad value for a
+    /// known key is still an error.
+    pub fn apply_env(&mut self, settings: &[(String, String)]) -> Result<Vec<String>, ConfigError> {
+        let mut skipped = Vec::new();
+        for (key, value) in settings {
+            match self.set(key, value) {
+                Err(ConfigError::UnknownKey { key }) => skipped.push(key),
+                other => other?,
+            }
+        }
+        Ok(skipped)
+    }
+
     /// Applies `key=value` settings in order over the current values.
     pub fn apply(&mut self, settings: &[(String, String)]) -> Result<(), ConfigError> {
         for (key, value) in settings {
@@ -500,7 +515,7 @@ mod tests {
         std::fs::write(&file, "# comment\nnode.id=3\nlisteners=PLAINTEXT://0.0.0.0:19092\nadvertised.listeners=PLAINTEXT://broker-3:19092\nlog.retention.hours=1\n").unwrap();
         let mut c = BrokerConfig::default();
         c.apply(&read_properties(&file).unwrap()).unwrap();
-        c.apply(&from_env([
+        c.apply_env(&from_env([
             ("WEIR_NUM_PARTITIONS".to_string(), "6".to_string()),
             ("PATH".into(), "/bin".into()),
         ]))
@@ -564,6 +579,26 @@ mod tests {
             ]
         );
         assert_eq!(broker_keys_for_topic_key("min.insync.replicas").count(), 0);
+    }
+
+    #[test]
+    fn unrelated_weir_environment_variables_are_skipped_but_bad_values_are_not() {
+        let mut c = BrokerConfig::default();
+        let skipped = c
+            .apply_env(&from_env([
+                ("WEIR_BENCH_ROUNDS".to_string(), "9".to_string()),
+                ("WEIR_NUM_PARTITIONS".to_string(), "3".to_string()),
+            ]))
+            .unwrap();
+        assert_eq!(skipped, vec!["bench.rounds".to_string()]);
+        assert_eq!(c.num_partitions, 3);
+        let err = c
+            .apply_env(&from_env([(
+                "WEIR_NUM_PARTITIONS".to_string(),
+                "x".to_string(),
+            )]))
+            .unwrap_err();
+        assert!(err.to_string().contains("num.partitions"), "{err}");
     }
 
     #[test]

@@ -84,7 +84,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<BrokerConfig> {
     if let Some(path) = &cli.config {
         config.apply(&config::read_properties(path)?)?;
     }
-    config.apply(&config::from_env(std::env::vars()))?;
+    for key in config.apply_env(&config::from_env(std::env::vars()))? {
+        tracing::warn!(%key, "ignoring a WEIR_* environment variable that is not a broker config key");
+    }
     let mut flags = Vec::new();
     for o in &cli.overrides {
         let (k, v) = o
