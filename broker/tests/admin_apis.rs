@@ -9,20 +9,17 @@
 mod process;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, DeleteRecordsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, IncrementalAlterConfigsRequest, RequestHeader, ResponseHeader,
-    TopicName as WireTopicName, alter_configs_request, delete_records_request,
-    describe_configs_request, incremental_alter_configs_request,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName as WireTopicName,
+    alter_configs_request, delete_records_request, describe_configs_request,
+    incremental_alter_configs_request,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use process::BrokerProcess;
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
@@ -145,37 +142,6 @@ fn partition_count(broker: &BrokerProcess, topic: &str) -> usize {
 }
 
 /// Sends one request encoded by `kafka-protocol` and decodes the answer.
-fn call<R: Request>(broker: &BrokerProcess, version: i16, request: &R) -> R::Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", broker.kafka_port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let mut body = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(42)
-        .with_client_id(Some(s("admin-apis-test")))
-        .encode(&mut body, R::header_version(version))
-        .unwrap();
-    request.encode(&mut body, version).unwrap();
-    let mut frame = BytesMut::new();
-    frame.put_i32(body.len() as i32);
-    frame.extend_from_slice(&body);
-    stream.write_all(&frame).unwrap();
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).unwrap();
-    let mut response = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut response).unwrap();
-    let mut response = Bytes::from(response);
-    let header =
-        ResponseHeader::decode(&mut response, R::Response::header_version(version)).unwrap();
-    assert_eq!(header.correlation_id, 42);
-    let decoded = R::Response::decode(&mut response, version).unwrap();
-    assert_eq!(response.remaining(), 0, "trailing bytes in the response");
-    decoded
-}
-
 fn describe_raw(
     broker: &BrokerProcess,
     version: i16,
@@ -194,7 +160,7 @@ fn describe_raw(
         .with_resources(resources)
         .with_include_synonyms(true)
         .with_include_documentation(version >= 3);
-    call(broker, version, &request).results
+    broker.call(version, &request).results
 }
 
 /// `(error code, error message)` of one IncrementalAlterConfigs resource.
@@ -222,7 +188,7 @@ fn incremental_raw(
                 .with_configs(configs),
         ])
         .with_validate_only(validate_only);
-    let response = call(broker, 1, &request);
+    let response = broker.call(1, &request);
     let r = &response.responses[0];
     assert_eq!(r.resource_name.as_str(), name);
     (
@@ -258,7 +224,8 @@ fn legacy_raw(
         })
         .collect();
     let request = AlterConfigsRequest::default().with_resources(resources);
-    call(broker, 2, &request)
+    broker
+        .call(2, &request)
         .responses
         .iter()
         .map(|r| {
@@ -295,7 +262,7 @@ fn value_source(value: &str, source: ConfigSource) -> (Option<String>, ConfigSou
 async fn api_versions_advertises_the_admin_apis_exact_ranges() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(&dir.path().join("data"), &[]);
-    let response = call(&broker, 3, &ApiVersionsRequest::default());
+    let response = &broker.call(3, &ApiVersionsRequest::default());
     assert_eq!(response.error_code, 0);
     let ranges: HashMap<i16, (i16, i16)> = response
         .api_keys
@@ -747,7 +714,7 @@ async fn describe_cluster_lists_this_broker_as_the_controller() {
     let broker = BrokerProcess::start(&dir.path().join("data"), &[]);
     let mut cluster_ids = Vec::new();
     for version in 0..=2 {
-        let response = call(&broker, version, &DescribeClusterRequest::default());
+        let response = &broker.call(version, &DescribeClusterRequest::default());
         assert_eq!(response.error_code, 0, "v{version}");
         assert_eq!(response.controller_id.0, NODE_ID);
         let brokers: Vec<(i32, &str, i32)> = response
@@ -765,8 +732,7 @@ async fn describe_cluster_lists_this_broker_as_the_controller() {
     assert_eq!(cluster_ids[0].len(), 22, "{cluster_ids:?}");
     assert!(cluster_ids.iter().all(|id| *id == cluster_ids[0]));
 
-    let response = call(
-        &broker,
+    let response = &broker.call(
         2,
         &DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
     );
@@ -777,20 +743,12 @@ async fn describe_cluster_lists_this_broker_as_the_controller() {
         "ALTER_CONFIGS"
     );
 
-    let response = call(
-        &broker,
-        1,
-        &DescribeClusterRequest::default().with_endpoint_type(2),
-    );
+    let response = &broker.call(1, &DescribeClusterRequest::default().with_endpoint_type(2));
     assert_eq!(
         response.error_code,
         ResponseError::MismatchedEndpointType.code()
     );
-    let response = call(
-        &broker,
-        1,
-        &DescribeClusterRequest::default().with_endpoint_type(7),
-    );
+    let response = &broker.call(1, &DescribeClusterRequest::default().with_endpoint_type(7));
     assert_eq!(
         response.error_code,
         ResponseError::UnsupportedEndpointType.code()
@@ -850,8 +808,7 @@ async fn delete_records_moves_the_low_watermark_and_consumers_start_there() {
     assert_eq!(got[0].1, "trimmed-0-4");
 
     // Offset -1 is the high watermark; an offset below the low watermark changes nothing.
-    let response = call(
-        &broker,
+    let response = &broker.call(
         2,
         &DeleteRecordsRequest::default()
             .with_timeout_ms(5000)

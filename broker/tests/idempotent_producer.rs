@@ -5,17 +5,15 @@
 
 mod process;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest,
-    RequestHeader, ResponseHeader, TopicName,
+    TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -178,37 +176,6 @@ async fn librdkafka_idempotent_producer_stores_each_message_once_in_order_across
 }
 
 /// Sends one request encoded by `kafka-protocol` on a new connection and decodes the answer.
-fn call<R: Request>(broker: &BrokerProcess, version: i16, request: &R) -> R::Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", broker.kafka_port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let mut body = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("idempotence-test")))
-        .encode(&mut body, R::header_version(version))
-        .unwrap();
-    request.encode(&mut body, version).unwrap();
-    let mut frame = BytesMut::new();
-    frame.put_i32(body.len() as i32);
-    frame.extend_from_slice(&body);
-    stream.write_all(&frame).unwrap();
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).unwrap();
-    let mut response = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut response).unwrap();
-    let mut response = Bytes::from(response);
-    let header =
-        ResponseHeader::decode(&mut response, R::Response::header_version(version)).unwrap();
-    assert_eq!(header.correlation_id, 7);
-    let decoded = R::Response::decode(&mut response, version).unwrap();
-    assert_eq!(response.remaining(), 0, "trailing bytes in the response");
-    decoded
-}
-
 fn init_producer_id(
     broker: &BrokerProcess,
     version: i16,
@@ -220,7 +187,7 @@ fn init_producer_id(
         .with_transaction_timeout_ms(60_000)
         .with_producer_id(current.0.into())
         .with_producer_epoch(current.1);
-    call(broker, version, &request)
+    broker.call(version, &request)
 }
 
 /// One batch of `count` records from a producer; `transactional` sets the batch attribute.
@@ -267,7 +234,7 @@ fn produce(broker: &BrokerProcess, records: Bytes) -> (i16, i64) {
                         .with_records(Some(records)),
                 ]),
         ]);
-    let response = call(broker, 9, &request);
+    let response = broker.call(9, &request);
     let p = &response.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
@@ -277,7 +244,7 @@ async fn retried_produce_requests_get_the_original_offsets_before_and_after_rest
     let dir = tempfile::tempdir().unwrap();
     let mut broker = BrokerProcess::start(&dir.path().join("data"), &["num.partitions=1"]);
 
-    let versions = call(&broker, 3, &ApiVersionsRequest::default());
+    let versions = &broker.call(3, &ApiVersionsRequest::default());
     let advertised = versions
         .api_keys
         .iter()

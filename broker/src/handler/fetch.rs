@@ -120,16 +120,11 @@ fn read_once(
                         failed = true;
                         return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    if p.current_leader_epoch >= 0
-                        && p.current_leader_epoch != partition.leader_epoch
+                    if let Some(code) =
+                        super::leader_epoch_error(p.current_leader_epoch, partition.leader_epoch)
                     {
                         failed = true;
-                        let code = if p.current_leader_epoch > partition.leader_epoch {
-                            ResponseError::UnknownLeaderEpoch
-                        } else {
-                            ResponseError::FencedLeaderEpoch
-                        };
-                        return out.with_error_code(code.code());
+                        return out.with_error_code(code);
                     }
                     let log = partition.log.read().unwrap_or_else(|e| e.into_inner());
                     let hw = log.high_watermark();

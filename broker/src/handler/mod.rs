@@ -49,6 +49,19 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::FindCoordinator, 0, 4),
 ];
 
+/// The error for a request naming `requested` as the current leader epoch when the
+/// partition's is `current` (-1 asks for no check), as Kafka answers it.
+pub(crate) fn leader_epoch_error(requested: i32, current: i32) -> Option<i16> {
+    use kafka_protocol::ResponseError;
+    if requested < 0 || requested == current {
+        None
+    } else if requested > current {
+        Some(ResponseError::UnknownLeaderEpoch.code())
+    } else {
+        Some(ResponseError::FencedLeaderEpoch.code())
+    }
+}
+
 pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED
         .iter()

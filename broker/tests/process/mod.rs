@@ -158,6 +158,49 @@ fn unsafe_free_kill(pid: u32, signal: &str) {
         .status();
 }
 
+impl BrokerProcess {
+    /// Sends one request encoded by `kafka-protocol` on a new connection and decodes the
+    /// response, checking the correlation id and that nothing trails it.
+    pub fn call<R: kafka_protocol::protocol::Request>(
+        &self,
+        version: i16,
+        request: &R,
+    ) -> R::Response {
+        use bytes::{Buf, BufMut, Bytes, BytesMut};
+        use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+        use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+        let mut stream = TcpStream::connect(("127.0.0.1", self.kafka_port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let mut body = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(42)
+            .with_client_id(Some(StrBytes::from_static_str("weir-test")))
+            .encode(&mut body, R::header_version(version))
+            .unwrap();
+        request.encode(&mut body, version).unwrap();
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        stream.write_all(&frame).unwrap();
+        let mut size = [0u8; 4];
+        stream.read_exact(&mut size).unwrap();
+        let mut response = vec![0u8; i32::from_be_bytes(size) as usize];
+        stream.read_exact(&mut response).unwrap();
+        let mut response = Bytes::from(response);
+        let header =
+            ResponseHeader::decode(&mut response, R::Response::header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, 42);
+        let decoded = R::Response::decode(&mut response, version).unwrap();
+        assert_eq!(response.remaining(), 0, "trailing bytes in the response");
+        decoded
+    }
+}
+
 impl Drop for BrokerProcess {
     fn drop(&mut self) {
         self.kill9();
