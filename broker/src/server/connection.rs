@@ -67,8 +67,7 @@ pub(super) async fn serve(
             if size < 8 || size as usize > max {
                 return Err(Close::FrameSize { size, max });
             }
-            let mut frame = BytesMut::zeroed(size as usize);
-            read.read_exact(&mut frame).await?;
+            let frame = read_frame(&mut read, size as usize).await?;
             let started = Instant::now();
             let frame = frame.freeze();
             match handle_frame(&broker, frame, started).await? {
@@ -90,6 +89,23 @@ pub(super) async fn serve(
     drop(read);
     drop(write);
     broker.metrics.connections.dec();
+}
+
+/// Reads a `size`-byte frame body into fresh, uninitialised capacity: zero-filling it first
+/// cost several percent of the broker's CPU under produce load.
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    read: &mut R,
+    size: usize,
+) -> std::io::Result<BytesMut> {
+    let mut frame = BytesMut::with_capacity(size);
+    while frame.len() < size {
+        // The limit keeps the read inside this frame whatever capacity the allocator gave.
+        let missing = size - frame.len();
+        if read.read_buf(&mut (&mut frame).limit(missing)).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(frame)
 }
 
 /// A response ready for the socket.

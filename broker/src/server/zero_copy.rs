@@ -126,13 +126,29 @@ pub(crate) fn splice(
 
 /// Writes the pieces in order: bytes with `write_all`, file ranges with `sendfile(2)`.
 pub(crate) async fn write_pieces(write: &mut OwnedWriteHalf, pieces: Vec<Piece>) -> io::Result<()> {
-    for piece in pieces {
-        match piece {
-            Piece::Bytes(b) => write.write_all(&b).await?,
-            Piece::File(region) => send_region(write, &region).await?,
+    // The socket has TCP_NODELAY, so each small encoded piece would leave as its own segment
+    // between the file ranges. Corking holds them until the response is complete: fewer,
+    // fuller segments, and less work on both ends.
+    let corked = pieces.len() > 1 && set_cork(write, true).is_ok();
+    let result = async {
+        for piece in pieces {
+            match piece {
+                Piece::Bytes(b) => write.write_all(&b).await?,
+                Piece::File(region) => send_region(write, &region).await?,
+            }
         }
+        Ok(())
     }
-    Ok(())
+    .await;
+    if corked {
+        // Uncorking pushes out whatever is still held.
+        set_cork(write, false)?;
+    }
+    result
+}
+
+fn set_cork(write: &OwnedWriteHalf, on: bool) -> io::Result<()> {
+    socket2::SockRef::from(write.as_ref()).set_tcp_cork(on)
 }
 
 async fn send_region(write: &mut OwnedWriteHalf, region: &FileRegion) -> io::Result<()> {
