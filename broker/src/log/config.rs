@@ -1,7 +1,9 @@
 //! Per-log (topic-level) configuration: Kafka's key names, defaults and bounds.
 //!
 //! The defaults here are the one place they are defined; a topic's overrides are applied with
-//! [`LogConfig::set`], which names the key in every error.
+//! [`LogConfig::set`], which names the key in every error. `set` checks one key at a time; the
+//! cross-field rule `min.compaction.lag.ms <= max.compaction.lag.ms` is the controller's to
+//! enforce, and the cleaner reads the two independently as Kafka's does.
 
 use thiserror::Error;
 
@@ -24,6 +26,23 @@ pub enum ConfigError {
         value: String,
         reason: &'static str,
     },
+}
+
+/// A ratio in `[0, 1]`, such as `min.cleanable.dirty.ratio`. Never NaN, hence `Eq`.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct Ratio(f64);
+
+impl Eq for Ratio {}
+
+impl Ratio {
+    /// `value` if it lies in `[0, 1]` (NaN does not).
+    pub fn new(value: f64) -> Option<Ratio> {
+        (0.0..=1.0).contains(&value).then_some(Ratio(value))
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
 }
 
 /// A partition log's settings.
@@ -54,6 +73,18 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// `cleanup.policy`: `delete`, `compact` or both.
     pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long the cleaner keeps tombstones once their segment is
+    /// in the clean section (see `cleaner`).
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the cleaner compacts a log once its dirty bytes are more
+    /// than this share of its cleanable bytes.
+    pub min_cleanable_dirty_ratio: Ratio,
+    /// `min.compaction.lag.ms`: a segment whose newest record is younger than this is not
+    /// compacted yet.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a log whose oldest dirty segment started longer ago than this
+    /// is compacted whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -74,6 +105,10 @@ impl Default for LogConfig {
                 delete: true,
                 compact: false,
             },
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_cleanable_dirty_ratio: Ratio(0.5),
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }
@@ -92,6 +127,10 @@ pub const LOG_CONFIG_KEYS: &[&str] = &[
     "flush.messages",
     "flush.ms",
     "cleanup.policy",
+    "delete.retention.ms",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
 ];
 
 fn parse_long(key: &str, value: &str, min: i64) -> Result<i64, ConfigError> {
@@ -143,6 +182,15 @@ impl LogConfig {
             "max.message.bytes" => self.max_message_bytes = int(0, i32::MAX as i64)? as usize,
             "flush.messages" => self.flush_messages = int(1, i64::MAX)? as u64,
             "flush.ms" => self.flush_ms = int(0, i64::MAX)?,
+            "delete.retention.ms" => self.delete_retention_ms = int(0, i64::MAX)?,
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms = int(0, i64::MAX)?,
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms = int(1, i64::MAX)?,
+            // Kafka: a DOUBLE, between(0, 1).
+            "min.cleanable.dirty.ratio" => {
+                let parsed: f64 = value.trim().parse().map_err(|_| invalid("not a number"))?;
+                self.min_cleanable_dirty_ratio =
+                    Ratio::new(parsed).ok_or(invalid("must be between 0 and 1"))?;
+            }
             "message.timestamp.type" => {
                 self.message_timestamp_type = match value.trim() {
                     "CreateTime" => TimestampType::CreateTime,
@@ -192,6 +240,11 @@ impl LogConfig {
             "max.message.bytes" => self.max_message_bytes.to_string(),
             "flush.messages" => self.flush_messages.to_string(),
             "flush.ms" => self.flush_ms.to_string(),
+            "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
+            // `{:?}` keeps the decimal point (`1.0`, `0.5`), as Java's Double.toString does.
+            "min.cleanable.dirty.ratio" => format!("{:?}", self.min_cleanable_dirty_ratio.get()),
             "message.timestamp.type" => match self.message_timestamp_type {
                 TimestampType::CreateTime => "CreateTime".to_owned(),
                 TimestampType::LogAppendTime => "LogAppendTime".to_owned(),
@@ -236,6 +289,40 @@ mod tests {
         assert_eq!(c.retention_bytes, -1);
         assert_eq!(c.max_message_bytes, 1_048_588);
         assert_eq!(c.flush_messages, i64::MAX as u64);
+        assert_eq!(c.delete_retention_ms, 86_400_000);
+        assert_eq!(c.min_cleanable_dirty_ratio.get(), 0.5);
+        assert_eq!(c.min_compaction_lag_ms, 0);
+        assert_eq!(c.max_compaction_lag_ms, i64::MAX);
+    }
+
+    #[test]
+    fn compaction_settings_are_bounded_as_kafka_bounds_them() {
+        for (key, value) in [
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("min.cleanable.dirty.ratio", "-0.1"),
+            ("min.cleanable.dirty.ratio", "NaN"),
+            ("min.cleanable.dirty.ratio", "inf"),
+            ("max.compaction.lag.ms", "0"),
+            ("min.compaction.lag.ms", "-1"),
+            ("delete.retention.ms", "-1"),
+        ] {
+            let err = LogConfig::default().set(key, value).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::InvalidValue { key: ref k, .. } if k == key),
+                "{key}={value}: {err}"
+            );
+        }
+        let c = LogConfig::from_overrides([
+            ("min.cleanable.dirty.ratio", " 0.01 "),
+            ("delete.retention.ms", "0"),
+            ("min.compaction.lag.ms", "60000"),
+            ("max.compaction.lag.ms", "1"),
+        ])
+        .unwrap();
+        assert_eq!(c.min_cleanable_dirty_ratio.get(), 0.01);
+        assert_eq!(c.delete_retention_ms, 0);
+        assert_eq!(c.min_compaction_lag_ms, 60_000);
+        assert_eq!(c.max_compaction_lag_ms, 1);
     }
 
     #[test]
@@ -295,6 +382,10 @@ mod tests {
                 "cleanup.policy",
                 &["delete", "compact", "compact,delete", ""],
             ),
+            ("delete.retention.ms", &["0", "86400000"]),
+            ("min.cleanable.dirty.ratio", &["0.0", "0.5", "1.0", "0.25"]),
+            ("min.compaction.lag.ms", &["0", "3600000"]),
+            ("max.compaction.lag.ms", &["1", "9223372036854775807"]),
         ];
         assert_eq!(samples.len(), LOG_CONFIG_KEYS.len());
         for (key, values) in samples {
@@ -340,6 +431,10 @@ mod tests {
             "CreateTime",
             "LogAppendTime",
             "true",
+            "0.5",
+            "-0.5",
+            "1.5",
+            "NaN",
         ];
         let mut accepted = 0;
         for key in LOG_CONFIG_KEYS {

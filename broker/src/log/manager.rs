@@ -3,19 +3,27 @@
 //! It locks the directory (`.lock`), reads the data directory's checkpoints, opens every
 //! `<topic>-<partition>` directory (recovering them unless `.kafka_cleanshutdown` says the
 //! last shutdown was clean; the marker is removed once all logs are open), runs periodic
-//! flush and retention, and on shutdown flushes and closes every log, writes the checkpoints
-//! and then the marker.
+//! flush and retention ([`LogManager::tick`]) and compaction ([`LogManager::clean`]), and on
+//! shutdown flushes and closes every log, writes the checkpoints and then the marker.
+//!
+//! The cleaner's checkpoint (`cleaner-offset-checkpoint`, the first dirty offset of each
+//! compacted partition, Kafka's file and format) lives here rather than in the log, as in
+//! Kafka's `LogCleanerManager`: it is read at open, advanced when a pass completes, dropped
+//! with a deleted partition, and lowered by [`LogManager::truncate_cleaner_checkpoint`]. An
+//! entry that no longer fits its log (below the log start, past the log end) is reset to the
+//! log start by the next pass.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions as FsOpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use super::cache::SegmentCache;
 use super::checkpoint;
+use super::cleaner::{CleanerError, CleanerOptions, CleanerStats};
 use super::config::LogConfig;
 use super::error::{IoContext, LogError, Result};
 use super::partition::Log;
@@ -30,6 +38,7 @@ const LOCK_FILE: &str = ".lock";
 const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 const LOG_START_FILE: &str = "log-start-offset-checkpoint";
+const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
 
 #[derive(Debug)]
 pub struct LogManager {
@@ -37,10 +46,24 @@ pub struct LogManager {
     _lock: File,
     cache: Arc<SegmentCache>,
     logs: BTreeMap<TopicPartition, SharedLog>,
+    /// First dirty offset per compacted partition (`cleaner-offset-checkpoint`).
+    cleaner_offsets: Mutex<BTreeMap<TopicPartition, Offset>>,
+    /// Held for a whole [`LogManager::clean`]: one pass per log at a time.
+    cleaning: Mutex<()>,
+    cleaner_options: CleanerOptions,
 }
 
 fn lock(log: &SharedLog) -> std::sync::RwLockWriteGuard<'_, Log> {
     log.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read(log: &SharedLog) -> std::sync::RwLockReadGuard<'_, Log> {
+    log.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn guard<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Neither map nor unit can be left half-updated by a panic.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl LogManager {
@@ -72,6 +95,7 @@ impl LogManager {
         let clean_shutdown = marker.exists();
         let recovery_points = checkpoint::read_offsets(&dir.join(RECOVERY_POINT_FILE))?;
         let log_starts = checkpoint::read_offsets(&dir.join(LOG_START_FILE))?;
+        let mut cleaner_offsets = checkpoint::read_offsets(&dir.join(CLEANER_OFFSET_FILE))?;
         let cache = Arc::new(SegmentCache::new(cache_capacity));
         let now = super::now_ms();
         let mut logs = BTreeMap::new();
@@ -100,13 +124,22 @@ impl LogManager {
             fs::remove_file(&marker).at(&marker)?;
             checkpoint::sync_dir(dir)?;
         }
+        cleaner_offsets.retain(|tp, _| logs.contains_key(tp));
         info!(dir = %dir.display(), logs = logs.len(), clean_shutdown, "log manager opened");
         Ok(LogManager {
             dir: dir.to_path_buf(),
             _lock: lock_file,
             cache,
             logs,
+            cleaner_offsets: Mutex::new(cleaner_offsets),
+            cleaning: Mutex::new(()),
+            cleaner_options: CleanerOptions::default(),
         })
+    }
+
+    /// Sets the cleaner's own settings (its offset map budget).
+    pub fn set_cleaner_options(&mut self, options: CleanerOptions) {
+        self.cleaner_options = options;
     }
 
     pub fn dir(&self) -> &Path {
@@ -151,7 +184,106 @@ impl LogManager {
         }
         checkpoint::sync_dir(&self.dir)?;
         self.checkpoint()?;
+        if guard(&self.cleaner_offsets).remove(tp).is_some() {
+            self.write_cleaner_offsets()?;
+        }
         Ok(true)
+    }
+
+    /// The first dirty offset the cleaner keeps for `tp`, if it has cleaned it.
+    pub fn cleaner_checkpoint(&self, tp: &TopicPartition) -> Option<Offset> {
+        guard(&self.cleaner_offsets).get(tp).copied()
+    }
+
+    /// Lowers `tp`'s cleaner checkpoint to `offset` if it is above (Kafka's
+    /// `maybeTruncateCheckpoint`): whoever truncates a log to `offset` calls this, so data
+    /// appended again above the cut counts as dirty.
+    pub fn truncate_cleaner_checkpoint(&self, tp: &TopicPartition, offset: Offset) -> Result<()> {
+        let lowered = match guard(&self.cleaner_offsets).get_mut(tp) {
+            Some(checkpoint) if *checkpoint > offset => {
+                *checkpoint = offset;
+                true
+            }
+            _ => false,
+        };
+        if lowered {
+            self.write_cleaner_offsets()?;
+        }
+        Ok(())
+    }
+
+    fn write_cleaner_offsets(&self) -> Result<()> {
+        let offsets = guard(&self.cleaner_offsets).clone();
+        checkpoint::write_offsets(&self.dir.join(CLEANER_OFFSET_FILE), &offsets)
+    }
+
+    /// Compaction, run from the same housekeeping as [`LogManager::tick`] and after it (so
+    /// `compact,delete` logs lose what retention deletes first): one cleaning pass over each
+    /// log whose `cleanup.policy` includes `compact` and that is dirty enough (see `cleaner`).
+    ///
+    /// Each log's read lock is held only to plan its pass; the offset map and the cleaned
+    /// segments are built with no lock held, and the write lock is taken once per cleaned
+    /// segment, just to swap it in. A log whose pass fails is logged and counted in
+    /// `logs_failed`; the others are still cleaned. Returns the summed counts, for metrics.
+    pub fn clean(&self, now_ms: i64) -> std::result::Result<CleanerStats, CleanerError> {
+        let _running = guard(&self.cleaning);
+        let mut total = CleanerStats::default();
+        let mut changed = false;
+        for (tp, log) in &self.logs {
+            let checkpoint = self.cleaner_checkpoint(tp);
+            match self.clean_log(log, checkpoint, now_ms) {
+                Ok((next, stats)) => {
+                    total += stats;
+                    if let Some(next) = next.filter(|&n| Some(n) != checkpoint) {
+                        guard(&self.cleaner_offsets).insert(tp.clone(), next);
+                        changed = true;
+                    }
+                }
+                Err(CleanerError::SegmentGone { path }) => {
+                    debug!(partition = %tp.dir_name(), segment = %path.display(), "cleaning pass abandoned: a segment was deleted meanwhile");
+                }
+                Err(error) => {
+                    warn!(partition = %tp.dir_name(), %error, "cleaning failed");
+                    total.logs_failed += 1;
+                }
+            }
+        }
+        if changed {
+            self.write_cleaner_offsets()?;
+        }
+        Ok(total)
+    }
+
+    /// One pass over `log`: the checkpoint to keep afterwards (`None`: leave it) and the
+    /// counts.
+    fn clean_log(
+        &self,
+        log: &SharedLog,
+        checkpoint: Option<Offset>,
+        now_ms: i64,
+    ) -> std::result::Result<(Option<Offset>, CleanerStats), CleanerError> {
+        let mut task = {
+            let log = read(log);
+            if !log.config().cleanup_policy.compact {
+                return Ok((None, CleanerStats::default()));
+            }
+            let cleanable = log.cleanable(checkpoint, now_ms)?;
+            if !cleanable.should_clean() {
+                let reset = cleanable.checkpoint_reset.then_some(cleanable.first_dirty);
+                return Ok((reset, CleanerStats::default()));
+            }
+            log.start_cleaning(&cleanable, now_ms, &self.cleaner_options)?
+        };
+        let mut stats = CleanerStats::default();
+        while let Some(group) = task.prepare_next()? {
+            match lock(log).swap_cleaned(group)? {
+                Some(swapped) => stats += swapped,
+                // The log changed under the pass; the next tick plans afresh.
+                None => return Ok((None, stats)),
+            }
+        }
+        stats.logs_cleaned = 1;
+        Ok((task.next_dirty_offset(), stats))
     }
 
     /// Writes the recovery point and log start offset checkpoints.
@@ -189,6 +321,7 @@ impl LogManager {
             _lock,
             cache,
             logs,
+            ..
         } = self;
         let mut recovery = BTreeMap::new();
         let mut starts = BTreeMap::new();

@@ -6,6 +6,7 @@
 //!   .kafka_cleanshutdown                written on clean shutdown, removed on start
 //!   recovery-point-offset-checkpoint    per partition: offset below which data was fsynced
 //!   log-start-offset-checkpoint         per partition: log start offset
+//!   cleaner-offset-checkpoint           per compacted partition: first dirty offset
 //!   <topic>-<partition>/
 //!     00000000000000000000.log          record batches (magic v2) exactly as on the wire
 //!     00000000000000000000.index        sparse offset index
@@ -18,12 +19,15 @@
 //! - [`Log`]: one partition — append, read, lookups, roll, truncate, flush, retention.
 //! - [`producer_state`]: idempotent producers' epochs and sequences, checked on leader
 //!   appends, and the snapshot format; `producer_snapshots` keeps the snapshot files.
+//! - [`cleaner`](CleanTask): compaction of `cleanup.policy=compact` logs, crash-safe segment
+//!   swaps, and the cleaner's checkpoint.
 //! - [`LogManager`]: one data directory — lock, checkpoints, clean-shutdown marker, and the
 //!   broker-wide [`SegmentCache`] bounding open sealed segments.
 
 pub mod batch;
 mod cache;
 mod checkpoint;
+mod cleaner;
 pub mod config;
 mod epoch;
 mod error;
@@ -40,7 +44,10 @@ mod segment;
 mod view;
 
 pub use cache::SegmentCache;
-pub use config::{CleanupPolicy, ConfigError, LogConfig};
+pub use cleaner::{
+    CleanOutcome, CleanTask, Cleanable, CleanedGroup, CleanerError, CleanerOptions, CleanerStats,
+};
+pub use config::{CleanupPolicy, ConfigError, LogConfig, Ratio};
 pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::{LogError, Result};
 pub use manager::{LogManager, SharedLog};

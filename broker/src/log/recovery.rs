@@ -6,6 +6,11 @@
 //! log, the segment is cut there, any later segment is deleted, and the indexes of scanned
 //! segments are rebuilt. Nothing before the last complete, valid batch is lost.
 //!
+//! Before the segments are listed, a cleaner swap a crash interrupted is finished (see
+//! `cleaner::swap`): a committed `<base>.log.swap` replaces the segments its offsets cover and
+//! gets rebuilt indexes; the cleaner's uncommitted `.cleaned` files are deleted with the other
+//! leftovers.
+//!
 //! Then the producer state is rebuilt (Kafka's `rebuildProducerState`): snapshots past the
 //! log end are deleted, the newest one that reads back is loaded (producers already expired
 //! are dropped), and the batch headers after its offset are replayed from the segments. After
@@ -25,6 +30,7 @@ use tracing::{info, warn};
 use super::batch::{self, BatchHeader};
 use super::cache::SegmentCache;
 use super::checkpoint;
+use super::cleaner;
 use super::config::LogConfig;
 use super::epoch::LeaderEpochCache;
 use super::error::{IoContext, LogError, Result};
@@ -59,7 +65,8 @@ impl Default for OpenOptions {
     }
 }
 
-/// File name suffixes of leftovers from interrupted operations; removed on open.
+/// File name suffixes of leftovers from interrupted operations; removed on open (after any
+/// committed cleaner swap was completed, so a `.swap` left here is not a segment's).
 const LEFTOVER_SUFFIXES: &[&str] = &[".tmp", ".deleted", ".cleaned", ".swap"];
 
 impl Log {
@@ -71,6 +78,7 @@ impl Log {
         cache: Arc<SegmentCache>,
     ) -> Result<Log> {
         fs::create_dir_all(dir).at(dir)?;
+        cleaner::complete_interrupted_swaps(dir, &config)?;
         let (bases, snapshots) = list_segments(dir)?;
         let now = options.now_ms;
         let max_entries = (config.segment_index_bytes / OFFSET_ENTRY_SIZE).max(2);

@@ -48,6 +48,35 @@ impl SegmentPaths {
         }
     }
 
+    /// The same three paths with `suffix` appended (`<base>.log.cleaned`, …), as the cleaner
+    /// names its output while it is not yet part of the log.
+    pub(crate) fn suffixed(&self, suffix: &str) -> SegmentPaths {
+        let with = |path: &Path| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        SegmentPaths {
+            log: with(&self.log),
+            index: with(&self.index),
+            time_index: with(&self.time_index),
+        }
+    }
+
+    /// Renames the three files to `to`'s names: the indexes first and the `.log` last, so the
+    /// `.log` appearing under its new name is the step that commits the rename (recovery
+    /// treats index files without their `.log` as leftovers).
+    pub(crate) fn rename_to(&self, to: &SegmentPaths) -> Result<()> {
+        for (from, to) in [
+            (&self.index, &to.index),
+            (&self.time_index, &to.time_index),
+            (&self.log, &to.log),
+        ] {
+            fs::rename(from, to).at(from)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn delete(&self) -> Result<()> {
         for path in [&self.log, &self.index, &self.time_index] {
             match fs::remove_file(path) {
@@ -67,7 +96,7 @@ pub(crate) fn parse_base_offset(file_name: &str, suffix: &str) -> Option<Offset>
         .flatten()
 }
 
-fn max_index_entries(config: &LogConfig) -> usize {
+pub(crate) fn max_index_entries(config: &LogConfig) -> usize {
     (config.segment_index_bytes / OFFSET_ENTRY_SIZE).max(2)
 }
 
@@ -456,6 +485,21 @@ fn cut_log(mut file: &File, path: &Path, len: u64) -> Result<()> {
     Ok(())
 }
 
+/// Writes the offset and time index files a scan built to `paths` (atomically each), the time
+/// index closed with the final entry for the max timestamp as a sealed segment's is. Returns
+/// that max timestamp.
+pub(crate) fn write_index_files(
+    paths: &SegmentPaths,
+    mut scanned: ScanResult,
+) -> Result<MaxTimestamp> {
+    if let Some(last) = scanned.builder.time_entry() {
+        scanned.time_index.extend_from_slice(&last.encode());
+    }
+    checkpoint::write_atomic(&paths.index, &scanned.offset_index)?;
+    checkpoint::write_atomic(&paths.time_index, &scanned.time_index)?;
+    Ok(scanned.builder.max_timestamp)
+}
+
 fn read_index_file(path: &Path) -> Result<Option<Vec<u8>>> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
@@ -606,14 +650,16 @@ impl SealedSegment {
     }
 
     /// Writes the indexes a scan of this segment built, closed with the final time entry.
-    pub(crate) fn write_indexes(&self, mut scanned: ScanResult) -> Result<()> {
-        if let Some(last) = scanned.builder.time_entry() {
-            scanned.time_index.extend_from_slice(&last.encode());
-        }
-        checkpoint::write_atomic(&self.paths.index, &scanned.offset_index)?;
-        checkpoint::write_atomic(&self.paths.time_index, &scanned.time_index)?;
-        let _ = self.max_timestamp.set(scanned.builder.max_timestamp);
+    pub(crate) fn write_indexes(&self, scanned: ScanResult) -> Result<()> {
+        let max = write_index_files(&self.paths, scanned)?;
+        let _ = self.max_timestamp.set(max);
         Ok(())
+    }
+
+    /// Records the segment's largest timestamp when its writer already knows it (a sealed
+    /// segment built by the cleaner), sparing a read of the time index.
+    pub(crate) fn set_max_timestamp(&self, max: MaxTimestamp) {
+        let _ = self.max_timestamp.set(max);
     }
 
     pub(crate) fn view<'a>(&'a self, handles: &'a SealedHandles) -> SegmentView<'a> {
