@@ -135,9 +135,21 @@ const LOG_DEFAULT_KEYS: &[(&str, &str, i64)] = &[
     ("log.flush.interval.ms", "flush.ms", 1),
     ("log.cleanup.policy", "cleanup.policy", 0),
     ("log.cleaner.delete.retention.ms", "delete.retention.ms", 1),
-    ("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio", 0),
-    ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms", 1),
-    ("log.cleaner.max.compaction.lag.ms", "max.compaction.lag.ms", 1),
+    (
+        "log.cleaner.min.cleanable.ratio",
+        "min.cleanable.dirty.ratio",
+        0,
+    ),
+    (
+        "log.cleaner.min.compaction.lag.ms",
+        "min.compaction.lag.ms",
+        1,
+    ),
+    (
+        "log.cleaner.max.compaction.lag.ms",
+        "max.compaction.lag.ms",
+        1,
+    ),
 ];
 
 const BROKER_KEYS: &[&str] = &[

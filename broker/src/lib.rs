@@ -3,10 +3,12 @@
 //! - [`log`]: the per-partition segment log in Kafka's on-disk format.
 //! - [`server`] and [`handler`]: the Kafka wire protocol, one handler per API.
 //! - [`broker`]: the state requests are served from; [`config`]: its configuration.
+//! - [`coordinator`]: the group coordinator's state machine and `__consumer_offsets` formats.
 //! - [`http`] and [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod broker;
 pub mod config;
+pub mod coordinator;
 pub mod dump;
 mod handler;
 pub mod http;

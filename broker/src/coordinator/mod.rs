@@ -1,0 +1,11 @@
+//! Coordinators: the state machines behind Kafka's coordinator APIs.
+//!
+//! - [`group`]: the classic consumer-group coordinator (JoinGroup, SyncGroup, Heartbeat,
+//!   LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups,
+//!   OffsetDelete) and the `__consumer_offsets` record formats it persists.
+//!
+//! Everything here is pure: no sockets, no tasks, no files and no clock reads. Callers pass the
+//! current time in, hand each parked request a token, and execute the effects the state
+//! machines return (send a response, append records to `__consumer_offsets`).
+
+pub mod group;
