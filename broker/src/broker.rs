@@ -17,6 +17,7 @@ use weir_controller::{
 };
 
 use crate::config::BrokerConfig;
+use crate::coordinator::group_service::GroupService;
 use crate::log::{LogConfig, LogError, LogManager, SharedLog};
 use crate::metrics::Metrics;
 use crate::types::TopicPartition;
@@ -54,6 +55,8 @@ pub struct Broker {
     /// Producer ids the controller allocated to this broker for InitProducerId.
     pub(crate) producer_ids: tokio::sync::Mutex<crate::handler::ProducerIdBlock>,
     pub metrics: Metrics,
+    /// The group coordinators of the `__consumer_offsets` partitions led here.
+    pub groups: Arc<GroupService>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -113,6 +116,7 @@ impl Broker {
                     .unwrap_or_else(|| log_defaults.clone())
             },
         )?;
+        let groups = Arc::new(GroupService::new(config.group.clone()));
         let broker = Arc::new(Broker {
             config,
             logs: Mutex::new(logs),
@@ -122,6 +126,7 @@ impl Broker {
             appended: watch::channel(0).0,
             producer_ids: tokio::sync::Mutex::default(),
             metrics: Metrics::new(),
+            groups,
         });
         broker.sync_partitions()?;
         Ok(broker)
@@ -194,7 +199,11 @@ impl Broker {
         for tp in logs.partitions().filter(|tp| !wanted.contains_key(*tp)) {
             warn!(partition = %tp, "log has no partition in the cluster metadata; not served, left in place");
         }
+        let served: Vec<Arc<Partition>> = wanted.values().cloned().collect();
         *partitions = wanted;
+        drop(partitions);
+        drop(logs);
+        self.groups.sync(served);
         Ok(())
     }
 

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::coordinator::group::GroupConfig;
 use crate::log::LogConfig;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -112,6 +113,17 @@ pub struct BrokerConfig {
     pub producer_id_expiration_ms: i64,
     /// Topic-level defaults from the broker's `log.*` / `message.max.bytes` keys.
     pub log_defaults: LogConfig,
+    /// The group coordinator's `group.*` / `offset*` settings.
+    pub group: GroupConfig,
+    /// `offsets.topic.num.partitions` (50): partitions of `__consumer_offsets`, fixed once the
+    /// topic exists (a group's coordinator is chosen by hashing over them).
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor` (3). Kafka refuses to create `__consumer_offsets`
+    /// while fewer brokers are alive; Weir creates it with as many replicas as there are
+    /// brokers, up to this, so a standalone broker serves groups out of the box.
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.topic.segment.bytes` (100 MiB): `segment.bytes` of `__consumer_offsets`.
+    pub offsets_topic_segment_bytes: i32,
     /// Every key that was set explicitly, as given (for logging and DescribeConfigs).
     pub explicit: BTreeMap<String, String>,
 }
@@ -170,6 +182,16 @@ const BROKER_KEYS: &[&str] = &[
     "log.flush.offset.checkpoint.interval.ms",
     "broker.rack",
     "producer.id.expiration.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "group.max.size",
+    "group.initial.rebalance.delay.ms",
+    "offset.metadata.max.bytes",
+    "offsets.retention.minutes",
+    "offsets.retention.check.interval.ms",
+    "offsets.topic.num.partitions",
+    "offsets.topic.replication.factor",
+    "offsets.topic.segment.bytes",
 ];
 
 impl Default for BrokerConfig {
@@ -197,6 +219,10 @@ impl Default for BrokerConfig {
             producer_id_expiration_ms:
                 crate::log::producer_state::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             log_defaults: LogConfig::default(),
+            group: GroupConfig::default(),
+            offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
+            offsets_topic_segment_bytes: 104_857_600,
             explicit: BTreeMap::new(),
         }
     }
@@ -352,6 +378,35 @@ impl BrokerConfig {
             "producer.id.expiration.ms" => {
                 self.producer_id_expiration_ms = int(1, i32::MAX as i64)?
             }
+            "group.min.session.timeout.ms" => {
+                self.group.min_session_timeout_ms = int(1, i32::MAX as i64)? as i32
+            }
+            "group.max.session.timeout.ms" => {
+                self.group.max_session_timeout_ms = int(1, i32::MAX as i64)? as i32
+            }
+            "group.max.size" => self.group.max_size = int(1, i32::MAX as i64)? as usize,
+            "group.initial.rebalance.delay.ms" => {
+                self.group.initial_rebalance_delay_ms = int(0, i32::MAX as i64)?
+            }
+            "offset.metadata.max.bytes" => {
+                self.group.offset_metadata_max_bytes = int(0, i32::MAX as i64)? as usize
+            }
+            "offsets.retention.minutes" => {
+                self.group.offsets_retention_ms = int(1, i32::MAX as i64)? * 60_000
+            }
+            "offsets.retention.check.interval.ms" => {
+                self.group.offsets_retention_check_interval_ms = int(1, i64::MAX)?
+            }
+            "offsets.topic.num.partitions" => {
+                self.offsets_topic_num_partitions = int(1, i32::MAX as i64)? as i32
+            }
+            "offsets.topic.replication.factor" => {
+                self.offsets_topic_replication_factor = int(1, i16::MAX as i64)? as i16
+            }
+            // Kafka: at least 1 byte for this key (the topic's segment.bytes bound still applies).
+            "offsets.topic.segment.bytes" => {
+                self.offsets_topic_segment_bytes = int(1, i32::MAX as i64)? as i32
+            }
             _ => {
                 let Some(&(_, topic_key, unit)) =
                     LOG_DEFAULT_KEYS.iter().find(|(k, _, _)| *k == key)
@@ -418,6 +473,14 @@ impl BrokerConfig {
                 "this release runs broker,controller in one process",
             ));
         }
+        // Parsing bounds every group key on its own; what is left is the min/max pair.
+        self.group.validate().map_err(|e| {
+            invalid(
+                "group.min.session.timeout.ms",
+                self.group.min_session_timeout_ms.to_string(),
+                &e.to_string(),
+            )
+        })?;
         if self.default_replication_factor > 1 {
             return Err(invalid(
                 "default.replication.factor",
@@ -458,6 +521,18 @@ impl BrokerConfig {
             "log.flush.offset.checkpoint.interval.ms" => self.checkpoint_interval_ms.to_string(),
             "broker.rack" => return self.rack.clone(),
             "producer.id.expiration.ms" => self.producer_id_expiration_ms.to_string(),
+            "group.min.session.timeout.ms" => self.group.min_session_timeout_ms.to_string(),
+            "group.max.session.timeout.ms" => self.group.max_session_timeout_ms.to_string(),
+            "group.max.size" => self.group.max_size.to_string(),
+            "group.initial.rebalance.delay.ms" => self.group.initial_rebalance_delay_ms.to_string(),
+            "offset.metadata.max.bytes" => self.group.offset_metadata_max_bytes.to_string(),
+            "offsets.retention.minutes" => (self.group.offsets_retention_ms / 60_000).to_string(),
+            "offsets.retention.check.interval.ms" => {
+                self.group.offsets_retention_check_interval_ms.to_string()
+            }
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
+            "offsets.topic.replication.factor" => self.offsets_topic_replication_factor.to_string(),
+            "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes.to_string(),
             _ => {
                 let &(_, topic_key, unit) = LOG_DEFAULT_KEYS.iter().find(|(k, _, _)| *k == key)?;
                 let default = LogConfig::default().get(topic_key)?;

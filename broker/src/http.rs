@@ -57,6 +57,7 @@ async fn metrics(
             .with_label_values(&labels)
             .set(log.segment_count() as i64);
     }
+    broker.groups.update_metrics(broker);
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],

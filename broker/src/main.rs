@@ -154,12 +154,27 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             }
         })
     };
+    // Group coordinators' timers: session timeouts, rebalance deadlines, offset expiry.
+    let group_ticker = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut every =
+                tokio::time::interval(weir_broker::coordinator::group_service::TICK_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                broker.groups.tick_all();
+            }
+        })
+    };
     info!(addr = %kafka.local_addr()?, "weir-broker ready");
     ready.store(true, Ordering::Release);
     weir_broker::server::run(kafka, broker.clone(), shutdown_signal()).await;
     ready.store(false, Ordering::Release);
     housekeeping.abort();
     let _ = housekeeping.await;
+    group_ticker.abort();
+    let _ = group_ticker.await;
     let _ = stop_http.send(());
     let _ = http_task.await;
     info!("flushing logs and writing checkpoints");

@@ -1,8 +1,8 @@
 //! Prometheus metrics of the broker, served as text on `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric the broker exports, registered in its own registry.
@@ -22,6 +22,12 @@ pub struct Metrics {
     /// Log cleaner work, by kind: `segments_cleaned`, `bytes_read`, `bytes_written`,
     /// `records_removed`, `tombstones_removed`, `logs_failed`.
     pub cleaner: IntCounterVec,
+    /// Consumer groups per state.
+    pub groups: IntGaugeVec,
+    /// Rebalances started by the group coordinators here.
+    pub group_rebalances: IntCounter,
+    /// High watermark minus committed offset, per group and partition.
+    pub group_lag: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -113,6 +119,27 @@ impl Metrics {
             "Work done by the log cleaner on compacted topics, per kind",
             &["kind"],
         );
+        let groups = gauge_vec(
+            "consumer_groups",
+            "Consumer groups coordinated here, per state",
+            &["state"],
+        );
+        let group_rebalances = IntCounter::with_opts(
+            Opts::new(
+                "group_rebalances_total",
+                "Rebalances started by the group coordinators here",
+            )
+            .namespace("weir"),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(group_rebalances.clone()))
+            .expect("unique metric");
+        let group_lag = gauge_vec(
+            "consumer_group_lag",
+            "Records between a group's committed offset and the partition's high watermark",
+            &["group", "topic", "partition"],
+        );
         Metrics {
             registry,
             bytes_in,
@@ -126,6 +153,9 @@ impl Metrics {
             log_size,
             log_segments,
             cleaner,
+            groups,
+            group_rebalances,
+            group_lag,
         }
     }
 

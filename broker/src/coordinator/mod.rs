@@ -4,8 +4,12 @@
 //!   LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups,
 //!   OffsetDelete) and the `__consumer_offsets` record formats it persists.
 //!
-//! Everything here is pure: no sockets, no tasks, no files and no clock reads. Callers pass the
+//! - [`group_service`]: the group coordinator's I/O — a coordinator per led
+//!   `__consumer_offsets` partition, loading, persisting, timers and parked requests.
+//!
+//! Everything else here is pure: no sockets, no tasks, no files and no clock reads. Callers pass the
 //! current time in, hand each parked request a token, and execute the effects the state
 //! machines return (send a response, append records to `__consumer_offsets`).
 
 pub mod group;
+pub mod group_service;

@@ -1,9 +1,10 @@
 //! FindCoordinator (v0-4, batched keys from v4).
 //!
-//! The group and transaction coordinators are not part of this release, so every key is
-//! answered COORDINATOR_NOT_AVAILABLE — what Kafka answers while a coordinator is not loaded,
-//! and what clients retry on. The API is advertised because clients read its presence:
-//! librdkafka enables LZ4 only for brokers that list FindCoordinator from v0.
+//! A group's coordinator is the leader of `__consumer_offsets` partition
+//! `abs(java_hash(group)) % partitions`; the topic is created on the first lookup. Transaction
+//! coordinators come with transactions: that key type is answered COORDINATOR_NOT_AVAILABLE,
+//! which clients retry on. (librdkafka also reads this API's presence: it enables LZ4 only
+//! for brokers that list FindCoordinator from v0.)
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -11,31 +12,101 @@ use kafka_protocol::messages::{
     BrokerId as WireBrokerId, FindCoordinatorRequest, FindCoordinatorResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use tracing::warn;
 
-const NOT_AVAILABLE: &str =
-    "the group and transaction coordinators are not available in this release";
+use crate::broker::Broker;
+use crate::coordinator::group::{GroupId, partition_for};
+use crate::coordinator::group_service::{OFFSETS_TOPIC, create_offsets_topic};
 
-pub(super) fn handle(request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
-    let code = ResponseError::CoordinatorNotAvailable.code();
-    let message = || Some(StrBytes::from_static_str(NOT_AVAILABLE));
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// Where a coordinator is: node id, host, port.
+type Endpoint = (i32, String, i32);
+
+pub(super) async fn handle(
+    broker: &Broker,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let key_type = if version >= 1 {
+        request.key_type
+    } else {
+        KEY_TYPE_GROUP
+    };
     if version >= 4 {
-        let coordinators = request
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                Coordinator::default()
-                    .with_key(key)
+        let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+        for key in request.coordinator_keys {
+            let found = find(broker, key_type, key.as_str()).await;
+            let coordinator = Coordinator::default().with_key(key);
+            coordinators.push(match found {
+                Ok((node, host, port)) => coordinator
+                    .with_node_id(WireBrokerId(node))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port),
+                Err((error, message)) => coordinator
                     .with_node_id(WireBrokerId(-1))
                     .with_port(-1)
-                    .with_error_code(code)
-                    .with_error_message(message())
-            })
-            .collect();
+                    .with_error_code(error.code())
+                    .with_error_message(Some(StrBytes::from_static_str(message))),
+            });
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    FindCoordinatorResponse::default()
-        .with_error_code(code)
-        .with_error_message(if version >= 1 { message() } else { None })
-        .with_node_id(WireBrokerId(-1))
-        .with_port(-1)
+    match find(broker, key_type, request.key.as_str()).await {
+        Ok((node, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(WireBrokerId(node))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port),
+        Err((error, message)) => FindCoordinatorResponse::default()
+            .with_error_code(error.code())
+            .with_error_message((version >= 1).then(|| StrBytes::from_static_str(message)))
+            .with_node_id(WireBrokerId(-1))
+            .with_port(-1),
+    }
+}
+
+async fn find(
+    broker: &Broker,
+    key_type: i8,
+    key: &str,
+) -> Result<Endpoint, (ResponseError, &'static str)> {
+    match key_type {
+        KEY_TYPE_GROUP => {}
+        KEY_TYPE_TRANSACTION => {
+            return Err((
+                ResponseError::CoordinatorNotAvailable,
+                "the transaction coordinator is not available in this release",
+            ));
+        }
+        _ => {
+            return Err((
+                ResponseError::InvalidRequest,
+                "unknown coordinator key type",
+            ));
+        }
+    }
+    if key.is_empty() {
+        return Err((ResponseError::InvalidRequest, "the group id is empty"));
+    }
+    let not_available = (
+        ResponseError::CoordinatorNotAvailable,
+        "__consumer_offsets is not available yet",
+    );
+    if broker.metadata().topic(OFFSETS_TOPIC).is_none()
+        && let Err(e) = create_offsets_topic(broker).await
+    {
+        warn!(error = %e, "creating __consumer_offsets failed");
+        return Err(not_available);
+    }
+    let metadata = broker.metadata();
+    let topic = metadata.topic(OFFSETS_TOPIC).ok_or(not_available)?;
+    let partition = partition_for(&GroupId::from(key), topic.partitions.len() as u32);
+    let leader = topic
+        .partitions
+        .get(partition as usize)
+        .and_then(|p| p.leader)
+        .and_then(|id| metadata.brokers.get(&id))
+        .ok_or(not_available)?;
+    Ok((leader.id.0, leader.host.clone(), i32::from(leader.port)))
 }

@@ -4,15 +4,25 @@ mod alter_configs;
 mod api_versions;
 mod config_resource;
 mod create_partitions;
+mod delete_groups;
 mod delete_records;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
 mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 mod topics;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
@@ -47,6 +57,16 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// The error for a request naming `requested` as the current leader epoch when the
@@ -73,6 +93,7 @@ pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
 pub(crate) async fn handle(
     broker: &Broker,
     header: &RequestHeader,
+    peer: std::net::SocketAddr,
     request: RequestKind,
     version_supported: bool,
     zero_copy: &mut ZeroCopy,
@@ -113,7 +134,31 @@ pub(crate) async fn handle(
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, r, version))
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(r, version))
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version).await)
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(join_group::handle(broker, header, peer, r).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(broker, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(broker, r)),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(leave_group::handle(broker, r, version))
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(offset_commit::handle(broker, r, version).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, version))
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(offset_delete::handle(broker, r))
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(broker, r)),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(broker, r, version))
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(delete_groups::handle(broker, r))
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await)
@@ -168,6 +213,45 @@ pub(crate) fn error_codes(response: &ResponseKind) -> Vec<i16> {
             codes.push(r.error_code);
             codes.extend(r.coordinators.iter().map(|c| c.error_code));
         }
+        ResponseKind::JoinGroup(r) => codes.push(r.error_code),
+        ResponseKind::SyncGroup(r) => codes.push(r.error_code),
+        ResponseKind::Heartbeat(r) => codes.push(r.error_code),
+        ResponseKind::LeaveGroup(r) => {
+            codes.push(r.error_code);
+            codes.extend(r.members.iter().map(|m| m.error_code));
+        }
+        ResponseKind::OffsetCommit(r) => codes.extend(
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        ),
+        ResponseKind::OffsetFetch(r) => {
+            codes.push(r.error_code);
+            codes.extend(
+                r.topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+            );
+            for g in &r.groups {
+                codes.push(g.error_code);
+                codes.extend(
+                    g.topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+                );
+            }
+        }
+        ResponseKind::OffsetDelete(r) => {
+            codes.push(r.error_code);
+            codes.extend(
+                r.topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+            );
+        }
+        ResponseKind::ListGroups(r) => codes.push(r.error_code),
+        ResponseKind::DescribeGroups(r) => codes.extend(r.groups.iter().map(|g| g.error_code)),
+        ResponseKind::DeleteGroups(r) => codes.extend(r.results.iter().map(|g| g.error_code)),
         _ => {}
     }
     codes.retain(|&c| c != 0);

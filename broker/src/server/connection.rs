@@ -70,7 +70,7 @@ pub(super) async fn serve(
             let frame = read_frame(&mut read, size as usize).await?;
             let started = Instant::now();
             let frame = frame.freeze();
-            match handle_frame(&broker, frame, started).await? {
+            match handle_frame(&broker, peer, frame, started).await? {
                 Some(Outgoing::Frame(response)) => write.write_all(&response).await?,
                 Some(Outgoing::Pieces(pieces)) => {
                     zero_copy::write_pieces(&mut write, pieces).await?
@@ -119,6 +119,7 @@ enum Outgoing {
 /// request gets no response, as produce with acks=0).
 async fn handle_frame(
     broker: &Broker,
+    peer: SocketAddr,
     mut frame: Bytes,
     started: Instant,
 ) -> Result<Option<Outgoing>, Close> {
@@ -156,7 +157,7 @@ async fn handle_frame(
         RequestKind::ApiVersions(Default::default())
     };
     let mut zc = handler::ZeroCopy::default();
-    let response = handler::handle(broker, &header, request, supported, &mut zc).await;
+    let response = handler::handle(broker, &header, peer, request, supported, &mut zc).await;
     let api_name = api_label(api);
     broker.metrics.requests.with_label_values(&[api_name]).inc();
     let Some(response) = response else {
@@ -231,6 +232,16 @@ pub(crate) fn api_label(api: ApiKey) -> &'static str {
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::InitProducerId => "InitProducerId",
         ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
         _ => "Other",
     }
 }

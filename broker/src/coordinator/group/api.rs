@@ -67,7 +67,7 @@ pub struct JoinGroupResult {
 }
 
 impl JoinGroupResult {
-    pub(super) fn error(member_id: MemberId, error: ResponseError) -> Self {
+    pub fn error(member_id: MemberId, error: ResponseError) -> Self {
         JoinGroupResult {
             error: Some(error),
             generation_id: GenerationId::NONE,
@@ -104,7 +104,7 @@ pub struct SyncGroupResult {
 }
 
 impl SyncGroupResult {
-    pub(super) fn error(error: ResponseError) -> Self {
+    pub fn error(error: ResponseError) -> Self {
         SyncGroupResult {
             error: Some(error),
             protocol_type: None,
@@ -199,7 +199,7 @@ pub struct OffsetCommitResult {
 
 impl OffsetCommitResult {
     /// The same error for every partition of the request, as Kafka answers a refused commit.
-    pub(super) fn all(topics: &[CommitTopic], error: Option<ResponseError>) -> Self {
+    pub fn all(topics: &[CommitTopic], error: Option<ResponseError>) -> Self {
         OffsetCommitResult {
             topics: topics
                 .iter()
