@@ -280,8 +280,14 @@ impl Broker {
             }
         };
         let Broker {
-            logs, partitions, ..
+            logs,
+            partitions,
+            groups,
+            ..
         } = broker;
+        // The coordinators hold their partitions' logs; parked requests get NOT_COORDINATOR.
+        groups.sync(Vec::new());
+        drop(groups);
         drop(partitions);
         logs.into_inner()
             .unwrap_or_else(|p| p.into_inner())

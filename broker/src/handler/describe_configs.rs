@@ -289,6 +289,34 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
             Int,
             "How long an idempotent producer may stay idle before its state is forgotten.",
         ),
+        "group.min.session.timeout.ms" => {
+            (Int, "The shortest session timeout a member may ask for.")
+        }
+        "group.max.session.timeout.ms" => {
+            (Int, "The longest session timeout a member may ask for.")
+        }
+        "group.max.size" => (Int, "The most members a consumer group may have."),
+        "group.initial.rebalance.delay.ms" => (
+            Int,
+            "How long an empty group's first rebalance waits for more members to join.",
+        ),
+        "offset.metadata.max.bytes" => (
+            Int,
+            "The longest metadata string an offset commit may carry.",
+        ),
+        "offsets.retention.minutes" => (
+            Int,
+            "How long committed offsets are kept once their group is empty (or after the commit, for groups without members).",
+        ),
+        "offsets.retention.check.interval.ms" => (Long, "How often expired offsets are removed."),
+        "offsets.topic.num.partitions" => {
+            (Int, "Partitions of __consumer_offsets when it is created.")
+        }
+        "offsets.topic.replication.factor" => (
+            Int,
+            "Replicas of each __consumer_offsets partition (at most the number of brokers).",
+        ),
+        "offsets.topic.segment.bytes" => (Int, "segment.bytes of __consumer_offsets."),
         _ => {
             let Some(topic) = topic_config_of(key) else {
                 return (Str, Cow::Borrowed(""));
