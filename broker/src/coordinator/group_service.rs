@@ -547,6 +547,18 @@ impl GroupService {
         }
     }
 
+    /// Removes every group's committed offsets of a deleted topic.
+    pub fn topic_deleted(&self, topic: &str) {
+        let shards: Vec<Arc<Shard>> = self.shards().values().cloned().collect();
+        let now = now_ms();
+        for shard in shards {
+            let mut inner = shard.lock();
+            let Ok(c) = inner.coordinator() else { continue };
+            let effects = c.delete_topic_offsets(topic, now);
+            inner.run(effects, now);
+        }
+    }
+
     /// Fires every loaded shard's due timers.
     pub fn tick_all(&self) {
         let shards: Vec<Arc<Shard>> = self.shards().values().cloned().collect();

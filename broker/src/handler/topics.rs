@@ -158,6 +158,7 @@ pub(super) async fn delete(
                 if let Err(e) = broker.delete_topic_logs(t.name.as_str()) {
                     warn!(topic = t.name.as_str(), error = %e, "deleting the topic's logs failed");
                 }
+                broker.groups.topic_deleted(t.name.as_str());
                 result
                     .with_name(Some(WireTopicName(StrBytes::from_string(
                         t.name.as_str().to_owned(),

@@ -507,6 +507,22 @@ impl GroupCoordinator {
         effects
     }
 
+    /// Forgets every group's offsets of a deleted topic and writes their tombstones, as
+    /// Kafka's coordinator does when partitions are deleted.
+    pub fn delete_topic_offsets(&mut self, topic: &str, now: i64) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let ids: Vec<GroupId> = self.groups.keys().cloned().collect();
+        for id in ids {
+            self.on_group(&id, now, &mut effects, |group, ctx| {
+                let tombstones = group.delete_topic_offsets(topic);
+                if !tombstones.is_empty() {
+                    ctx.persist(&id, tombstones, None);
+                }
+            });
+        }
+        effects
+    }
+
     /// Groups per state, for gauges.
     pub fn group_counts(&self) -> BTreeMap<GroupState, usize> {
         let mut counts = BTreeMap::new();

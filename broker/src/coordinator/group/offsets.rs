@@ -272,6 +272,27 @@ impl Group {
         (result, tombstones)
     }
 
+    /// Removes the offsets of a deleted topic (Kafka's `onPartitionsDeleted`); returns their
+    /// tombstones.
+    pub(super) fn delete_topic_offsets(&mut self, topic: &str) -> Vec<OffsetsRecord> {
+        let mut tps: Vec<TopicPartition> = self
+            .offsets
+            .committed
+            .keys()
+            .chain(self.offsets.pending.keys())
+            .filter(|tp| tp.topic == topic)
+            .cloned()
+            .collect();
+        tps.sort();
+        tps.dedup();
+        for tp in &tps {
+            self.offsets.remove(tp);
+        }
+        tps.iter()
+            .map(|tp| records::offset_tombstone(&self.id, tp))
+            .collect()
+    }
+
     /// Removes every offset (DeleteGroups); returns their tombstones.
     pub(super) fn delete_all_offsets(&mut self) -> Vec<OffsetsRecord> {
         let mut tps: Vec<TopicPartition> = self.offsets.committed.keys().cloned().collect();

@@ -460,3 +460,38 @@ fn a_commit_in_flight_when_its_group_is_deleted_is_acknowledged_but_not_applied(
         3
     );
 }
+
+#[test]
+fn deleting_a_topic_tombstones_its_offsets_in_every_group_and_keeps_the_others() {
+    let mut h = Harness::new();
+    standalone_commit(
+        &mut h,
+        "a",
+        &[("gone", 0, 5), ("gone", 1, 6), ("kept", 0, 7)],
+    );
+    standalone_commit(&mut h, "b", &[("gone", 0, 9)]);
+    let before = h.log.len();
+    let effects = h.c.delete_topic_offsets("gone", h.now);
+    h.apply(effects);
+    assert_eq!(h.fetch("a", "gone", 0), -1);
+    assert_eq!(h.fetch("a", "gone", 1), -1);
+    assert_eq!(h.fetch("b", "gone", 0), -1);
+    assert_eq!(h.fetch("a", "kept", 0), 7);
+    let tombstones = &h.log[before..];
+    assert_eq!(tombstones.len(), 3);
+    assert!(tombstones.iter().all(|r| r.value.is_none()));
+    // Replaying the log gives the same view.
+    let records = h.log.iter().map(|r| (r.key.clone(), r.value.clone()));
+    let loaded = GroupCoordinator::load(config(), records, h.now).unwrap();
+    let fetch = |group: &str, topic: &str| {
+        let topics = [TopicPartitions {
+            name: topic.to_owned(),
+            partitions: vec![0],
+        }];
+        loaded.fetch_offsets(&gid(group), Some(&topics))[0].partitions[0].offset
+    };
+    assert_eq!(
+        (fetch("a", "gone"), fetch("a", "kept"), fetch("b", "gone")),
+        (-1, 7, -1)
+    );
+}
