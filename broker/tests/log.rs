@@ -224,6 +224,34 @@ fn bad_batches_are_refused_and_leave_the_log_untouched() {
 }
 
 #[test]
+fn compacted_topics_refuse_records_without_a_key_even_compressed() {
+    use kafka_protocol::records::Compression;
+    let keyed = |key: Option<&str>| Rec {
+        key: key.map(|k| k.as_bytes().to_vec()),
+        value: Some(b"v".to_vec()),
+        timestamp: NOW,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig::from_overrides([("cleanup.policy", "compact")]).unwrap();
+    let mut log = open(dir.path(), config, false);
+    for compression in [Compression::None, Compression::Lz4, Compression::Zstd] {
+        let mixed = common::batch_with(&[keyed(Some("a")), keyed(None)], compression);
+        let err = log
+            .append_as_leader(&mixed, LeaderEpoch(0), NOW)
+            .unwrap_err();
+        assert!(err.to_string().contains("no key"), "{compression:?}: {err}");
+        assert_eq!(log.log_end_offset(), Offset::ZERO, "nothing stored");
+    }
+    append(&mut log, &batch(&[keyed(Some("a")), keyed(Some("b"))]));
+    assert_eq!(log.log_end_offset(), Offset(2));
+    // A topic that only deletes takes keyless records.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default(), false);
+    append(&mut log, &batch(&[keyed(None)]));
+    assert_eq!(log.log_end_offset(), Offset(1));
+}
+
+#[test]
 fn reads_are_bounded_by_max_bytes_upper_offset_and_range() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), LogConfig::default(), false);
@@ -513,8 +541,13 @@ fn retention_by_size_keeps_the_newest_segments_within_the_limit() {
     ])
     .unwrap();
     let mut log = open(dir.path(), config, false);
-    for _ in 0..4 {
-        append(&mut log, &sized_batch(1, 500, NOW, 0));
+    for i in 0..4 {
+        let keyed = Rec {
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(vec![0; 500]),
+            timestamp: NOW,
+        };
+        append(&mut log, &batch(&[keyed]));
     }
     log.set_high_watermark(Offset(4));
     assert_eq!(

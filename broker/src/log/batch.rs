@@ -73,6 +73,10 @@ pub enum BatchError {
     NonZeroBaseOffset { base_offset: i64 },
     #[error("producers may not set the LogAppendTime timestamp type")]
     LogAppendTimeFromClient,
+    #[error("record at offset delta {offset_delta} has no key; compacted topics need one")]
+    MissingKeyOnCompactedTopic { offset_delta: i64 },
+    #[error("record batch does not decode: {reason}")]
+    Undecodable { reason: String },
     #[error("batch has producer id {producer_id} but invalid base sequence {base_sequence}")]
     InvalidSequence {
         producer_id: i64,
@@ -378,5 +382,24 @@ impl CheckedBatch {
             head[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
         }
         head
+    }
+}
+
+/// Checks that every record of a (possibly compressed) batch has a key, as Kafka's
+/// `LogValidator` does for topics with `cleanup.policy=compact`: the cleaner keeps records
+/// by key, so a keyless one could never be retained meaningfully.
+pub fn check_keys(batch: &[u8]) -> Result<(), BatchError> {
+    let mut bytes = bytes::Bytes::copy_from_slice(batch);
+    let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(|e| {
+        BatchError::Undecodable {
+            reason: e.to_string(),
+        }
+    })?;
+    let base = decoded.records.first().map_or(0, |r| r.offset);
+    match decoded.records.iter().find(|r| r.key.is_none()) {
+        Some(record) => Err(BatchError::MissingKeyOnCompactedTopic {
+            offset_delta: record.offset - base,
+        }),
+        None => Ok(()),
     }
 }

@@ -225,6 +225,9 @@ impl Log {
             });
         }
         let checked = batch::validate_client_batch(batch)?;
+        if self.config.cleanup_policy.compact {
+            batch::check_keys(batch)?;
+        }
         let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
         if let Some(incoming) = ProducerBatch::from_header(&checked.header)
             && let Some(original) = self.producers.check_leader_append(&incoming)?
