@@ -1,8 +1,9 @@
 //! The Kafka protocol server: accepts connections and serves each on its own task.
 //!
 //! [`run`] takes a bound listener and a shutdown future (so tests bind port 0). Connections
-//! are bounded by `max.connections`; on shutdown it stops accepting, lets every connection
-//! finish the request it is handling, and returns when all have closed.
+//! are bounded by `max.connections`; on shutdown it stops accepting, unloads the group
+//! coordinators (answering parked group requests), lets every connection finish the request
+//! it is handling, and returns when all have closed.
 
 mod connection;
 pub(crate) mod zero_copy;
@@ -55,5 +56,8 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
         "stopped accepting; draining connections"
     );
     let _ = stop_tx.send(true);
+    // Requests parked in the group coordinators (a JoinGroup may wait for a whole rebalance
+    // timeout) are answered NOT_COORDINATOR now, as Kafka's coordinator does on shutdown.
+    broker.groups.sync(Vec::new());
     while connections.join_next().await.is_some() {}
 }
