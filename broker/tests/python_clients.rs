@@ -6,6 +6,9 @@
 //! mismatch and prints `SKIP:` for what its library cannot do. The packages
 //! are pinned in `tests/python/requirements.txt`, which `scripts/test.sh`
 //! installs; without them these tests fail and say how to install them.
+//!
+//! `test_groups.py` holds consumer-group tests as `test_*` functions, one per run
+//! (`test_groups.py BOOTSTRAP NAME`), each ending with a `PASS: NAME` line.
 
 mod process;
 
@@ -20,6 +23,7 @@ use process::BrokerProcess;
 const CONFLUENT: &str = "confluent_roundtrip.py";
 const KAFKA_PYTHON: &str = "kafka_python_roundtrip.py";
 const CLIENTS: [&str; 2] = [CONFLUENT, KAFKA_PYTHON];
+const GROUPS: &str = "test_groups.py";
 /// Codec names as the scripts spell them.
 const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 /// A script that hangs (a client retrying forever) fails here rather than at
@@ -286,4 +290,36 @@ fn python_clients_read_back_everything_after_a_clean_shutdown() {
 #[test]
 fn python_clients_read_back_everything_after_kill_9() {
     produce_interrupt_restart_verify(BrokerProcess::kill9);
+}
+
+/// Runs `test_groups.py`'s `test_{name}` against a broker without an initial rebalance
+/// delay (Kafka's 3 s only waits for more members of a new group).
+fn run_group_test(name: &str) -> String {
+    require_python_packages();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(
+        &dir.path().join("data"),
+        &[
+            "auto.create.topics.enable=false",
+            "group.initial.rebalance.delay.ms=0",
+        ],
+    );
+    let output = run_client(&broker, GROUPS, &[name]);
+    assert!(output.contains(&format!("PASS: {name}")), "{output}");
+    output
+}
+
+#[test]
+fn kafka_python_and_librdkafka_consumers_share_one_group() {
+    let output = run_group_test("kafka_python_and_librdkafka_consumers_share_one_group");
+    assert!(output.contains("read 600 records exactly once"), "{output}");
+}
+
+#[test]
+fn kafka_python_consumer_group_commits_and_resumes() {
+    let output = run_group_test("kafka_python_consumer_group_commit_resume_round_trip");
+    assert!(
+        output.contains("second member resumed at {0: 8, 1: 13}"),
+        "{output}"
+    );
 }
