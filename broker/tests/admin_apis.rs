@@ -85,8 +85,10 @@ async fn produce(
     let mut offsets = Vec::new();
     for i in 0..count {
         let value = format!("{topic}-{partition}-{i}");
-        let record = FutureRecord::<(), str>::to(topic)
+        // Keyed: compacted topics refuse records without a key.
+        let record = FutureRecord::<str, str>::to(topic)
             .partition(partition)
+            .key(&value)
             .payload(&value)
             .timestamp(timestamp + 1000 * i as i64);
         let delivery = producer
