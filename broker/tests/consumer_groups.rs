@@ -183,7 +183,22 @@ fn resume_and_check(
     start: &[i64],
     end: i64,
 ) -> Member {
-    let mut members = vec![Member::join(broker, group, name, topic, &[])];
+    let member = Member::join(broker, group, name, topic, &[]);
+    read_to_end_and_check(broker, member, topic, start, end)
+}
+
+/// Polls `member` until it has read `topic`'s partitions to the end (`end` records each);
+/// asserts that partition `p` was read from exactly `start[p]` on, every record once and in
+/// order.
+fn read_to_end_and_check(
+    broker: &BrokerProcess,
+    member: Member,
+    topic: &str,
+    start: &[i64],
+    end: i64,
+) -> Member {
+    let name = member.name.clone();
+    let mut members = vec![member];
     let partitions = start.len() as i32;
     poll_until(
         broker,
@@ -293,6 +308,244 @@ fn consume_commit_restart_resumes_after_the_last_commit() {
     assert_eq!(committed(&fourth.consumer, "ledger", 3), want);
     drop(fourth);
     assert!(broker.stop());
+}
+
+/// The committing member commits after every `COMMIT_EVERY` records it reads, one every
+/// `COMMIT_PAUSE`.
+const COMMIT_EVERY: usize = 25;
+const COMMIT_PAUSE: Duration = Duration::from_millis(25);
+
+/// What a committing member reported before it was killed.
+struct Killed {
+    /// Its last acknowledged commit: partition → next offset to read.
+    last_commit: BTreeMap<i32, i64>,
+    commits: usize,
+    /// Each partition's (offset, value) pairs it read, in order.
+    reads: BTreeMap<i32, Vec<(i64, String)>>,
+    at: Instant,
+}
+
+/// Starts a slow confluent-kafka member of `group` that commits synchronously after every
+/// `COMMIT_EVERY` records, and SIGKILLs it once it has reported at least three commits and
+/// read a few records past the last one, well before its next commit (so no commit is in
+/// flight). Checks what it reported: it read every record below its last commit once, in
+/// order, and read past that commit on some partition.
+fn kill_between_commits(broker: &BrokerProcess, topic: &str, group: &str, end: i64) -> Killed {
+    let mut python =
+        PythonMember::start_committer(broker, topic, group, COMMIT_EVERY, COMMIT_PAUSE);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let reports = python.reports();
+        let commits = reports
+            .iter()
+            .filter(|r| matches!(r, Report::Committed(_)))
+            .count();
+        // The last commit covers every partition, and the member has read past it and not
+        // begun another.
+        let reads_since = reports
+            .iter()
+            .rposition(|r| matches!(r, Report::Committed(_)))
+            .filter(|&i| matches!(&reports[i], Report::Committed(o) if o.len() == 3))
+            .map(|i| &reports[i + 1..])
+            .filter(|after| after.iter().all(|r| matches!(r, Report::Read(_))))
+            .map(<[Report]>::len);
+        // Reads since the last commit: at least 2, and at least 13 reads (over 300 ms) before
+        // the next commit begins.
+        if commits >= 3 && reads_since.is_some_and(|n| (2..=12).contains(&n)) {
+            break;
+        }
+        assert!(
+            !python.exited(),
+            "the committing member exited:\n{}",
+            python.output()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the committing member did not report three commits covering every partition and \
+             reads past the last within {DEADLINE:?}:\n{}\n--- broker log (tail):\n{}",
+            python.output(),
+            log_tail(broker)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    python.kill9();
+    let at = Instant::now();
+    python.drain();
+    let output = python.output();
+    let reports = python.reports();
+
+    let commits: Vec<&BTreeMap<i32, i64>> = reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Committed(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    let last_commit = (*commits.last().unwrap()).clone();
+    let last_index = reports
+        .iter()
+        .rposition(|r| matches!(r, Report::Committed(_)))
+        .unwrap();
+    assert!(
+        !reports[last_index..]
+            .iter()
+            .any(|r| matches!(r, Report::Committing(_))),
+        "the kill raced a commit (its outcome is unknown):\n{output}"
+    );
+    assert_eq!(
+        last_commit.keys().copied().collect::<BTreeSet<i32>>(),
+        all(3),
+        "{output}"
+    );
+    assert!(
+        last_commit.values().all(|&o| 0 < o && o < end),
+        "killed after the end of a partition, not mid-stream: {last_commit:?}"
+    );
+    let mut reads: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    for r in &reports {
+        if let Report::Read(r) = r {
+            reads
+                .entry(r.partition)
+                .or_default()
+                .push((r.offset, r.value.clone()));
+        }
+    }
+    for p in 0..3 {
+        let committed: Vec<(i64, String)> = reads[&p]
+            .iter()
+            .filter(|(o, _)| *o < last_commit[&p])
+            .cloned()
+            .collect();
+        let want: Vec<(i64, String)> = (0..last_commit[&p])
+            .map(|o| (o, value_of(topic, p, o)))
+            .collect();
+        assert_eq!(
+            committed, want,
+            "partition {p}: the killed member's reads below its commit"
+        );
+    }
+    let uncommitted: usize = (0..3)
+        .map(|p| {
+            reads[&p]
+                .iter()
+                .filter(|(o, _)| *o >= last_commit[&p])
+                .count()
+        })
+        .sum();
+    assert!(
+        uncommitted >= 2,
+        "killed with {uncommitted} records read past the last commit {last_commit:?}:\n{output}"
+    );
+    eprintln!(
+        "killed {group}'s member after {} commits; last {last_commit:?}, {uncommitted} records \
+         read since",
+        commits.len()
+    );
+    Killed {
+        last_commit,
+        commits: commits.len(),
+        reads,
+        at,
+    }
+}
+
+/// The group's commits read by a consumer that does not join it (OffsetFetch).
+fn group_commits(broker: &BrokerProcess, group: &str, topic: &str) -> BTreeMap<i32, Option<i64>> {
+    committed(&offsets_reader(broker, group), topic, 3)
+}
+
+/// A new member of `group` resumes after `killed`: the group's commits are the killed
+/// member's last reported ones, the member reads each partition from exactly there to `end`
+/// once, and with what the killed member committed every record was read. Returns how long
+/// after the kill the new member got all partitions.
+fn resume_after_kill(
+    broker: &BrokerProcess,
+    group: &str,
+    topic: &str,
+    killed: &Killed,
+    end: i64,
+) -> Duration {
+    let want: BTreeMap<i32, Option<i64>> = killed
+        .last_commit
+        .iter()
+        .map(|(&p, &o)| (p, Some(o)))
+        .collect();
+    assert_eq!(
+        group_commits(broker, group, topic),
+        want,
+        "the group's commits before a new member joined"
+    );
+    let mut members = vec![Member::join(
+        broker,
+        group,
+        &format!("{group}-resumer"),
+        topic,
+        &[],
+    )];
+    poll_until(
+        broker,
+        &mut members,
+        DEADLINE,
+        "the new member getting every partition",
+        |m| m[0].owned() == all(3),
+    );
+    let took_over = killed.at.elapsed();
+    let start: Vec<i64> = (0..3).map(|p| killed.last_commit[&p]).collect();
+    let member = read_to_end_and_check(broker, members.pop().unwrap(), topic, &start, end);
+    // Together: the killed member read everything below its commits (checked when it was
+    // killed), the new member everything from them on.
+    let reads = reads_by_partition(&member);
+    for p in 0..3 {
+        let mut offsets: Vec<i64> = killed.reads[&p]
+            .iter()
+            .map(|(o, _)| *o)
+            .filter(|&o| o < killed.last_commit[&p])
+            .chain(reads[&p].iter().map(|(o, _)| *o))
+            .collect();
+        offsets.sort_unstable();
+        assert_eq!(offsets, (0..end).collect::<Vec<i64>>(), "partition {p}");
+    }
+    // The new member committed nothing (no auto-commit): the group's commits are unchanged.
+    assert_eq!(committed(&member.consumer, topic, 3), want);
+    took_over
+}
+
+#[test]
+fn a_consumer_killed_mid_stream_resumes_after_its_last_commit() {
+    const END: i64 = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = start(&dir);
+    create_topic(&broker, "midstream", 3);
+    produce(&broker, "midstream", &[END; 3]);
+
+    // A new member joins right after the kill: it gets the partitions only when the dead
+    // member's session expires (its last heartbeat was at most 500 ms before the kill).
+    let killed = kill_between_commits(&broker, "midstream", "midstream-a", END);
+    let took_over = resume_after_kill(&broker, "midstream-a", "midstream", &killed, END);
+    eprintln!("the new member got every partition {took_over:?} after the kill");
+    assert!(
+        took_over >= SESSION_TIMEOUT - Duration::from_millis(1000),
+        "the new member got the partitions {took_over:?} after the kill, before the dead \
+         member's session could expire"
+    );
+    assert!(
+        took_over < SESSION_TIMEOUT + Duration::from_secs(10),
+        "the new member got the partitions only {took_over:?} after the kill"
+    );
+
+    // The same with the broker killed -9 and restarted between the member's death and the
+    // new member's start: the acknowledged commits survive the crash.
+    let killed = kill_between_commits(&broker, "midstream", "midstream-b", END);
+    broker.kill9();
+    broker.restart();
+    let restarted = killed.at.elapsed();
+    let took_over = resume_after_kill(&broker, "midstream-b", "midstream", &killed, END);
+    eprintln!(
+        "the broker was up again {restarted:?} after the member's kill; the new member got \
+         every partition {took_over:?} after it ({} commits before it)",
+        killed.commits
+    );
+    assert!(broker.stop(), "clean shutdown; log:\n{}", log_tail(&broker));
 }
 
 #[test]

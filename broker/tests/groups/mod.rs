@@ -461,19 +461,73 @@ pub struct PythonMember {
     child: Child,
     pub assigned: Arc<Mutex<BTreeSet<i32>>>,
     pub output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// What a `test_groups.py … committer` member reported on stdout, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// `read: P OFFSET VALUE`: the member processed a record.
+    Read(Read),
+    /// `committing: P=O,…`: a synchronous commit of these offsets is under way.
+    Committing(BTreeMap<i32, i64>),
+    /// `committed: P=O,…`: the broker acknowledged the commit.
+    Committed(BTreeMap<i32, i64>),
+}
+
+fn parse_offsets(list: &str) -> Option<BTreeMap<i32, i64>> {
+    list.split(',')
+        .map(|po| {
+            let (p, o) = po.split_once('=')?;
+            Some((p.parse().ok()?, o.parse().ok()?))
+        })
+        .collect()
+}
+
+fn parse_report(line: &str) -> Option<Report> {
+    if let Some(read) = line.strip_prefix("read: ") {
+        let mut fields = read.splitn(3, ' ');
+        return Some(Report::Read(Read {
+            partition: fields.next()?.parse().ok()?,
+            offset: fields.next()?.parse().ok()?,
+            value: fields.next()?.to_owned(),
+        }));
+    }
+    if let Some(list) = line.strip_prefix("committing: ") {
+        return parse_offsets(list).map(Report::Committing);
+    }
+    line.strip_prefix("committed: ")
+        .and_then(parse_offsets)
+        .map(Report::Committed)
 }
 
 impl PythonMember {
+    /// `test_groups.py BOOTSTRAP member TOPIC GROUP`: a member that only holds partitions.
     pub fn start(broker: &BrokerProcess, topic: &str, group: &str) -> PythonMember {
+        PythonMember::spawn(broker, &["member", topic, group])
+    }
+
+    /// `test_groups.py BOOTSTRAP committer TOPIC GROUP EVERY PAUSE_MS`: a member that reads
+    /// a record every `pause` and commits synchronously after every `every` records,
+    /// reporting each (see [`PythonMember::reports`]).
+    pub fn start_committer(
+        broker: &BrokerProcess,
+        topic: &str,
+        group: &str,
+        every: usize,
+        pause: Duration,
+    ) -> PythonMember {
+        let every = every.to_string();
+        let pause = pause.as_millis().to_string();
+        PythonMember::spawn(broker, &["committer", topic, group, &every, &pause])
+    }
+
+    fn spawn(broker: &BrokerProcess, args: &[&str]) -> PythonMember {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
         let mut child = Command::new("python3")
-            .args([
-                "test_groups.py",
-                &broker.bootstrap(),
-                "member",
-                topic,
-                group,
-            ])
+            .arg("test_groups.py")
+            .arg(broker.bootstrap())
+            .args(args)
             .current_dir(dir)
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -489,13 +543,14 @@ impl PythonMember {
         let output = Arc::new(Mutex::new(String::new()));
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
+        let mut readers = Vec::new();
         for (stream, parse) in [
             (Box::new(stdout) as Box<dyn std::io::Read + Send>, true),
             (Box::new(stderr), false),
         ] {
             let assigned = Arc::clone(&assigned);
             let output = Arc::clone(&output);
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { return };
                     if parse && let Some(list) = line.strip_prefix("assigned: ") {
@@ -506,12 +561,30 @@ impl PythonMember {
                     out.push_str(&line);
                     out.push('\n');
                 }
-            });
+            }));
         }
         PythonMember {
             child,
             assigned,
             output,
+            readers,
+        }
+    }
+
+    /// The member's reports so far (stdout lines of the committer mode), in order.
+    pub fn reports(&self) -> Vec<Report> {
+        self.output().lines().filter_map(parse_report).collect()
+    }
+
+    /// After [`PythonMember::kill9`]: waits until everything the member wrote before it died
+    /// has been read (its pipes close when it dies).
+    pub fn drain(&mut self) {
+        assert!(
+            self.exited(),
+            "drain() waits for a dead member's last output"
+        );
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
         }
     }
 

@@ -7,6 +7,13 @@ Usage:
                                               prints `assigned: P,…` on every change
                                               until it is killed (consumer_groups.rs
                                               kills it with SIGKILL)
+  test_groups.py BOOTSTRAP committer TOPIC GROUP EVERY PAUSE_MS
+                                              a confluent-kafka group member that reads
+                                              slowly (PAUSE_MS a record, the partitions in
+                                              turn), prints `read: P OFFSET VALUE` for each
+                                              record and commits synchronously after every
+                                              EVERY records (`committing: P=O,…` before,
+                                              `committed: P=O,…` after), until it is killed
   test_groups.py BOOTSTRAP admin GROUP…       prints what confluent-kafka's AdminClient
                                               lists, describes and reads for GROUPs
 
@@ -312,6 +319,59 @@ def member(bootstrap, topic, group):
     td.log("member: ran 120 s without being killed; exiting")
 
 
+def committer(bootstrap, topic, group, every, pause_ms):
+    """A slow group member for consumer_groups.rs to SIGKILL between two of its commits.
+
+    It takes one record of each partition in turn from what it has fetched, so its commits
+    cover every partition, and commits what it has read (the next offset of each partition)
+    with commit(asynchronous=False) after every `every` records. Offsets are committed
+    explicitly: what librdkafka fetched ahead is never committed."""
+    config = confluent_config(bootstrap, group, "python-committer")
+    config["enable.auto.offset.store"] = False
+    consumer = Consumer(config)
+    fetched = {}  # partition -> records fetched and not yet read, in offset order
+    position = {}  # partition -> the offset after the last record read
+
+    def revoked(_consumer, partitions):
+        for tp in partitions:
+            fetched.pop(tp.partition, None)
+            position.pop(tp.partition, None)
+
+    consumer.subscribe([topic], on_revoke=revoked, on_lost=revoked)
+    last = None
+    since_commit = 0
+    stop_at = time.monotonic() + 120  # an orphan (its test died) still goes away
+    while time.monotonic() < stop_at:
+        for m in consumer.consume(num_messages=500, timeout=0.05):
+            if m.error() is not None:
+                td.log(f"consumer error: {m.error()}")
+                continue
+            fetched.setdefault(m.partition(), []).append(m)
+        now = partitions_of(consumer.assignment(), topic)
+        if now != last:
+            td.log(f"assigned: {show(now)}")
+            last = now
+        for p in sorted(fetched):
+            if not fetched[p]:
+                continue
+            m = fetched[p].pop(0)
+            time.sleep(pause_ms / 1000)  # processing the record
+            td.log(f"read: {p} {m.offset()} {m.value().decode()}")
+            position[p] = m.offset() + 1
+            since_commit += 1
+            if since_commit < every:
+                continue
+            offsets = [CTopicPartition(topic, q, o) for q, o in sorted(position.items())]
+            td.log("committing: " + ",".join(f"{tp.partition}={tp.offset}" for tp in offsets))
+            result = consumer.commit(offsets=offsets, asynchronous=False)
+            failed = [tp for tp in result if tp.error is not None]
+            if failed:
+                raise td.Mismatch(f"commit of {offsets} failed: {failed}")
+            td.log("committed: " + ",".join(f"{tp.partition}={tp.offset}" for tp in result))
+            since_commit = 0
+    td.log("committer: ran 120 s without being killed; exiting")
+
+
 def admin(bootstrap, groups):
     """Prints, one fact per line, what confluent-kafka's AdminClient says about `groups`:
     `list G STATE`, `describe G state=S assignor=A simple=B members=N`,
@@ -340,12 +400,18 @@ def admin(bootstrap, groups):
 
 def main():
     if len(sys.argv) < 3:
-        td.fail("usage: test_groups.py BOOTSTRAP (TEST_NAME | member TOPIC GROUP | admin GROUP…)")
+        td.fail(
+            "usage: test_groups.py BOOTSTRAP (TEST_NAME | member TOPIC GROUP | "
+            "committer TOPIC GROUP EVERY PAUSE_MS | admin GROUP…)"
+        )
     bootstrap, name = sys.argv[1], sys.argv[2]
     td.log(f"kafka-python {kafka.__version__}, confluent-kafka {confluent_kafka.version()[0]}, "
            f"librdkafka {confluent_kafka.libversion()[0]}")
     if name == "member" and len(sys.argv) == 5:
         member(bootstrap, sys.argv[3], sys.argv[4])
+        return
+    if name == "committer" and len(sys.argv) == 7:
+        committer(bootstrap, sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
         return
     if name == "admin":
         admin(bootstrap, sys.argv[3:])
