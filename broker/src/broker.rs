@@ -207,6 +207,31 @@ impl Broker {
         Ok(())
     }
 
+    /// Creates a topic through the controller unless it exists, then opens its logs.
+    /// Returns the new topic, or `None` when it already existed (another request may have
+    /// created it meanwhile).
+    pub async fn create_topic_if_absent(
+        &self,
+        request: weir_controller::CreateTopic,
+    ) -> Result<Option<TopicMetadata>, weir_controller::ControllerError> {
+        let created = self
+            .controller
+            .lock()
+            .await
+            .create_topic(request, false)
+            .await;
+        match created {
+            Ok(topic) => {
+                if let Err(e) = self.sync_partitions() {
+                    warn!(topic = topic.name.as_str(), error = %e, "opening the new topic's logs failed");
+                }
+                Ok(Some(topic))
+            }
+            Err(weir_controller::ControllerError::TopicAlreadyExists { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes the logs of a topic the controller deleted.
     pub fn delete_topic_logs(&self, topic: &str) -> Result<(), BrokerError> {
         let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());

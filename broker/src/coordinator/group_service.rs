@@ -22,11 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
@@ -37,6 +35,7 @@ use super::group::{
 };
 use crate::broker::{Broker, Partition};
 use crate::kafka_error::log_error_code;
+use crate::log::batch::{self, BatchError};
 use crate::log::now_ms;
 use crate::types::{LeaderEpoch, Offset};
 
@@ -147,36 +146,13 @@ fn append(partition: &Partition, records: &[OffsetsRecord], now: i64) -> Result<
     }
 }
 
-fn encode_batch(records: &[OffsetsRecord], now: i64) -> anyhow::Result<Bytes> {
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder derives the batch's base sequence from the first record and keeps
-            // `offset - sequence` constant within a batch: this yields one batch with base
-            // sequence -1 (no producer).
-            sequence: i as i32 - 1,
-            timestamp: now,
-            key: Some(r.key.clone()),
-            value: r.value.clone(),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)?;
-    Ok(buf.freeze())
+fn encode_batch(records: &[OffsetsRecord], now: i64) -> Result<Bytes, BatchError> {
+    batch::encode_plain_batch(
+        records
+            .iter()
+            .map(|r| (Some(r.key.clone()), r.value.clone())),
+        now,
+    )
 }
 
 /// Replays a partition's records, from its log start to its high watermark.
@@ -677,26 +653,14 @@ pub async fn create_offsets_topic(
         assignments: None,
         configs,
     };
-    let created = broker
-        .controller
-        .lock()
-        .await
-        .create_topic(request, false)
-        .await;
-    match created {
-        Ok(_) => {
-            info!(
-                partitions = broker.config.offsets_topic_num_partitions,
-                replication, "created __consumer_offsets"
-            );
-            if let Err(e) = broker.sync_partitions() {
-                warn!(error = %e, "opening __consumer_offsets logs failed");
-            }
-            Ok(true)
-        }
-        Err(weir_controller::ControllerError::TopicAlreadyExists { .. }) => Ok(false),
-        Err(e) => Err(e),
+    let created = broker.create_topic_if_absent(request).await?.is_some();
+    if created {
+        info!(
+            partitions = broker.config.offsets_topic_num_partitions,
+            replication, "created __consumer_offsets"
+        );
     }
+    Ok(created)
 }
 
 #[cfg(test)]

@@ -23,25 +23,14 @@ pub(super) async fn auto_create(broker: &Broker, name: &str) -> Result<(), Contr
         assignments: None,
         configs: BTreeMap::new(),
     };
-    let created = broker
-        .controller
-        .lock()
-        .await
-        .create_topic(request, false)
-        .await;
-    match created {
-        Ok(topic) => {
-            info!(
-                topic = name,
-                partitions = topic.partitions.len(),
-                "auto-created topic"
-            );
-            sync(broker);
-            Ok(())
-        }
-        Err(ControllerError::TopicAlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(e),
+    if let Some(topic) = broker.create_topic_if_absent(request).await? {
+        info!(
+            topic = name,
+            partitions = topic.partitions.len(),
+            "auto-created topic"
+        );
     }
+    Ok(())
 }
 
 fn sync(broker: &Broker) {

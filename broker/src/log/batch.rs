@@ -403,3 +403,47 @@ pub fn check_keys(batch: &[u8]) -> Result<(), BatchError> {
         None => Ok(()),
     }
 }
+
+/// Encodes records (key, value-or-tombstone) as one uncompressed batch without a producer id,
+/// base offset 0 and one timestamp: how the broker writes its own records (group metadata,
+/// committed offsets) through the same leader append as a producer's batch.
+pub fn encode_plain_batch(
+    records: impl IntoIterator<Item = (Option<bytes::Bytes>, Option<bytes::Bytes>)>,
+    timestamp: i64,
+) -> Result<bytes::Bytes, BatchError> {
+    use kafka_protocol::records::{
+        Compression as Codec, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as Ts,
+    };
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: Ts::Creation,
+            offset: i as i64,
+            // The encoder takes the base sequence from the first record and splits batches
+            // where `offset - sequence` changes: this keeps one batch with base sequence -1.
+            sequence: i as i32 - 1,
+            timestamp,
+            key,
+            value,
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Codec::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).map_err(|e| {
+        BatchError::Undecodable {
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(buf.freeze())
+}

@@ -178,36 +178,18 @@ mod tests {
     use crate::log::cleaner::CleanerOptions;
     use crate::log::recovery::OpenOptions;
     use bytes::Bytes;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-        TimestampType,
-    };
+    use kafka_protocol::records::RecordBatchDecoder;
 
     const NOW: i64 = 1_700_000_000_000;
 
     fn keyed(key: &str, value: Option<&str>) -> Vec<u8> {
-        let record = Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: NOW,
-            key: Some(Bytes::copy_from_slice(key.as_bytes())),
-            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
-            headers: Default::default(),
-        };
-        let mut buf = bytes::BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
-        buf.to_vec()
+        let record = (
+            Some(Bytes::copy_from_slice(key.as_bytes())),
+            value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+        );
+        crate::log::batch::encode_plain_batch([record], NOW)
+            .unwrap()
+            .to_vec()
     }
 
     fn config() -> LogConfig {
