@@ -18,7 +18,7 @@ use weir_controller::{
 
 use crate::config::BrokerConfig;
 use crate::coordinator::group_service::GroupService;
-use crate::log::{LogConfig, LogError, LogManager, SharedLog};
+use crate::log::{LogConfig, LogError, LogManager, SharedLog, TopicIdCheck};
 use crate::metrics::Metrics;
 use crate::types::TopicPartition;
 
@@ -173,7 +173,17 @@ impl Broker {
                     continue;
                 }
                 let tp = TopicPartition::new(topic.name.as_str(), p.partition);
-                let log = logs.get_or_create(&tp, config.clone())?;
+                let mut log = logs.get_or_create(&tp, config.clone())?;
+                if !topic.id.0.is_nil()
+                    && let TopicIdCheck::Stray { found } = logs.check_topic_id(&tp, topic.id.0)?
+                {
+                    // A leftover of an earlier topic of this name (say, a crash between the
+                    // controller's delete and the log deletion): never serve it as this one.
+                    let moved = logs.set_aside_stray(&tp)?;
+                    warn!(partition = %tp, %found, expected = %topic.id.0, moved_to = ?moved, "log belongs to an earlier topic of the same name; set aside as a stray");
+                    log = logs.get_or_create(&tp, config.clone())?;
+                    logs.check_topic_id(&tp, topic.id.0)?;
+                }
                 {
                     let mut l = log.write().unwrap_or_else(|p| p.into_inner());
                     if l.config() != &config {

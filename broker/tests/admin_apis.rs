@@ -851,3 +851,50 @@ async fn delete_records_moves_the_low_watermark_and_consumers_start_there() {
     assert_eq!(watermarks(&consumer, 0), (4, 10));
     assert_eq!(watermarks(&consumer, 1), (3, 3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_topic_never_serves_the_old_topics_leftover_log() {
+    // Broker A writes topic "again"; broker B creates its own "again" (another topic id).
+    let old_dir = tempfile::tempdir().unwrap();
+    let mut old = BrokerProcess::start(old_dir.path(), &[]);
+    create_topic(&admin(&old), "again", 1, &[]).await;
+    produce(&old, "again", 0, 3, 1_700_000_000_000).await;
+    assert!(old.stop(), "clean shutdown; log:\n{}", old.log());
+    let new_dir = tempfile::tempdir().unwrap();
+    let mut new = BrokerProcess::start(new_dir.path(), &[]);
+    create_topic(&admin(&new), "again", 1, &[]).await;
+    assert!(new.stop(), "clean shutdown; log:\n{}", new.log());
+    // A's data directory now meets metadata in which "again" is the new topic: as after a
+    // crash between the controller's delete commit and the deletion of the log.
+    let metadata = "__cluster_metadata.json";
+    std::fs::copy(new_dir.path().join(metadata), old_dir.path().join(metadata)).unwrap();
+    old.restart();
+    let watermarks = consumer(&old)
+        .fetch_watermarks("again", 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        watermarks,
+        (0, 0),
+        "the old topic's records are not served as the new topic's"
+    );
+    let strays: Vec<String> = std::fs::read_dir(old_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("again-0.") && n.ends_with("-stray"))
+        .collect();
+    assert_eq!(strays.len(), 1, "the old log is set aside, not deleted");
+    assert!(
+        old_dir
+            .path()
+            .join(&strays[0])
+            .join("00000000000000000000.log")
+            .metadata()
+            .unwrap()
+            .len()
+            > 0
+    );
+    assert!(old.log().contains("set aside as a stray"), "{}", old.log());
+    // The new topic works.
+    produce(&old, "again", 0, 2, 1_700_000_000_000).await;
+    assert_eq!(consume(&old, "again", 0, 2).len(), 2);
+}

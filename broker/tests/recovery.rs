@@ -441,3 +441,68 @@ fn the_log_manager_locks_checkpoints_and_marks_clean_shutdown() {
         "from the batch holding 5"
     );
 }
+
+#[test]
+fn a_log_of_an_earlier_topic_with_the_same_name_is_set_aside_not_served() {
+    use weir_broker::log::TopicIdCheck;
+    let dir = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("orders", 0);
+    let old_id = uuid::Uuid::from_bytes([1; 16]);
+    let new_id = uuid::Uuid::from_bytes([2; 16]);
+    {
+        let mut manager = LogManager::open(dir.path(), 16, |_| small_config()).unwrap();
+        let log = manager.get_or_create(&tp, small_config()).unwrap();
+        append(&mut log.write().unwrap(), &sized_batch(3, 50, NOW, 0));
+        assert_eq!(
+            manager.check_topic_id(&tp, old_id).unwrap(),
+            TopicIdCheck::Recorded
+        );
+        assert_eq!(
+            manager.check_topic_id(&tp, old_id).unwrap(),
+            TopicIdCheck::Matches
+        );
+        drop(log);
+        manager.shutdown().unwrap();
+    }
+    // The topic was deleted and created again, but its old directory survived a crash.
+    let mut manager = LogManager::open(dir.path(), 16, |_| small_config()).unwrap();
+    assert_eq!(
+        manager.check_topic_id(&tp, new_id).unwrap(),
+        TopicIdCheck::Stray { found: old_id }
+    );
+    let stray = manager
+        .set_aside_stray(&tp)
+        .unwrap()
+        .expect("a log was set aside");
+    assert!(
+        stray
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("orders-0.")
+    );
+    assert!(
+        stray.join("00000000000000000000.log").exists(),
+        "nothing of it is deleted"
+    );
+    let log = manager.get_or_create(&tp, small_config()).unwrap();
+    assert_eq!(
+        log.read().unwrap().log_end_offset(),
+        Offset::ZERO,
+        "a fresh log"
+    );
+    assert_eq!(
+        manager.check_topic_id(&tp, new_id).unwrap(),
+        TopicIdCheck::Recorded
+    );
+    drop(log);
+    manager.shutdown().unwrap();
+    // The stray directory is never loaded again.
+    let manager = LogManager::open(dir.path(), 16, |_| small_config()).unwrap();
+    assert_eq!(manager.partitions().count(), 1);
+    assert_eq!(
+        manager.get(&tp).unwrap().read().unwrap().log_end_offset(),
+        Offset::ZERO
+    );
+}

@@ -27,6 +27,7 @@ use super::cleaner::{CleanerError, CleanerOptions, CleanerStats};
 use super::config::LogConfig;
 use super::error::{IoContext, LogError, Result};
 use super::partition::Log;
+use super::partition_metadata;
 use super::recovery::OpenOptions;
 use super::retention::RetentionOutcome;
 use crate::types::{Offset, TopicPartition};
@@ -64,6 +65,19 @@ fn read(log: &SharedLog) -> std::sync::RwLockReadGuard<'_, Log> {
 fn guard<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Neither map nor unit can be left half-updated by a panic.
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What [`LogManager::check_topic_id`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopicIdCheck {
+    /// The directory belongs to this topic.
+    Matches,
+    /// The directory had no `partition.metadata`; it now records this topic's id.
+    Recorded,
+    /// The directory belongs to an earlier topic of the same name.
+    Stray { found: uuid::Uuid },
+    /// No log is open for the partition.
+    NoLog,
 }
 
 impl LogManager {
@@ -169,6 +183,46 @@ impl LogManager {
         let log = Arc::new(RwLock::new(log));
         self.logs.insert(tp.clone(), log.clone());
         Ok(log)
+    }
+
+    /// Compares the topic id recorded in `tp`'s directory (`partition.metadata`) with the
+    /// topic's id in the cluster metadata, recording it when the directory has none yet.
+    pub fn check_topic_id(&mut self, tp: &TopicPartition, id: uuid::Uuid) -> Result<TopicIdCheck> {
+        let Some(log) = self.logs.get(tp) else {
+            return Ok(TopicIdCheck::NoLog);
+        };
+        let dir = read(log).dir().to_path_buf();
+        Ok(match partition_metadata::read(&dir)? {
+            Some(found) if found == id => TopicIdCheck::Matches,
+            Some(found) => TopicIdCheck::Stray { found },
+            None => {
+                partition_metadata::write(&dir, id)?;
+                TopicIdCheck::Recorded
+            }
+        })
+    }
+
+    /// Sets aside the log of `tp` as a stray: it stops being served and its directory is
+    /// renamed `<topic>-<partition>.<uuid>-stray` (Kafka's naming), which is never loaded
+    /// again, so nothing of it is lost or mistaken for the current topic's data. Returns the
+    /// new directory.
+    pub fn set_aside_stray(&mut self, tp: &TopicPartition) -> Result<Option<PathBuf>> {
+        let Some(log) = self.logs.remove(tp) else {
+            return Ok(None);
+        };
+        let dir = lock(&log).dir().to_path_buf();
+        drop(log);
+        let stray = self.dir.join(format!(
+            "{}.{}-stray",
+            tp.dir_name(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        fs::rename(&dir, &stray).at(&dir)?;
+        checkpoint::sync_dir(&self.dir)?;
+        if guard(&self.cleaner_offsets).remove(tp).is_some() {
+            self.write_cleaner_offsets()?;
+        }
+        Ok(Some(stray))
     }
 
     /// Deletes the log of `tp` and its directory.

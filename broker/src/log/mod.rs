@@ -13,6 +13,7 @@
 //!     00000000000000000000.timeindex    time index
 //!     00000000000000000000.snapshot     producer state below that offset (`producer_state`)
 //!     leader-epoch-checkpoint           epoch -> first offset
+//!     partition.metadata                the topic id the directory belongs to
 //! ```
 //!
 //! - [`batch`]: the v2 batch format, validation, and the header rewrite that assigns offsets.
@@ -35,6 +36,7 @@ mod index;
 mod manager;
 mod mmap;
 mod partition;
+mod partition_metadata;
 mod producer_snapshots;
 pub mod producer_state;
 mod recovery;
@@ -50,7 +52,7 @@ pub use cleaner::{
 pub use config::{CleanupPolicy, ConfigError, LogConfig, Ratio};
 pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::{LogError, Result};
-pub use manager::{LogManager, SharedLog};
+pub use manager::{LogManager, SharedLog, TopicIdCheck};
 pub use partition::{AppendInfo, AppendOutcome, Log, LogSlice};
 pub use producer_state::{ProducerError, ProducerState};
 pub use recovery::OpenOptions;
