@@ -898,3 +898,72 @@ async fn a_recreated_topic_never_serves_the_old_topics_leftover_log() {
     produce(&old, "again", 0, 2, 1_700_000_000_000).await;
     assert_eq!(consume(&old, "again", 0, 2).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_v13_and_later_name_topics_by_id() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, MetadataRequest};
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = BrokerProcess::start(dir.path(), &[]);
+    create_topic(&admin(&broker), "by-id", 1, &[]).await;
+    produce(&broker, "by-id", 0, 3, 1_700_000_000_000).await;
+    let metadata = broker.call(12, &MetadataRequest::default().with_topics(None));
+    let id = metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "by-id"))
+        .expect("topic listed")
+        .topic_id;
+    assert!(!id.is_nil(), "Metadata v12 carries topic ids");
+    let fetch = |topic_id: uuid::Uuid| {
+        FetchRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_current_leader_epoch(-1)
+                            .with_last_fetched_epoch(-1)
+                            .with_log_start_offset(-1)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ])
+    };
+    for version in [13, 16] {
+        let response = broker.call(version, &fetch(id));
+        let topic = &response.responses[0];
+        assert_eq!(topic.topic_id, id, "v{version}");
+        let partition = &topic.partitions[0];
+        assert_eq!(
+            (partition.error_code, partition.high_watermark),
+            (0, 3),
+            "v{version}"
+        );
+        let mut records = partition.records.clone().expect("records");
+        let batches = RecordBatchDecoder::decode_all(&mut records).unwrap();
+        let values: Vec<String> = batches
+            .iter()
+            .flat_map(|b| &b.records)
+            .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+            .collect();
+        assert_eq!(
+            values,
+            ["by-id-0-0", "by-id-0-1", "by-id-0-2"],
+            "v{version}"
+        );
+        let unknown = broker.call(version, &fetch(uuid::Uuid::from_bytes([7; 16])));
+        assert_eq!(
+            unknown.responses[0].partitions[0].error_code,
+            ResponseError::UnknownTopicId.code(),
+            "v{version}"
+        );
+    }
+    assert!(broker.stop(), "clean shutdown; log:\n{}", broker.log());
+}

@@ -1,4 +1,7 @@
-//! Fetch: whole batches from the segment files, long-polling on `max_wait_ms` / `min_bytes`.
+//! Fetch (v4-16): whole batches from the segment files, long-polling on `max_wait_ms` /
+//! `min_bytes`. From v13 topics are named by topic id (an unknown id is UNKNOWN_TOPIC_ID);
+//! v15's replica state and v16's leader endpoints matter to followers and leader changes,
+//! which one broker has none of.
 //!
 //! Limits follow KIP-74: `partition_max_bytes` per partition and `max_bytes` for the whole
 //! response, except that the first batch of the first non-empty partition is returned even
@@ -19,6 +22,7 @@ use crate::broker::Broker;
 use crate::kafka_error::log_error_code;
 use crate::server::zero_copy::{FileRegion, Markers};
 use crate::types::Offset;
+use weir_controller::TopicId;
 
 /// The longest a fetch may wait, whatever the client asks (Kafka has no cap; a cap keeps a
 /// shutdown prompt and an absurd value harmless).
@@ -39,11 +43,20 @@ pub(super) async fn handle(
         usize::MAX
     };
     let read_committed = request.isolation_level == 1;
+    // From v13 topics are named by id (KIP-516): resolve them once for every pass.
+    let names = topic_names(broker, &request, version);
     let markers = Markers::new();
     let mut appends = broker.subscribe_appends();
     let pass = loop {
         appends.borrow_and_update();
-        let pass = read_once(broker, &request, max_bytes, read_committed, &markers);
+        let pass = read_once(
+            broker,
+            &request,
+            &names,
+            max_bytes,
+            read_committed,
+            &markers,
+        );
         let waited = started.elapsed();
         if pass.bytes >= min_bytes || pass.failed || waited >= max_wait {
             break pass;
@@ -53,7 +66,14 @@ pub(super) async fn handle(
             .await
             .is_err()
         {
-            break read_once(broker, &request, max_bytes, read_committed, &markers);
+            break read_once(
+                broker,
+                &request,
+                &names,
+                max_bytes,
+                read_committed,
+                &markers,
+            );
         }
     };
     for (topic, bytes, records) in &pass.bytes_per_topic {
@@ -86,9 +106,32 @@ struct Pass {
     failed: bool,
 }
 
+/// Each requested topic's name: as sent before v13, looked up by topic id from v13 (`None`
+/// for an id no topic has).
+fn topic_names(broker: &Broker, request: &FetchRequest, version: i16) -> Vec<Option<String>> {
+    if version < 13 {
+        return request
+            .topics
+            .iter()
+            .map(|t| Some(t.topic.0.to_string()))
+            .collect();
+    }
+    let metadata = broker.metadata();
+    request
+        .topics
+        .iter()
+        .map(|t| {
+            metadata
+                .topic_by_id(TopicId(t.topic_id))
+                .map(|topic| topic.name.as_str().to_owned())
+        })
+        .collect()
+}
+
 fn read_once(
     broker: &Broker,
     request: &FetchRequest,
+    names: &[Option<String>],
     max_bytes: usize,
     read_committed: bool,
     markers: &Markers,
@@ -101,8 +144,8 @@ fn read_once(
     let responses = request
         .topics
         .iter()
-        .map(|topic| {
-            let name = topic.topic.0.to_string();
+        .zip(names)
+        .map(|(topic, name)| {
             let before = total;
             let records_before = records;
             let partitions = topic
@@ -116,7 +159,11 @@ fn read_once(
                         .with_log_start_offset(-1)
                         .with_preferred_read_replica(WireBrokerId(-1))
                         .with_aborted_transactions(read_committed.then(Vec::new));
-                    let Some(partition) = broker.partition(&name, p.partition) else {
+                    let Some(name) = name else {
+                        failed = true;
+                        return out.with_error_code(ResponseError::UnknownTopicId.code());
+                    };
+                    let Some(partition) = broker.partition(name, p.partition) else {
                         failed = true;
                         return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
@@ -164,8 +211,14 @@ fn read_once(
                     }
                 })
                 .collect();
-            if total > before {
-                bytes_per_topic.push((name, (total - before) as u64, records - records_before));
+            if total > before
+                && let Some(name) = name
+            {
+                bytes_per_topic.push((
+                    name.clone(),
+                    (total - before) as u64,
+                    records - records_before,
+                ));
             }
             FetchableTopicResponse::default()
                 .with_topic(topic.topic.clone())
