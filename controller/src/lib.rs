@@ -12,12 +12,16 @@
 //! - [`topic_config`]: Kafka's topic configs, their defaults and validation;
 //! - [`placement`]: replica placement and manual-assignment checks (pure);
 //! - [`store`]: the `MetadataStore` trait, a JSON file store and a memory store;
-//! - [`controller`]: the `Controller` that plans, persists and publishes changes.
+//! - [`controller`]: the `Controller` that plans, persists and publishes changes;
+//! - [`registry`]: broker registration, broker epochs, sessions and fencing (pure);
+//! - [`grpc`]: the gRPC control plane brokers call, over the registry.
 
 pub mod controller;
+pub mod grpc;
 pub mod ids;
 pub mod metadata;
 pub mod placement;
+pub mod registry;
 pub mod store;
 pub mod topic_config;
 
@@ -25,6 +29,7 @@ pub use controller::{ConfigOp, Controller, ControllerDefaults, ControllerError, 
 pub use ids::{BrokerId, InvalidTopicName, TopicId, TopicName};
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionState, TopicMetadata};
 pub use placement::{PlacementError, assign_replicas, validate_assignment};
+pub use registry::{BrokerEpoch, BrokerRegistrations, BrokerRegistry, RegistryError};
 pub use store::{FileMetadataStore, MemoryMetadataStore, MetadataStore, StoreError};
 pub use topic_config::{
     ConfigError, ConfigKind, InvalidValue, TOPIC_CONFIGS, TopicConfigDef, Validator,
