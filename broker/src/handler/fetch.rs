@@ -47,16 +47,19 @@ pub(super) async fn handle(
     let names = topic_names(broker, &request, version);
     let markers = Markers::new();
     let mut appends = broker.subscribe_appends();
-    let pass = loop {
-        appends.borrow_and_update();
-        let pass = read_once(
+    let read = || {
+        read_once(
             broker,
             &request,
             &names,
             max_bytes,
             read_committed,
             &markers,
-        );
+        )
+    };
+    let pass = loop {
+        appends.borrow_and_update();
+        let pass = read();
         let waited = started.elapsed();
         if pass.bytes >= min_bytes || pass.failed || waited >= max_wait {
             break pass;
@@ -66,14 +69,7 @@ pub(super) async fn handle(
             .await
             .is_err()
         {
-            break read_once(
-                broker,
-                &request,
-                &names,
-                max_bytes,
-                read_committed,
-                &markers,
-            );
+            break read();
         }
     };
     for (topic, bytes, records) in &pass.bytes_per_topic {
