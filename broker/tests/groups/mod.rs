@@ -186,6 +186,8 @@ pub struct Member {
     changes: Arc<Mutex<Vec<Change>>>,
     pub read: Vec<Read>,
     pub errors: Vec<KafkaError>,
+    /// `group.instance.id` is set: leaving must look like a crash or restart (no unsubscribe).
+    is_static: bool,
 }
 
 /// The configuration of every member: manual commits, Kafka's smallest session timeout,
@@ -245,6 +247,26 @@ impl Member {
             changes,
             read: Vec::new(),
             errors: Vec::new(),
+            is_static: config.get("group.instance.id").is_some(),
+        }
+    }
+
+    /// Unsubscribes and serves the revocation, so that dropping the consumer has nothing left
+    /// to revoke: librdkafka can wait forever in `rd_kafka_assign` when a revocation is served
+    /// while the consumer closes (confluentinc/librdkafka#4884), which rust-rdkafka's drop
+    /// does. Not for static members: unsubscribing would make them leave the group, which a
+    /// static member's close does not do.
+    fn release(&mut self) {
+        if self.is_static {
+            return;
+        }
+        self.consumer.unsubscribe();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            let _ = self.consumer.poll(Duration::from_millis(50));
+            if self.consumer.assignment().map_or(true, |a| a.count() == 0) {
+                break;
+            }
         }
     }
 
@@ -604,6 +626,12 @@ impl PythonMember {
 
     pub fn output(&self) -> String {
         self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
