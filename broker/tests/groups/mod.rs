@@ -545,22 +545,10 @@ impl PythonMember {
     }
 
     fn spawn(broker: &BrokerProcess, args: &[&str]) -> PythonMember {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
-        let mut child = Command::new("python3")
-            .arg("test_groups.py")
-            .arg(broker.bootstrap())
-            .args(args)
-            .current_dir(dir)
-            .env("PYTHONUNBUFFERED", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect(
-                "python3 with broker/tests/python/requirements.txt installed \
+        let mut child = groups_script_command(broker, args).spawn().expect(
+            "python3 with broker/tests/python/requirements.txt installed \
                  (python3 -m pip install -r broker/tests/python/requirements.txt)",
-            );
+        );
         let assigned = Arc::new(Mutex::new(BTreeSet::new()));
         let output = Arc::new(Mutex::new(String::new()));
         let stdout = child.stdout.take().unwrap();
@@ -641,20 +629,26 @@ impl Drop for PythonMember {
     }
 }
 
-/// Runs `python3 test_groups.py BOOTSTRAP args…` to completion (60 s at most); its success
-/// and its output.
-pub fn python_groups_script(broker: &BrokerProcess, args: &[&str]) -> (bool, String) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
-    let mut child = Command::new("python3")
+/// `python3 test_groups.py BOOTSTRAP args…`, unbuffered, with stdout and stderr piped.
+fn groups_script_command(broker: &BrokerProcess, args: &[&str]) -> Command {
+    let mut command = Command::new("python3");
+    command
         .arg("test_groups.py")
         .arg(broker.bootstrap())
         .args(args)
-        .current_dir(dir)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python"))
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs `python3 test_groups.py BOOTSTRAP args…` to completion (60 s at most); its success
+/// and its output.
+pub fn python_groups_script(broker: &BrokerProcess, args: &[&str]) -> (bool, String) {
+    let mut child = groups_script_command(broker, args)
         .spawn()
         .expect("python3");
     let stdout = child.stdout.take().unwrap();
