@@ -90,12 +90,12 @@ impl Broker {
             source,
         })?;
         let advertised = &config.advertised_listeners[0];
-        let local = BrokerInfo {
-            id: BrokerId(config.node_id),
-            rack: config.rack.clone(),
-            host: advertised.host.clone(),
-            port: advertised.port,
-        };
+        let local = BrokerInfo::new(
+            BrokerId(config.node_id),
+            config.rack.clone(),
+            advertised.host.clone(),
+            advertised.port,
+        );
         let store = FileMetadataStore::new(config.data_dir.join("__cluster_metadata.json"));
         let defaults = ControllerDefaults {
             num_partitions: config.num_partitions,

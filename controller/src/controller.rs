@@ -119,6 +119,9 @@ pub enum ControllerError {
     ProducerIdsExhausted { next: i64, count: u32 },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An error a remote controller returned: its Kafka error code and message.
+    #[error("{message}")]
+    Remote { code: i16, message: String },
 }
 
 impl ControllerError {
@@ -142,6 +145,7 @@ impl ControllerError {
             ControllerError::UnknownTopicId { .. } => 100,    // UNKNOWN_TOPIC_ID
             // Kafka answers an exhausted id space with UNKNOWN_SERVER_ERROR too.
             ControllerError::ProducerIdsExhausted { .. } | ControllerError::Store(_) => -1, // UNKNOWN_SERVER_ERROR
+            ControllerError::Remote { code, .. } => *code,
         }
     }
 
@@ -238,6 +242,7 @@ impl<S: MetadataStore> Controller<S> {
                     brokers: BTreeMap::new(),
                     topics: BTreeMap::new(),
                     next_producer_id: 0,
+                    last_broker_epoch: crate::registry::BrokerEpoch::default(),
                 },
                 None,
             ),

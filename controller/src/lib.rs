@@ -13,6 +13,7 @@
 //! - [`placement`]: replica placement and manual-assignment checks (pure);
 //! - [`store`]: the `MetadataStore` trait, a JSON file store and a memory store;
 //! - [`controller`]: the `Controller` that plans, persists and publishes changes;
+//! - [`plane`]: the [`ControlPlane`] trait brokers call the controller through;
 //! - [`registry`]: broker registration, broker epochs, sessions and fencing (pure);
 //! - [`grpc`]: the gRPC control plane brokers call, over the registry.
 
@@ -21,6 +22,7 @@ pub mod grpc;
 pub mod ids;
 pub mod metadata;
 pub mod placement;
+pub mod plane;
 pub mod registry;
 pub mod store;
 pub mod topic_config;
@@ -29,6 +31,11 @@ pub use controller::{ConfigOp, Controller, ControllerDefaults, ControllerError, 
 pub use ids::{BrokerId, InvalidTopicName, TopicId, TopicName};
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionState, TopicMetadata};
 pub use placement::{PlacementError, assign_replicas, validate_assignment};
+pub use plane::{
+    AlterPartition, Committed, ConfigChange, ControlPlane, ControlledShutdownReply, ElectionResult,
+    ElectionType, Heartbeat, HeartbeatReply, OngoingReassignment, PartitionRef, ReassignmentChange,
+    Registered, TopicRef,
+};
 pub use registry::{BrokerEpoch, BrokerRegistrations, BrokerRegistry, RegistryError};
 pub use store::{FileMetadataStore, MemoryMetadataStore, MetadataStore, StoreError};
 pub use topic_config::{

@@ -15,7 +15,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use uuid::Uuid;
+
 use crate::ids::{BrokerId, TopicId, TopicName};
+use crate::registry::BrokerEpoch;
 
 /// Leadership and replica set of one partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +30,13 @@ pub struct PartitionState {
     pub leader: Option<BrokerId>,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// During a reassignment: target replicas not yet in the old replica set (KIP-455).
+    /// `replicas` then holds the union of old and target replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<BrokerId>,
+    /// During a reassignment: old replicas that are not in the target set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<BrokerId>,
 }
 
 impl PartitionState {
@@ -39,6 +49,8 @@ impl PartitionState {
             replicas,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 }
@@ -52,6 +64,27 @@ pub struct TopicMetadata {
     pub configs: BTreeMap<String, String>,
 }
 
+impl BrokerInfo {
+    /// An unregistered broker entry (epoch 0, no incarnation), unfenced.
+    pub fn new(
+        id: BrokerId,
+        rack: Option<String>,
+        host: impl Into<String>,
+        port: u16,
+    ) -> BrokerInfo {
+        BrokerInfo {
+            id,
+            rack,
+            host: host.into(),
+            port,
+            epoch: BrokerEpoch::default(),
+            incarnation: None,
+            fenced: false,
+            in_controlled_shutdown: false,
+        }
+    }
+}
+
 impl TopicMetadata {
     /// Replicas per partition (every partition has the same number).
     pub fn replication_factor(&self) -> usize {
@@ -59,13 +92,30 @@ impl TopicMetadata {
     }
 }
 
-/// How clients reach a broker.
+/// A registered broker: how clients and other brokers reach it, and its liveness.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerInfo {
     pub id: BrokerId,
     pub rack: Option<String>,
+    /// The advertised host and port of the broker's (single) Kafka listener.
     pub host: String,
     pub port: u16,
+    /// The epoch of the broker's current incarnation (0 for a broker that never
+    /// registered through the control plane, e.g. in files written before it existed).
+    #[serde(default)]
+    pub epoch: BrokerEpoch,
+    /// The current incarnation, which tells a registration retry from a restart.
+    #[serde(default)]
+    pub incarnation: Option<Uuid>,
+    /// Fenced brokers lead no partitions, are in no ISR (unless the last member), and
+    /// are not offered to clients. A broker is fenced from registration until its first
+    /// heartbeat and whenever its session expires.
+    #[serde(default)]
+    pub fenced: bool,
+    /// Set by a controlled shutdown: the broker is being drained of leadership and ISR
+    /// membership and is not eligible for either until it registers again.
+    #[serde(default)]
+    pub in_controlled_shutdown: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +129,9 @@ pub struct ClusterMetadata {
     /// before producer ids existed, which therefore load as 0.
     #[serde(default)]
     pub next_producer_id: i64,
+    /// The highest broker epoch ever handed out; never decreases.
+    #[serde(default)]
+    pub last_broker_epoch: BrokerEpoch,
 }
 
 impl ClusterMetadata {
@@ -114,15 +167,11 @@ mod tests {
             brokers: BTreeMap::new(),
             topics: BTreeMap::new(),
             next_producer_id: 2000,
+            last_broker_epoch: BrokerEpoch::default(),
         };
         metadata.brokers.insert(
             BrokerId(1),
-            BrokerInfo {
-                id: BrokerId(1),
-                rack: Some("r1".into()),
-                host: "h".into(),
-                port: 9092,
-            },
+            BrokerInfo::new(BrokerId(1), Some("r1".into()), "h", 9092),
         );
         metadata.topics.insert(
             "orders".into(),

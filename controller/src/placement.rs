@@ -250,11 +250,13 @@ mod tests {
 
     fn brokers(n: i32, racks: Option<usize>) -> Vec<BrokerInfo> {
         (0..n)
-            .map(|i| BrokerInfo {
-                id: BrokerId(i),
-                rack: racks.map(|r| format!("rack-{}", usize::try_from(i).unwrap() % r)),
-                host: "127.0.0.1".into(),
-                port: 9092,
+            .map(|i| {
+                BrokerInfo::new(
+                    BrokerId(i),
+                    racks.map(|r| format!("rack-{}", usize::try_from(i).unwrap() % r)),
+                    "127.0.0.1",
+                    9092,
+                )
             })
             .collect()
     }

@@ -87,12 +87,12 @@ impl BrokerRegistration {
     /// listener the request came in on).
     pub fn broker_info(&self, listener: &str) -> Option<BrokerInfo> {
         let endpoint = self.listeners.iter().find(|l| l.name == listener)?;
-        Some(BrokerInfo {
-            id: self.id,
-            rack: self.rack.clone(),
-            host: endpoint.host.clone(),
-            port: endpoint.port,
-        })
+        Some(BrokerInfo::new(
+            self.id,
+            self.rack.clone(),
+            endpoint.host.clone(),
+            endpoint.port,
+        ))
     }
 }
 
@@ -507,12 +507,12 @@ mod tests {
         let broker = r.broker(BrokerId(1)).unwrap();
         assert_eq!(
             broker.broker_info("INTERNAL"),
-            Some(BrokerInfo {
-                id: BrokerId(1),
-                rack: Some("r1".into()),
-                host: "10.0.0.1".into(),
-                port: 19092,
-            })
+            Some(BrokerInfo::new(
+                BrokerId(1),
+                Some("r1".into()),
+                "10.0.0.1",
+                19092
+            ))
         );
         assert_eq!(broker.broker_info("EXTERNAL"), None);
     }

@@ -274,15 +274,11 @@ mod tests {
             brokers: BTreeMap::new(),
             topics: BTreeMap::new(),
             next_producer_id: 0,
+            last_broker_epoch: crate::registry::BrokerEpoch::default(),
         };
         metadata.brokers.insert(
             BrokerId(0),
-            BrokerInfo {
-                id: BrokerId(0),
-                rack: None,
-                host: "127.0.0.1".into(),
-                port: 9092,
-            },
+            BrokerInfo::new(BrokerId(0), None, "127.0.0.1", 9092),
         );
         metadata.topics.insert(
             "orders".into(),

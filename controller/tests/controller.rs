@@ -12,12 +12,7 @@ use weir_controller::{
 };
 
 fn broker(id: i32) -> BrokerInfo {
-    BrokerInfo {
-        id: BrokerId(id),
-        rack: None,
-        host: "127.0.0.1".into(),
-        port: 9092,
-    }
+    BrokerInfo::new(BrokerId(id), None, "127.0.0.1", 9092)
 }
 
 fn topic(name: &str) -> CreateTopic {
