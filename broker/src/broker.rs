@@ -1,9 +1,13 @@
 //! [`Broker`]: the state one broker process serves requests from.
 //!
-//! It owns the data directory's [`LogManager`], the in-process controller (topic metadata
-//! through `weir-controller`'s `MetadataStore`), and a map of the partitions this broker
-//! leads. Metadata changes are committed by the controller first; the broker then opens or
-//! deletes the logs to match ([`Broker::sync_partitions`]).
+//! It owns the data directory's [`LogManager`], its link to the controller (a
+//! [`ControlPlane`], in this process or across gRPC), the controller's metadata image as it
+//! arrives, and a map of the partitions this broker serves. Metadata changes are committed by
+//! the controller first; the broker follows the image and opens, deletes and reconfigures its
+//! logs to match ([`Broker::apply_metadata`]). Requests that change metadata (CreateTopics,
+//! DeleteTopics, …) go to the controller and are answered once this broker has applied the
+//! version that committed them ([`Broker::wait_applied`]), so a client that creates a topic
+//! and then produces to it finds it here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -12,11 +16,11 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use weir_controller::{
-    BrokerId, BrokerInfo, ClusterMetadata, Controller, ControllerDefaults, FileMetadataStore,
-    TopicMetadata,
+    BrokerId, ClusterMetadata, Committed, ControlPlane, ControllerError, TopicId, TopicMetadata,
 };
 
 use crate::config::BrokerConfig;
+use crate::controller_link::{ControllerLink, JoinError};
 use crate::coordinator::group_service::GroupService;
 use crate::log::{LogConfig, LogError, LogManager, SharedLog, TopicIdCheck};
 use crate::metrics::Metrics;
@@ -35,7 +39,9 @@ pub enum BrokerError {
     #[error(transparent)]
     Log(#[from] LogError),
     #[error(transparent)]
-    Controller(#[from] weir_controller::ControllerError),
+    Controller(#[from] ControllerError),
+    #[error(transparent)]
+    Join(#[from] JoinError),
     #[error("invalid topic config for {topic}: {source}")]
     TopicConfig {
         topic: String,
@@ -47,8 +53,14 @@ pub enum BrokerError {
 pub struct Broker {
     pub config: BrokerConfig,
     logs: Mutex<LogManager>,
-    pub controller: tokio::sync::Mutex<Controller<FileMetadataStore>>,
+    /// The controller, in this process or across gRPC.
+    pub control: Arc<dyn ControlPlane>,
+    /// This broker's registration: its epoch and whether it is fenced.
+    pub link: Arc<ControllerLink>,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
+    /// The image the logs were last made to match, and its version for waiters.
+    applied: Mutex<Arc<ClusterMetadata>>,
+    applied_version: watch::Sender<u64>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// Bumped after every append, so long-polling fetches wake up.
     appended: watch::Sender<u64>,
@@ -58,6 +70,9 @@ pub struct Broker {
     /// The group coordinators of the `__consumer_offsets` partitions led here.
     pub groups: Arc<GroupService>,
 }
+
+/// How long a request that changed metadata waits for this broker to apply the change.
+pub const METADATA_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,26 +98,21 @@ pub fn topic_log_config(
 }
 
 impl Broker {
-    /// Opens the data directory and the controller's metadata, and the logs to match.
-    pub async fn open(config: BrokerConfig) -> Result<Arc<Broker>, BrokerError> {
+    /// Opens the data directory, joins the cluster through `control` (metadata, then
+    /// registration and a first heartbeat), and opens the logs to match the metadata.
+    /// Call [`Broker::follow_metadata`] on a task afterwards.
+    pub async fn open(
+        config: BrokerConfig,
+        control: Arc<dyn ControlPlane>,
+    ) -> Result<Arc<Broker>, BrokerError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| LogError::Io {
             path: config.data_dir.clone(),
             source,
         })?;
-        let advertised = &config.advertised_listeners[0];
-        let local = BrokerInfo::new(
-            BrokerId(config.node_id),
-            config.rack.clone(),
-            advertised.host.clone(),
-            advertised.port,
-        );
-        let store = FileMetadataStore::new(config.data_dir.join("__cluster_metadata.json"));
-        let defaults = ControllerDefaults {
-            num_partitions: config.num_partitions,
-            replication_factor: config.default_replication_factor,
-        };
-        let controller = Controller::open_with_defaults(store, local, defaults).await?;
-        let metadata = controller.subscribe();
+        let (link, metadata) = ControllerLink::join(Arc::clone(&control), &config).await?;
+        if let Err(e) = link.heartbeat().await {
+            warn!(error = %e, "first heartbeat failed; the broker stays fenced until one succeeds");
+        }
         let snapshot = metadata.borrow().clone();
         let log_defaults = config.log_defaults.clone();
         let logs = LogManager::open(
@@ -120,8 +130,11 @@ impl Broker {
         let broker = Arc::new(Broker {
             config,
             logs: Mutex::new(logs),
-            controller: tokio::sync::Mutex::new(controller),
+            control,
+            link,
             metadata,
+            applied: Mutex::new(Arc::clone(&snapshot)),
+            applied_version: watch::channel(snapshot.version).0,
             partitions: RwLock::new(HashMap::new()),
             appended: watch::channel(0).0,
             producer_ids: tokio::sync::Mutex::default(),
@@ -130,6 +143,67 @@ impl Broker {
         });
         broker.sync_partitions()?;
         Ok(broker)
+    }
+
+    /// Applies every metadata image the controller publishes, until the task is aborted.
+    pub async fn follow_metadata(self: Arc<Self>) {
+        let mut images = self.metadata.clone();
+        loop {
+            if images.changed().await.is_err() {
+                warn!("the controller's metadata stream ended; no further changes are applied");
+                return;
+            }
+            let broker = Arc::clone(&self);
+            match tokio::task::spawn_blocking(move || broker.apply_metadata()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(error = %e, "applying a metadata change failed"),
+                Err(e) => warn!(error = %e, "applying a metadata change panicked"),
+            }
+        }
+    }
+
+    /// Makes the logs match the current image: deletes the logs of topics the controller
+    /// deleted (by topic id), then opens, reconfigures and re-roles the rest.
+    pub fn apply_metadata(&self) -> Result<(), BrokerError> {
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.metadata();
+        if current.version <= applied.version && current.cluster_id == applied.cluster_id {
+            return Ok(());
+        }
+        let live: std::collections::HashSet<TopicId> =
+            current.topics.values().map(|t| t.id).collect();
+        for gone in applied.topics.values().filter(|t| !live.contains(&t.id)) {
+            let name = gone.name.as_str();
+            info!(topic = name, "topic deleted by the controller; deleting its logs");
+            self.groups.topic_deleted(name);
+            if let Err(e) = self.delete_topic_logs(name) {
+                warn!(topic = name, error = %e, "deleting the topic's logs failed");
+            }
+        }
+        let synced = self.sync_partitions();
+        *applied = Arc::clone(&current);
+        self.applied_version.send_replace(current.version);
+        synced
+    }
+
+    /// Waits (up to [`METADATA_WAIT`]) until this broker has applied metadata `version`,
+    /// e.g. the version a forwarded CreateTopics committed. Returns whether it has.
+    pub async fn wait_applied(&self, version: u64) -> bool {
+        let mut applied = self.applied_version.subscribe();
+        let reached = tokio::time::timeout(METADATA_WAIT, applied.wait_for(|v| *v >= version));
+        match reached.await {
+            Ok(Ok(_)) => true,
+            _ => {
+                warn!(version, "metadata version not applied in time");
+                false
+            }
+        }
+    }
+
+    /// Waits until `committed`'s version is applied, then returns its value.
+    pub async fn applied<T>(&self, committed: Committed<T>) -> T {
+        self.wait_applied(committed.version).await;
+        committed.value
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
@@ -217,33 +291,24 @@ impl Broker {
         Ok(())
     }
 
-    /// Creates a topic through the controller unless it exists, then opens its logs.
-    /// Returns the new topic, or `None` when it already existed (another request may have
-    /// created it meanwhile).
+    /// Creates a topic through the controller unless it exists, and waits until its logs
+    /// are open here. Returns the new topic, or `None` when it already existed (another
+    /// request may have created it meanwhile).
     pub async fn create_topic_if_absent(
         &self,
         request: weir_controller::CreateTopic,
-    ) -> Result<Option<TopicMetadata>, weir_controller::ControllerError> {
-        let created = self
-            .controller
-            .lock()
-            .await
-            .create_topic(request, false)
-            .await;
-        match created {
-            Ok(topic) => {
-                if let Err(e) = self.sync_partitions() {
-                    warn!(topic = topic.name.as_str(), error = %e, "opening the new topic's logs failed");
-                }
-                Ok(Some(topic))
+    ) -> Result<Option<TopicMetadata>, ControllerError> {
+        match self.control.create_topic(request, false).await {
+            Ok(created) => Ok(Some(self.applied(created).await)),
+            Err(e) if e.kafka_error_code() == kafka_protocol::ResponseError::TopicAlreadyExists.code() => {
+                Ok(None)
             }
-            Err(weir_controller::ControllerError::TopicAlreadyExists { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Deletes the logs of a topic the controller deleted.
-    pub fn delete_topic_logs(&self, topic: &str) -> Result<(), BrokerError> {
+    fn delete_topic_logs(&self, topic: &str) -> Result<(), BrokerError> {
         let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
         let mut partitions = self.partitions.write().unwrap_or_else(|p| p.into_inner());
         partitions.retain(|tp, _| tp.topic != topic);

@@ -83,8 +83,25 @@ impl fmt::Display for Listener {
 pub struct BrokerConfig {
     /// `node.id`
     pub node_id: i32,
-    /// `process.roles`: this milestone runs `broker,controller` in one process.
+    /// `process.roles`: `broker`, `controller`, or both (the standalone default).
     pub process_roles: Vec<String>,
+    /// `controller.listener` (Weir's key; Kafka names a CONTROLLER listener instead): where
+    /// a process with the controller role serves the gRPC control plane.
+    pub controller_listener: SocketAddr,
+    /// `controller.quorum.bootstrap.servers`: the controller's gRPC address(es), `host:port`,
+    /// for a process with the broker role only.
+    pub controller_servers: Vec<String>,
+    /// `broker.heartbeat.interval.ms` (2000): how often a broker heartbeats to the controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms` (9000): a broker that has not heartbeated for this long is
+    /// fenced by the controller (controller role).
+    pub broker_session_timeout_ms: u64,
+    /// `controlled.shutdown.enable` (true): on SIGTERM, move leadership away before stopping.
+    pub controlled_shutdown_enable: bool,
+    /// `controlled.shutdown.max.retries` (3) and `controlled.shutdown.retry.backoff.ms` (5000):
+    /// how long a controlled shutdown waits for leadership to move before the broker stops anyway.
+    pub controlled_shutdown_max_retries: u32,
+    pub controlled_shutdown_retry_backoff_ms: u64,
     /// `listeners`
     pub listeners: Vec<Listener>,
     /// `advertised.listeners` (defaults to `listeners`)
@@ -168,6 +185,13 @@ const BROKER_KEYS: &[&str] = &[
     "node.id",
     "broker.id",
     "process.roles",
+    "controller.listener",
+    "controller.quorum.bootstrap.servers",
+    "broker.heartbeat.interval.ms",
+    "broker.session.timeout.ms",
+    "controlled.shutdown.enable",
+    "controlled.shutdown.max.retries",
+    "controlled.shutdown.retry.backoff.ms",
     "listeners",
     "advertised.listeners",
     "log.dirs",
@@ -204,6 +228,13 @@ impl Default for BrokerConfig {
         BrokerConfig {
             node_id: 1,
             process_roles: vec!["broker".into(), "controller".into()],
+            controller_listener: "127.0.0.1:9093".parse().expect("literal"),
+            controller_servers: Vec::new(),
+            broker_heartbeat_interval_ms: 2000,
+            broker_session_timeout_ms: 9000,
+            controlled_shutdown_enable: true,
+            controlled_shutdown_max_retries: 3,
+            controlled_shutdown_retry_backoff_ms: 5000,
             listeners: vec![listener.clone()],
             advertised_listeners: vec![listener],
             data_dir: PathBuf::from("./weir-data"),
@@ -305,6 +336,13 @@ impl BrokerConfig {
             }
             Ok(v)
         };
+        let boolean = || -> Result<bool, ConfigError> {
+            match value.trim() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(invalid("expected true or false")),
+            }
+        };
         let listeners = || -> Result<Vec<Listener>, ConfigError> {
             value
                 .split(',')
@@ -325,6 +363,36 @@ impl BrokerConfig {
                     return Err(invalid("expected a list of broker and controller"));
                 }
                 self.process_roles = roles;
+            }
+            "controller.listener" => {
+                self.controller_listener = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("expected host:port"))?
+            }
+            "controller.quorum.bootstrap.servers" => {
+                let servers: Vec<String> = value
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if servers.iter().any(|s| !valid_host_port(s)) {
+                    return Err(invalid("expected a comma-separated list of host:port"));
+                }
+                self.controller_servers = servers;
+            }
+            "broker.heartbeat.interval.ms" => {
+                self.broker_heartbeat_interval_ms = int(1, i32::MAX as i64)? as u64
+            }
+            "broker.session.timeout.ms" => {
+                self.broker_session_timeout_ms = int(1, i32::MAX as i64)? as u64
+            }
+            "controlled.shutdown.enable" => self.controlled_shutdown_enable = boolean()?,
+            "controlled.shutdown.max.retries" => {
+                self.controlled_shutdown_max_retries = int(0, i32::MAX as i64)? as u32
+            }
+            "controlled.shutdown.retry.backoff.ms" => {
+                self.controlled_shutdown_retry_backoff_ms = int(0, i32::MAX as i64)? as u64
             }
             "listeners" => {
                 let parsed = listeners()?;
@@ -356,13 +424,7 @@ impl BrokerConfig {
             "default.replication.factor" => {
                 self.default_replication_factor = int(1, i16::MAX as i64)? as i16
             }
-            "auto.create.topics.enable" => {
-                self.auto_create_topics = match value.trim() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(invalid("expected true or false")),
-                }
-            }
+            "auto.create.topics.enable" => self.auto_create_topics = boolean()?,
             "socket.request.max.bytes" => {
                 self.socket_request_max_bytes = int(1, i32::MAX as i64)? as usize
             }
@@ -464,13 +526,18 @@ impl BrokerConfig {
                 ));
             }
         }
-        if !(self.process_roles.contains(&"broker".to_owned())
-            && self.process_roles.contains(&"controller".to_owned()))
-        {
+        if !self.has_role("controller") && self.controller_servers.is_empty() {
             return Err(invalid(
-                "process.roles",
-                self.process_roles.join(","),
-                "this release runs broker,controller in one process",
+                "controller.quorum.bootstrap.servers",
+                String::new(),
+                "a process without the controller role needs the controller's address",
+            ));
+        }
+        if self.broker_heartbeat_interval_ms >= self.broker_session_timeout_ms {
+            return Err(invalid(
+                "broker.heartbeat.interval.ms",
+                self.broker_heartbeat_interval_ms.to_string(),
+                "must be below broker.session.timeout.ms, or brokers are fenced between heartbeats",
             ));
         }
         // Parsing bounds every group key on its own; what is left is the min/max pair.
@@ -481,14 +548,12 @@ impl BrokerConfig {
                 &e.to_string(),
             )
         })?;
-        if self.default_replication_factor > 1 {
-            return Err(invalid(
-                "default.replication.factor",
-                self.default_replication_factor.to_string(),
-                "a single-node cluster cannot place more than 1 replica",
-            ));
-        }
         Ok(())
+    }
+
+    /// Whether `process.roles` includes `role` (`broker` or `controller`).
+    pub fn has_role(&self, role: &str) -> bool {
+        self.process_roles.iter().any(|r| r == role)
     }
 
     /// The value DescribeConfigs shows for the broker key `key`: as given when it was set
@@ -508,6 +573,15 @@ impl BrokerConfig {
         Some(match key {
             "node.id" | "broker.id" => self.node_id.to_string(),
             "process.roles" => self.process_roles.join(","),
+            "controller.listener" => self.controller_listener.to_string(),
+            "controller.quorum.bootstrap.servers" => self.controller_servers.join(","),
+            "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms.to_string(),
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms.to_string(),
+            "controlled.shutdown.enable" => self.controlled_shutdown_enable.to_string(),
+            "controlled.shutdown.max.retries" => self.controlled_shutdown_max_retries.to_string(),
+            "controlled.shutdown.retry.backoff.ms" => {
+                self.controlled_shutdown_retry_backoff_ms.to_string()
+            }
             "listeners" => listeners(&self.listeners),
             "advertised.listeners" => listeners(&self.advertised_listeners),
             "log.dirs" | "log.dir" => self.data_dir.display().to_string(),
@@ -557,6 +631,13 @@ impl BrokerConfig {
             .copied()
             .chain(LOG_DEFAULT_KEYS.iter().map(|(k, _, _)| *k))
     }
+}
+
+/// `host:port` with a non-empty host and a port in 1..=65535.
+fn valid_host_port(s: &str) -> bool {
+    s.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+    })
 }
 
 /// The broker keys whose value becomes the topic-level default `topic_key`, in Kafka's order
@@ -737,13 +818,25 @@ mod tests {
                 .contains("advertised.listeners")
         );
         let mut c = BrokerConfig::default();
-        c.apply(&kv(&[("default.replication.factor", "3")]))
+        c.apply(&kv(&[("process.roles", "broker")])).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("controller.quorum.bootstrap.servers"), "{e}");
+        c.apply(&kv(&[(
+            "controller.quorum.bootstrap.servers",
+            "127.0.0.1:9093,10.0.0.2:9093",
+        )]))
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.controller_servers.len(), 2);
+        let e = c
+            .apply(&kv(&[("controller.quorum.bootstrap.servers", "nohost")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("host:port"), "{e}");
+
+        let mut c = BrokerConfig::default();
+        c.apply(&kv(&[("broker.heartbeat.interval.ms", "9000")]))
             .unwrap();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("default.replication.factor")
-        );
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("broker.heartbeat.interval.ms"), "{e}");
     }
 }

@@ -19,8 +19,8 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use tracing::{info, warn};
-use weir_controller::{ConfigError, ConfigOp, ControllerError};
+use tracing::info;
+use weir_controller::{ConfigChange, ConfigError, ConfigOp, ControllerError};
 
 use super::config_resource::{self, BROKER, ResourceError, TOPIC};
 use crate::broker::Broker;
@@ -170,7 +170,6 @@ async fn apply(
         *mentions.entry(name.clone()).or_default() += 1;
     }
     let mut outcomes = Vec::with_capacity(names.len());
-    let mut committed = false;
     for (name, change) in names.into_iter().zip(changes) {
         if mentions.get(&name).is_some_and(|&n| n > 1) {
             outcomes.push(Err(ResourceError::Duplicate));
@@ -190,11 +189,7 @@ async fn apply(
                 .await
             }
         };
-        committed |= matches!(outcome, Ok(true));
         outcomes.push(outcome.map(|_| ()));
-    }
-    if committed && let Err(e) = broker.sync_partitions() {
-        warn!(error = %e, "reconfiguring logs after a config change failed");
     }
     outcomes
 }
@@ -213,24 +208,19 @@ async fn alter(
                 return Err(ResourceError::DefaultTopic);
             }
             let topic = config_resource::topic_name(name)?;
-            let mut controller = broker.controller.lock().await;
-            let before = controller
+            let before = broker
                 .metadata()
                 .topic(topic.as_str())
                 .map(|t| t.configs.clone());
-            let after = match change {
-                Change::Replace(configs) => {
-                    controller
-                        .replace_topic_configs(topic.as_str(), configs, validate_only)
-                        .await?
-                }
-                Change::Ops(ops) => {
-                    controller
-                        .alter_topic_configs(topic.as_str(), ops, validate_only)
-                        .await?
-                }
+            let change = match change {
+                Change::Replace(configs) => ConfigChange::Replace(configs),
+                Change::Ops(ops) => ConfigChange::Incremental(ops),
             };
-            drop(controller);
+            let committed = broker
+                .control
+                .alter_topic_configs(topic.as_str(), change, validate_only)
+                .await?;
+            let after = broker.applied(committed).await;
             let changed = before.as_ref() != Some(&after.configs);
             if changed && !validate_only {
                 info!(topic = topic.as_str(), configs = ?after.configs, "altered topic configs");

@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
-use tracing::{info, warn};
+use tracing::info;
 use weir_controller::BrokerId;
 
 use crate::broker::Broker;
@@ -26,7 +26,6 @@ pub(super) async fn handle(
         *times_named.entry(topic.name.0.clone()).or_default() += 1;
     }
     let mut results = Vec::with_capacity(request.topics.len());
-    let mut grown = false;
     for topic in request.topics {
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
         let name = topic.name.0.to_string();
@@ -51,16 +50,14 @@ pub(super) async fn handle(
                 .collect()
         });
         let outcome = broker
-            .controller
-            .lock()
-            .await
+            .control
             .create_partitions(&name, topic.count, assignments, validate_only)
             .await;
         results.push(match outcome {
-            Ok(t) => {
+            Ok(committed) => {
+                let t = broker.applied(committed).await;
                 if !validate_only {
                     info!(topic = %name, partitions = t.partitions.len(), "created partitions");
-                    grown = true;
                 }
                 result
             }
@@ -68,9 +65,6 @@ pub(super) async fn handle(
                 .with_error_code(e.kafka_error_code())
                 .with_error_message(Some(StrBytes::from_string(e.to_string()))),
         });
-    }
-    if grown && let Err(e) = broker.sync_partitions() {
-        warn!(error = %e, "opening logs for new partitions failed");
     }
     CreatePartitionsResponse::default().with_results(results)
 }

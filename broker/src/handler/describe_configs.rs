@@ -259,6 +259,34 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
             Str,
             "The addresses the broker listens on, as NAME://host:port.",
         ),
+        "controller.listener" => (
+            Str,
+            "Where a process with the controller role serves the gRPC control plane (host:port).",
+        ),
+        "controller.quorum.bootstrap.servers" => (
+            List,
+            "The controller's gRPC address(es), host:port, for a broker without the controller role.",
+        ),
+        "broker.heartbeat.interval.ms" => (
+            Long,
+            "How often the broker heartbeats to the controller.",
+        ),
+        "broker.session.timeout.ms" => (
+            Long,
+            "How long the controller waits for a heartbeat before it fences a broker.",
+        ),
+        "controlled.shutdown.enable" => (
+            Boolean,
+            "Move leadership off the broker before it stops on SIGTERM.",
+        ),
+        "controlled.shutdown.max.retries" => (
+            Int,
+            "Controlled shutdown attempts before the broker stops anyway.",
+        ),
+        "controlled.shutdown.retry.backoff.ms" => (
+            Long,
+            "The wait between controlled shutdown attempts.",
+        ),
         "advertised.listeners" => (
             Str,
             "The addresses clients are told to connect to; listeners when unset.",

@@ -133,10 +133,12 @@ async fn init(broker: &Broker, request: &InitProducerIdRequest) -> Result<(i64, 
             }
             Decision::Refill => {
                 let ids = broker
-                    .controller
-                    .lock()
-                    .await
-                    .allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE)
+                    .control
+                    .allocate_producer_ids(
+                        broker.link.broker_id(),
+                        broker.link.epoch(),
+                        PRODUCER_ID_BLOCK_SIZE,
+                    )
                     .await
                     .map_err(|e| controller_error_code(&e))?;
                 info!(

@@ -9,8 +9,8 @@ use kafka_protocol::messages::{
     TopicName as WireTopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use tracing::{info, warn};
-use weir_controller::{BrokerId, ControllerError, CreateTopic, TopicId};
+use tracing::info;
+use weir_controller::{BrokerId, ControllerError, CreateTopic, TopicId, TopicRef};
 
 use crate::broker::Broker;
 
@@ -31,12 +31,6 @@ pub(super) async fn auto_create(broker: &Broker, name: &str) -> Result<(), Contr
         );
     }
     Ok(())
-}
-
-fn sync(broker: &Broker) {
-    if let Err(e) = broker.sync_partitions() {
-        warn!(error = %e, "opening logs for new metadata failed");
-    }
 }
 
 pub(super) async fn create(broker: &Broker, request: CreateTopicsRequest) -> CreateTopicsResponse {
@@ -78,18 +72,13 @@ pub(super) async fn create(broker: &Broker, request: CreateTopicsRequest) -> Cre
             assignments,
             configs,
         };
-        let created = broker
-            .controller
-            .lock()
-            .await
-            .create_topic(create, validate_only)
-            .await;
+        let created = broker.control.create_topic(create, validate_only).await;
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         results.push(match created {
-            Ok(t) => {
+            Ok(committed) => {
+                let t = broker.applied(committed).await;
                 if !validate_only {
                     info!(topic = %name, partitions = t.partitions.len(), "created topic");
-                    sync(broker);
                 }
                 result
                     .with_topic_id(t.id.0)
@@ -128,12 +117,13 @@ pub(super) async fn delete(
     };
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
-        let deleted = {
-            let mut controller = broker.controller.lock().await;
-            match &name {
-                Some(n) => controller.delete_topic(n).await,
-                None => controller.delete_topic_by_id(TopicId(id)).await,
-            }
+        let target = match &name {
+            Some(n) => TopicRef::Name(n.clone()),
+            None => TopicRef::Id(TopicId(id)),
+        };
+        let deleted = match broker.control.delete_topic(target).await {
+            Ok(committed) => Ok(broker.applied(committed).await),
+            Err(e) => Err(e),
         };
         let result = DeletableTopicResult::default()
             .with_name(
@@ -144,10 +134,6 @@ pub(super) async fn delete(
         responses.push(match deleted {
             Ok(t) => {
                 info!(topic = t.name.as_str(), "deleted topic");
-                if let Err(e) = broker.delete_topic_logs(t.name.as_str()) {
-                    warn!(topic = t.name.as_str(), error = %e, "deleting the topic's logs failed");
-                }
-                broker.groups.topic_deleted(t.name.as_str());
                 result
                     .with_name(Some(WireTopicName(StrBytes::from_string(
                         t.name.as_str().to_owned(),
