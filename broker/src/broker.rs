@@ -174,7 +174,10 @@ impl Broker {
             current.topics.values().map(|t| t.id).collect();
         for gone in applied.topics.values().filter(|t| !live.contains(&t.id)) {
             let name = gone.name.as_str();
-            info!(topic = name, "topic deleted by the controller; deleting its logs");
+            info!(
+                topic = name,
+                "topic deleted by the controller; deleting its logs"
+            );
             self.groups.topic_deleted(name);
             if let Err(e) = self.delete_topic_logs(name) {
                 warn!(topic = name, error = %e, "deleting the topic's logs failed");
@@ -300,7 +303,10 @@ impl Broker {
     ) -> Result<Option<TopicMetadata>, ControllerError> {
         match self.control.create_topic(request, false).await {
             Ok(created) => Ok(Some(self.applied(created).await)),
-            Err(e) if e.kafka_error_code() == kafka_protocol::ResponseError::TopicAlreadyExists.code() => {
+            Err(e)
+                if e.kafka_error_code()
+                    == kafka_protocol::ResponseError::TopicAlreadyExists.code() =>
+            {
                 Ok(None)
             }
             Err(e) => Err(e),

@@ -635,9 +635,8 @@ impl BrokerConfig {
 
 /// `host:port` with a non-empty host and a port in 1..=65535.
 fn valid_host_port(s: &str) -> bool {
-    s.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-    })
+    s.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 /// The broker keys whose value becomes the topic-level default `topic_key`, in Kafka's order

@@ -22,8 +22,8 @@ use weir_controller::registry::{BrokerEpoch, Listener, RegisterBroker};
 use weir_controller::{BrokerId, ClusterMetadata, ControlPlane, ControllerError, Heartbeat};
 
 use crate::config::BrokerConfig;
-use kafka_protocol::ResponseError;
 use crate::meta_properties::{self, MetaPropertiesError};
+use kafka_protocol::ResponseError;
 
 /// Why the broker could not join its cluster.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,10 @@ impl ControllerLink {
         config: &BrokerConfig,
     ) -> Result<(Arc<ControllerLink>, watch::Receiver<Arc<ClusterMetadata>>), JoinError> {
         let broker = BrokerId(config.node_id);
-        let metadata = retry("follow the controller's metadata", || plane.watch_metadata()).await;
+        let metadata = retry("follow the controller's metadata", || {
+            plane.watch_metadata()
+        })
+        .await;
         let cluster_id = metadata.borrow().cluster_id.clone();
         meta_properties::ensure(&config.data_dir, config.node_id, &cluster_id)?;
         let registration = RegisterBroker {
@@ -167,7 +170,10 @@ impl ControllerLink {
             Ok(reply) => {
                 let was = self.fenced.send_replace(reply.fenced);
                 if was != reply.fenced {
-                    info!(fenced = reply.fenced, "the controller changed this broker's fencing");
+                    info!(
+                        fenced = reply.fenced,
+                        "the controller changed this broker's fencing"
+                    );
                 }
                 Ok(())
             }
@@ -212,7 +218,10 @@ impl ControllerLink {
                 .await
             {
                 Ok(reply) if reply.remaining_leaders == 0 => {
-                    info!(attempt, "controlled shutdown: leadership moved off this broker");
+                    info!(
+                        attempt,
+                        "controlled shutdown: leadership moved off this broker"
+                    );
                     return true;
                 }
                 Ok(reply) => {

@@ -1,9 +1,10 @@
 //! HTTP on 9094: `/metrics` (Prometheus text), `/healthz` (the process serves) and `/readyz`
-//! (the Kafka listener accepts requests).
+//! (the Kafka listener accepts requests; for a controller-only process, the control plane
+//! serves). A controller-only process has no broker metrics to show.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::State;
@@ -13,16 +14,20 @@ use tokio::net::TcpListener;
 
 use crate::broker::Broker;
 
+/// The broker whose metrics `/metrics` shows: set once the broker role has opened, empty
+/// before and in a controller-only process.
+pub type BrokerSlot = Arc<RwLock<Option<Arc<Broker>>>>;
+
 #[derive(Clone)]
 struct AppState {
-    broker: Arc<Broker>,
+    broker: BrokerSlot,
     ready: Arc<AtomicBool>,
 }
 
 /// Serves until `shutdown` completes.
 pub async fn run(
     listener: TcpListener,
-    broker: Arc<Broker>,
+    broker: BrokerSlot,
     ready: Arc<AtomicBool>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -39,7 +44,18 @@ pub async fn run(
 async fn metrics(
     State(state): State<AppState>,
 ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
-    let broker = &state.broker;
+    let broker = state
+        .broker
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let Some(broker) = broker else {
+        return (
+            StatusCode::OK,
+            [("content-type", "text/plain; version=0.0.4")],
+            String::new(),
+        );
+    };
     for partition in broker.partitions() {
         let log = partition.log.read().unwrap_or_else(|e| e.into_inner());
         let labels = [
@@ -57,7 +73,7 @@ async fn metrics(
             .with_label_values(&labels)
             .set(log.segment_count() as i64);
     }
-    broker.groups.update_metrics(broker);
+    broker.groups.update_metrics(&broker);
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],

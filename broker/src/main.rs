@@ -1,5 +1,5 @@
-//! The `weir-broker` binary: a standalone Kafka-compatible broker (roles broker,controller in
-//! one process), and the `dump-log` inspection tool.
+//! The `weir-broker` binary: a Kafka-compatible broker, the controller, or both in one
+//! process (`process.roles`; both is the standalone default), and the `dump-log` tool.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use weir_broker::broker::Broker;
 use weir_broker::config::{self, BrokerConfig};
+use weir_controller::grpc::{ControlPlaneService, RemoteControlPlane};
+use weir_controller::local::LocalControlPlane;
+use weir_controller::{ControlPlane, Controller, FileMetadataStore};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -108,6 +111,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<BrokerConfig> {
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     info!(
         node_id = config.node_id,
+        roles = ?config.process_roles,
         listeners = ?config.listeners,
         advertised = ?config.advertised_listeners,
         data_dir = %config.data_dir.display(),
@@ -116,71 +120,278 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         log_defaults = ?config.log_defaults,
         "effective configuration"
     );
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let http = tokio::net::TcpListener::bind(config.http_listener)
+        .await
+        .with_context(|| format!("binding http.listener {}", config.http_listener))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut stop = stop_rx.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
+    let http = HttpServer::start(http);
+    let controller = if config.has_role("controller") {
+        Some(ControllerRole::start(&config).await?)
+    } else {
+        None
+    };
+    if !config.has_role("broker") {
+        http.ready.store(true, Ordering::Release);
+        stopped().await;
+        http.stop().await;
+        if let Some(controller) = controller {
+            controller.stop().await;
+        }
+        info!("controller stopped");
+        return Ok(());
+    }
+    let control: Arc<dyn ControlPlane> = match &controller {
+        Some(role) => role.plane(),
+        None => Arc::new(
+            RemoteControlPlane::connect(config.controller_servers.clone())
+                .context("controller.quorum.bootstrap.servers")?,
+        ),
+    };
+    let served = run_broker(config, control, http, stopped).await;
+    if let Some(controller) = controller {
+        controller.stop().await;
+    }
+    served
+}
+
+/// `/metrics`, `/healthz`, `/readyz` for the whole life of the process.
+struct HttpServer {
+    slot: weir_broker::http::BrokerSlot,
+    ready: Arc<AtomicBool>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl HttpServer {
+    fn start(listener: tokio::net::TcpListener) -> HttpServer {
+        let slot = weir_broker::http::BrokerSlot::default();
+        let ready = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(weir_broker::http::run(
+            listener,
+            slot.clone(),
+            ready.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        HttpServer {
+            slot,
+            ready,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops serving and lets go of the broker.
+    async fn stop(self) {
+        self.ready.store(false, Ordering::Release);
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(Err(e)) => error!(error = %e, "the HTTP server failed"),
+            Err(e) => error!(error = %e, "the HTTP server panicked"),
+            Ok(Ok(())) => {}
+        }
+        self.slot.write().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// The controller role: the controller over its file store, its gRPC control plane and
+/// its ticker (sessions, reassignments, leader rebalancing).
+struct ControllerRole {
+    plane: Arc<LocalControlPlane<FileMetadataStore>>,
+    grpc: tokio::task::JoinHandle<()>,
+    ticker: tokio::task::JoinHandle<()>,
+    stop_grpc: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ControllerRole {
+    async fn start(config: &BrokerConfig) -> anyhow::Result<ControllerRole> {
+        let store = FileMetadataStore::new(config.data_dir.join("__cluster_metadata.json"));
+        let controller = Controller::open_with_config(store, controller_config(config)).await?;
+        let plane = Arc::new(LocalControlPlane::new(controller));
+        let listener = tokio::net::TcpListener::bind(config.controller_listener)
+            .await
+            .with_context(|| {
+                format!("binding controller.listener {}", config.controller_listener)
+            })?;
+        info!(addr = %listener.local_addr()?, "controller serving the gRPC control plane");
+        let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
+        let service = ControlPlaneService::new(plane.clone() as Arc<dyn ControlPlane>);
+        let grpc = tokio::spawn(async move {
+            let stopped = async {
+                let _ = grpc_stopped.await;
+            };
+            if let Err(e) = weir_controller::grpc::serve(listener, service, stopped).await {
+                error!(error = %e, "the control plane server failed");
+            }
+        });
+        let ticker = {
+            let plane = plane.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(CONTROLLER_TICK);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    plane.tick().await;
+                }
+            })
+        };
+        Ok(ControllerRole {
+            plane,
+            grpc,
+            ticker,
+            stop_grpc,
+        })
+    }
+
+    fn plane(&self) -> Arc<dyn ControlPlane> {
+        self.plane.clone()
+    }
+
+    /// Stops serving the control plane (after the broker role, so brokers elsewhere are
+    /// served while this process drains).
+    async fn stop(self) {
+        self.ticker.abort();
+        let _ = self.ticker.await;
+        let _ = self.stop_grpc.send(());
+        if let Err(e) = self.grpc.await {
+            error!(error = %e, "the control plane server panicked");
+        }
+    }
+}
+
+/// How often the controller checks sessions, reassignments and leader balance.
+const CONTROLLER_TICK: Duration = Duration::from_millis(250);
+
+/// The broker role: joins the cluster through `control`, serves Kafka until `stopped`, then
+/// moves leadership away (controlled shutdown), drains and closes the logs cleanly.
+async fn run_broker<F, Fut>(
+    config: BrokerConfig,
+    control: Arc<dyn ControlPlane>,
+    http: HttpServer,
+    stopped: F,
+) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = &config.listeners[0];
     let kafka = tokio::net::TcpListener::bind((listener.host.as_str(), listener.port))
         .await
         .with_context(|| format!("binding listener {}:{}", listener.host, listener.port))?;
-    let http = tokio::net::TcpListener::bind(config.http_listener)
-        .await
-        .with_context(|| format!("binding http.listener {}", config.http_listener))?;
     let housekeeping_every = Duration::from_millis(
         config
             .retention_check_interval_ms
             .min(config.checkpoint_interval_ms.max(1000))
             .max(100),
     );
-    let broker = Broker::open(config).await?;
-    let ready = Arc::new(AtomicBool::new(false));
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http_task = tokio::spawn(weir_broker::http::run(
-        http,
-        broker.clone(),
-        ready.clone(),
-        async {
-            let _ = http_stopped.await;
-        },
-    ));
-    let housekeeping = {
-        let broker = broker.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(housekeeping_every);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                let b = broker.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || b.housekeeping()).await {
-                    error!(error = %e, "housekeeping failed");
-                }
-            }
-        })
+    let broker = tokio::select! {
+        opened = Broker::open(config, control) => opened?,
+        () = stopped() => {
+            info!("stopped before the broker joined its cluster");
+            http.stop().await;
+            return Ok(());
+        }
     };
-    // Group coordinators' timers: session timeouts, rebalance deadlines, offset expiry.
-    let group_ticker = {
-        let broker = broker.clone();
-        tokio::spawn(async move {
-            let mut every =
-                tokio::time::interval(weir_broker::coordinator::group_service::TICK_INTERVAL);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                broker.groups.tick_all();
-            }
-        })
-    };
+    *http.slot.write().unwrap_or_else(|p| p.into_inner()) = Some(broker.clone());
+    let background = vec![
+        tokio::spawn(broker.clone().follow_metadata()),
+        tokio::spawn(broker.link.clone().heartbeat_loop()),
+        spawn_housekeeping(broker.clone(), housekeeping_every),
+        spawn_group_ticker(broker.clone()),
+    ];
     info!(addr = %kafka.local_addr()?, "weir-broker ready");
-    ready.store(true, Ordering::Release);
-    weir_broker::server::run(kafka, broker.clone(), shutdown_signal()).await;
-    ready.store(false, Ordering::Release);
-    housekeeping.abort();
-    let _ = housekeeping.await;
-    group_ticker.abort();
-    let _ = group_ticker.await;
-    let _ = stop_http.send(());
-    let _ = http_task.await;
+    http.ready.store(true, Ordering::Release);
+    let drain = {
+        let broker = broker.clone();
+        let ready = http.ready.clone();
+        let stop = stopped();
+        async move {
+            stop.await;
+            ready.store(false, Ordering::Release);
+            controlled_shutdown(&broker).await;
+        }
+    };
+    weir_broker::server::run(kafka, broker.clone(), drain).await;
+    for task in background {
+        task.abort();
+        let _ = task.await;
+    }
+    http.stop().await;
     info!("flushing logs and writing checkpoints");
     tokio::task::spawn_blocking(move || broker.shutdown_storage()).await??;
     info!("clean shutdown complete");
     Ok(())
+}
+
+/// Moves leadership off this broker before it stops, unless it is the only live broker
+/// (then there is nowhere to move it) or `controlled.shutdown.enable` is false.
+async fn controlled_shutdown(broker: &Broker) {
+    let config = &broker.config;
+    if !config.controlled_shutdown_enable {
+        return;
+    }
+    let me = weir_controller::BrokerId(config.node_id);
+    let others_live = broker
+        .metadata()
+        .brokers
+        .values()
+        .any(|b| b.id != me && !b.fenced && !b.in_controlled_shutdown);
+    if !others_live {
+        info!("no other live broker; skipping controlled shutdown");
+        return;
+    }
+    info!("controlled shutdown: asking the controller to move leadership away");
+    let drained = broker
+        .link
+        .controlled_shutdown(
+            config.controlled_shutdown_max_retries,
+            Duration::from_millis(config.controlled_shutdown_retry_backoff_ms),
+        )
+        .await;
+    if !drained {
+        warn!("controlled shutdown incomplete; stopping anyway");
+    }
+}
+
+fn spawn_housekeeping(broker: Arc<Broker>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(every);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let b = broker.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || b.housekeeping()).await {
+                error!(error = %e, "housekeeping failed");
+            }
+        }
+    })
+}
+
+/// Group coordinators' timers: session timeouts, rebalance deadlines, offset expiry.
+fn spawn_group_ticker(broker: Arc<Broker>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every =
+            tokio::time::interval(weir_broker::coordinator::group_service::TICK_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            broker.groups.tick_all();
+        }
+    })
 }
 
 async fn shutdown_signal() {

@@ -52,6 +52,7 @@ impl SpawnedBroker {
             .map_err(SpawnError::TempDir)?;
         let kafka_port = free_port()?;
         let http_port = free_port()?;
+        let controller_port = free_port()?;
         let log_path = dir.path().join("broker.log");
         let log = std::fs::File::create(&log_path).map_err(|source| SpawnError::Start {
             path: log_path.clone(),
@@ -63,7 +64,9 @@ impl SpawnedBroker {
             .arg("--override")
             .arg(format!("listeners=PLAINTEXT://127.0.0.1:{kafka_port}"))
             .arg("--override")
-            .arg(format!("http.listener=127.0.0.1:{http_port}"));
+            .arg(format!("http.listener=127.0.0.1:{http_port}"))
+            .arg("--override")
+            .arg(format!("controller.listener=127.0.0.1:{controller_port}"));
         for o in overrides {
             cmd.arg("--override").arg(o);
         }

@@ -267,10 +267,9 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
             List,
             "The controller's gRPC address(es), host:port, for a broker without the controller role.",
         ),
-        "broker.heartbeat.interval.ms" => (
-            Long,
-            "How often the broker heartbeats to the controller.",
-        ),
+        "broker.heartbeat.interval.ms" => {
+            (Long, "How often the broker heartbeats to the controller.")
+        }
         "broker.session.timeout.ms" => (
             Long,
             "How long the controller waits for a heartbeat before it fences a broker.",
@@ -283,10 +282,9 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
             Int,
             "Controlled shutdown attempts before the broker stops anyway.",
         ),
-        "controlled.shutdown.retry.backoff.ms" => (
-            Long,
-            "The wait between controlled shutdown attempts.",
-        ),
+        "controlled.shutdown.retry.backoff.ms" => {
+            (Long, "The wait between controlled shutdown attempts.")
+        }
         "advertised.listeners" => (
             Str,
             "The addresses clients are told to connect to; listeners when unset.",

@@ -13,11 +13,13 @@ pub struct BrokerProcess {
     pub data_dir: PathBuf,
     pub kafka_port: u16,
     pub http_port: u16,
+    /// Where the controller role (if the process has it) serves gRPC.
+    pub controller_port: u16,
     pub extra: Vec<String>,
     log_path: PathBuf,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -33,6 +35,7 @@ impl BrokerProcess {
             data_dir: data_dir.to_path_buf(),
             kafka_port: free_port(),
             http_port: free_port(),
+            controller_port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             log_path: data_dir.with_extension("broker.log"),
         };
@@ -60,6 +63,11 @@ impl BrokerProcess {
             ))
             .arg("--override")
             .arg(format!("http.listener=127.0.0.1:{}", self.http_port))
+            .arg("--override")
+            .arg(format!(
+                "controller.listener=127.0.0.1:{}",
+                self.controller_port
+            ))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log);
