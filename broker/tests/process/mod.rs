@@ -30,12 +30,21 @@ pub fn free_port() -> u16 {
 impl BrokerProcess {
     /// Starts a broker on free ports with `extra` `--override key=value` settings.
     pub fn start(data_dir: &Path, extra: &[&str]) -> BrokerProcess {
+        BrokerProcess::start_with_roles(data_dir, free_port(), extra)
+    }
+
+    /// Like [`BrokerProcess::start`], with the controller role's gRPC on `controller_port`.
+    pub fn start_with_roles(
+        data_dir: &Path,
+        controller_port: u16,
+        extra: &[&str],
+    ) -> BrokerProcess {
         let mut broker = BrokerProcess {
             child: None,
             data_dir: data_dir.to_path_buf(),
             kafka_port: free_port(),
             http_port: free_port(),
-            controller_port: free_port(),
+            controller_port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             log_path: data_dir.with_extension("broker.log"),
         };

@@ -1,0 +1,96 @@
+//! A local Weir cluster for integration tests: one controller-only process and N broker-only
+//! processes on 127.0.0.1, each with its own data directory — the layout of
+//! `examples/local-cluster.sh`, on free ports.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::process::{BrokerProcess, free_port};
+
+pub struct Cluster {
+    pub controller: BrokerProcess,
+    /// Broker `i` has node id `i + 1`.
+    pub brokers: Vec<BrokerProcess>,
+    // Dropped last: the directories outlive the processes.
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts a controller and `brokers` brokers; `extra` overrides go to every broker.
+    pub fn start(brokers: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let controller_port = free_port();
+        let controller = BrokerProcess::start_with_roles(
+            &dir.path().join("controller"),
+            controller_port,
+            &[
+                "process.roles=controller",
+                "node.id=0",
+                // Quick failure detection for tests; Kafka's default is 9 s.
+                "broker.session.timeout.ms=3000",
+            ],
+        );
+        let servers = format!("controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}");
+        let brokers = (1..=brokers)
+            .map(|id| {
+                let node = format!("node.id={id}");
+                let mut settings = vec![
+                    "process.roles=broker",
+                    node.as_str(),
+                    servers.as_str(),
+                    "broker.heartbeat.interval.ms=500",
+                    "controlled.shutdown.retry.backoff.ms=500",
+                ];
+                settings.extend_from_slice(extra);
+                BrokerProcess::start(&dir.path().join(format!("broker-{id}")), &settings)
+            })
+            .collect();
+        Cluster {
+            controller,
+            brokers,
+            dir,
+        }
+    }
+
+    /// `host:port` of every broker, comma-separated.
+    pub fn bootstrap(&self) -> String {
+        self.brokers
+            .iter()
+            .map(BrokerProcess::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The broker with node id `id`.
+    pub fn broker(&mut self, id: i32) -> &mut BrokerProcess {
+        &mut self.brokers[usize::try_from(id - 1).unwrap()]
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Every process's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = format!("--- controller ---\n{}", self.controller.log());
+        for (i, b) in self.brokers.iter().enumerate() {
+            out.push_str(&format!("--- broker {} ---\n{}", i + 1, b.log()));
+        }
+        out
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, for up to `timeout`.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
