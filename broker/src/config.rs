@@ -102,6 +102,12 @@ pub struct BrokerConfig {
     /// how long a controlled shutdown waits for leadership to move before the broker stops anyway.
     pub controlled_shutdown_max_retries: u32,
     pub controlled_shutdown_retry_backoff_ms: u64,
+    /// `auto.leader.rebalance.enable` (true), `leader.imbalance.check.interval.seconds` (300)
+    /// and `leader.imbalance.per.broker.percentage` (10): the controller moves leadership back
+    /// to preferred replicas (controller role).
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_seconds: u64,
+    pub leader_imbalance_per_broker_percentage: u32,
     /// `listeners`
     pub listeners: Vec<Listener>,
     /// `advertised.listeners` (defaults to `listeners`)
@@ -192,6 +198,9 @@ const BROKER_KEYS: &[&str] = &[
     "controlled.shutdown.enable",
     "controlled.shutdown.max.retries",
     "controlled.shutdown.retry.backoff.ms",
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
+    "leader.imbalance.per.broker.percentage",
     "listeners",
     "advertised.listeners",
     "log.dirs",
@@ -235,6 +244,9 @@ impl Default for BrokerConfig {
             controlled_shutdown_enable: true,
             controlled_shutdown_max_retries: 3,
             controlled_shutdown_retry_backoff_ms: 5000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
             listeners: vec![listener.clone()],
             advertised_listeners: vec![listener],
             data_dir: PathBuf::from("./weir-data"),
@@ -393,6 +405,13 @@ impl BrokerConfig {
             }
             "controlled.shutdown.retry.backoff.ms" => {
                 self.controlled_shutdown_retry_backoff_ms = int(0, i32::MAX as i64)? as u64
+            }
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable = boolean()?,
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds = int(1, i32::MAX as i64)? as u64
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                self.leader_imbalance_per_broker_percentage = int(0, 100)? as u32
             }
             "listeners" => {
                 let parsed = listeners()?;
@@ -581,6 +600,13 @@ impl BrokerConfig {
             "controlled.shutdown.max.retries" => self.controlled_shutdown_max_retries.to_string(),
             "controlled.shutdown.retry.backoff.ms" => {
                 self.controlled_shutdown_retry_backoff_ms.to_string()
+            }
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable.to_string(),
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds.to_string()
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                self.leader_imbalance_per_broker_percentage.to_string()
             }
             "listeners" => listeners(&self.listeners),
             "advertised.listeners" => listeners(&self.advertised_listeners),

@@ -13,7 +13,9 @@ use weir_broker::broker::Broker;
 use weir_broker::config::{self, BrokerConfig};
 use weir_controller::grpc::{ControlPlaneService, RemoteControlPlane};
 use weir_controller::local::LocalControlPlane;
-use weir_controller::{ControlPlane, Controller, FileMetadataStore};
+use weir_controller::{
+    ControlPlane, Controller, ControllerConfig, ControllerDefaults, FileMetadataStore,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -220,7 +222,12 @@ struct ControllerRole {
 impl ControllerRole {
     async fn start(config: &BrokerConfig) -> anyhow::Result<ControllerRole> {
         let store = FileMetadataStore::new(config.data_dir.join("__cluster_metadata.json"));
-        let controller = Controller::open_with_config(store, controller_config(config)).await?;
+        let controller = Controller::open_with_config(
+            store,
+            controller_config(config),
+            tokio::time::Instant::now().into_std(),
+        )
+        .await?;
         let plane = Arc::new(LocalControlPlane::new(controller));
         let listener = tokio::net::TcpListener::bind(config.controller_listener)
             .await
@@ -270,6 +277,20 @@ impl ControllerRole {
         if let Err(e) = self.grpc.await {
             error!(error = %e, "the control plane server panicked");
         }
+    }
+}
+
+/// The controller's settings from the process's config.
+fn controller_config(config: &BrokerConfig) -> ControllerConfig {
+    ControllerConfig {
+        defaults: ControllerDefaults {
+            num_partitions: config.num_partitions,
+            replication_factor: config.default_replication_factor,
+        },
+        broker_session_timeout_ms: config.broker_session_timeout_ms,
+        auto_leader_rebalance_enable: config.auto_leader_rebalance_enable,
+        leader_imbalance_check_interval_seconds: config.leader_imbalance_check_interval_seconds,
+        leader_imbalance_per_broker_percentage: config.leader_imbalance_per_broker_percentage,
     }
 }
 

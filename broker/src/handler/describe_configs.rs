@@ -285,6 +285,17 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
         "controlled.shutdown.retry.backoff.ms" => {
             (Long, "The wait between controlled shutdown attempts.")
         }
+        "auto.leader.rebalance.enable" => (
+            Boolean,
+            "The controller moves leadership back to preferred replicas when brokers are imbalanced.",
+        ),
+        "leader.imbalance.check.interval.seconds" => {
+            (Long, "How often the controller checks the leader balance.")
+        }
+        "leader.imbalance.per.broker.percentage" => (
+            Int,
+            "The share of a broker's preferred partitions led elsewhere that triggers a rebalance.",
+        ),
         "advertised.listeners" => (
             Str,
             "The addresses clients are told to connect to; listeners when unset.",
