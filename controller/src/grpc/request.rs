@@ -267,30 +267,27 @@ impl From<&ConfigOp> for pb::ConfigOp {
 }
 
 fn config_op(i: usize, op: pb::ConfigOp) -> Result<ConfigOp, InvalidMessage> {
-    let kind = match pb::ConfigOpType::try_from(op.op) {
-        Ok(pb::ConfigOpType::Unspecified) | Err(_) => {
-            return Err(InvalidMessage::UnknownEnumValue {
-                field: format!("ops[{i}].op"),
-                value: op.op,
-                what: "config op type",
-            });
-        }
-        Ok(kind) => kind,
-    };
-    let key = op.key;
     let value = |name: &'static str| {
-        op.value.ok_or_else(|| InvalidMessage::MissingConfigValue {
-            field: format!("ops[{i}].value"),
-            op: name,
-            key: key.clone(),
-        })
+        op.value
+            .clone()
+            .ok_or_else(|| InvalidMessage::MissingConfigValue {
+                field: format!("ops[{i}].value"),
+                op: name,
+                key: op.key.clone(),
+            })
     };
-    Ok(match kind {
-        pb::ConfigOpType::Set => ConfigOp::Set(key.clone(), value("SET")?),
-        pb::ConfigOpType::Append => ConfigOp::Append(key.clone(), value("APPEND")?),
-        pb::ConfigOpType::Subtract => ConfigOp::Subtract(key.clone(), value("SUBTRACT")?),
-        pb::ConfigOpType::Delete | pb::ConfigOpType::Unspecified => ConfigOp::Delete(key.clone()),
-    })
+    let key = op.key.clone();
+    match pb::ConfigOpType::try_from(op.op) {
+        Ok(pb::ConfigOpType::Set) => Ok(ConfigOp::Set(key, value("SET")?)),
+        Ok(pb::ConfigOpType::Append) => Ok(ConfigOp::Append(key, value("APPEND")?)),
+        Ok(pb::ConfigOpType::Subtract) => Ok(ConfigOp::Subtract(key, value("SUBTRACT")?)),
+        Ok(pb::ConfigOpType::Delete) => Ok(ConfigOp::Delete(key)),
+        Ok(pb::ConfigOpType::Unspecified) | Err(_) => Err(InvalidMessage::UnknownEnumValue {
+            field: format!("ops[{i}].op"),
+            value: op.op,
+            what: "config op type",
+        }),
+    }
 }
 
 pub(crate) fn encode_alter_topic_configs(
