@@ -11,6 +11,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("cargo:rerun-if-changed={proto}");
     }
     let descriptors = protox::compile(PROTOS, [PROTO_ROOT])?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        // Config maps become `BTreeMap`s, as in the metadata image: ordered, so
+        // encoding the same image twice gives the same bytes.
+        .btree_map(".")
+        .compile_fds(descriptors)?;
     Ok(())
 }

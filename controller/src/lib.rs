@@ -15,7 +15,8 @@
 //! - [`controller`]: the `Controller` that plans, persists and publishes changes;
 //! - [`plane`]: the [`ControlPlane`] trait brokers call the controller through;
 //! - [`registry`]: broker registration, broker epochs, sessions and fencing (pure);
-//! - [`grpc`]: the gRPC control plane brokers call, over the registry.
+//! - [`grpc`]: the gRPC control plane: the server over any [`ControlPlane`], the
+//!   [`RemoteControlPlane`] client, and the metadata watch's versioned deltas.
 
 pub mod controller;
 pub mod grpc;
@@ -28,6 +29,7 @@ pub mod store;
 pub mod topic_config;
 
 pub use controller::{ConfigOp, Controller, ControllerDefaults, ControllerError, CreateTopic};
+pub use grpc::{ControlPlaneService, RemoteControlPlane};
 pub use ids::{BrokerId, InvalidTopicName, TopicId, TopicName};
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionState, TopicMetadata};
 pub use placement::{PlacementError, assign_replicas, validate_assignment};
