@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use tracing::{error, info, warn};
 use weir_broker::broker::Broker;
 use weir_broker::config::{self, BrokerConfig};
-use weir_controller::grpc::{ControlPlaneService, RemoteControlPlane};
+use weir_controller::grpc::{ClientOptions, ControlPlaneService, RemoteControlPlane};
 use weir_controller::local::LocalControlPlane;
 use weir_controller::{
     ControlPlane, Controller, ControllerConfig, ControllerDefaults, FileMetadataStore,
@@ -157,8 +157,12 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let control: Arc<dyn ControlPlane> = match &controller {
         Some(role) => role.plane(),
         None => Arc::new(
-            RemoteControlPlane::connect(config.controller_servers.clone())
-                .context("controller.quorum.bootstrap.servers")?,
+            RemoteControlPlane::connect(
+                config.controller_servers.clone(),
+                ClientOptions::default(),
+            )
+            .await
+            .context("controller.quorum.bootstrap.servers")?,
         ),
     };
     let served = run_broker(config, control, http, stopped).await;
