@@ -148,6 +148,7 @@ fn registry_status(err: RegistryError) -> Status {
             Status::failed_precondition(err.to_string())
         }
         RegistryError::UnknownBroker { .. } => Status::not_found(err.to_string()),
+        RegistryError::NoListeners { .. } => Status::invalid_argument(err.to_string()),
     }
 }
 

@@ -9,7 +9,13 @@
 //! - `configs` holds overrides only, each valid per [`crate::topic_config`];
 //! - `version` grows by exactly one with every committed change;
 //! - `next_producer_id` never decreases: every id below it has been handed to a broker
-//!   in a block (see `Controller::allocate_producer_ids`), none at or above it has.
+//!   in a block (see `Controller::allocate_producer_ids`), none at or above it has;
+//! - `last_broker_epoch` never decreases and is at least every broker's epoch;
+//! - a partition's ISR is never empty, is a subset of its replicas, and holds its
+//!   leader; `adding_replicas` and `removing_replicas` are disjoint subsets of the
+//!   replicas (see [`crate::partitions`] for the liveness rules);
+//! - `leader_epoch` grows exactly when the leader changes, `partition_epoch` whenever
+//!   the leader, ISR or replica sets change; neither ever decreases.
 
 use std::collections::BTreeMap;
 
@@ -82,6 +88,19 @@ impl BrokerInfo {
             fenced: false,
             in_controlled_shutdown: false,
         }
+    }
+
+    /// Whether the broker may lead partitions and join ISRs: unfenced and not in
+    /// controlled shutdown.
+    pub fn is_live(&self) -> bool {
+        !self.fenced && !self.in_controlled_shutdown
+    }
+}
+
+impl PartitionState {
+    /// Whether a reassignment (KIP-455) is under way.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
     }
 }
 
