@@ -11,7 +11,8 @@
 //! the target asks for at the moment the old ones go.
 //!
 //! Replacing an ongoing reassignment starts from the widened replica set, as KRaft
-//! does; completion still waits for every target replica. Cancelling reverts to the
+//! does; replicas the new target keeps from the old one's additions stay "adding", so
+//! completion still waits for every target replica. Cancelling reverts to the
 //! replicas before the reassignment and drops the adding replicas from the ISR; when
 //! only adding replicas are in sync, that is an unclean election, refused unless the
 //! topic enables `unclean.leader.election.enable`.
@@ -52,8 +53,17 @@ pub fn validate_target(
 
 /// The partition with a reassignment to `target` (validated) begun or replaced; to be
 /// settled, which completes it at once when every target replica is already in sync.
+/// Replacing an ongoing reassignment keeps every replica it widened to until the new
+/// target completes: `removing` is the widened set minus the target, and `adding` is
+/// counted from the replicas before any reassignment, so a replica the old target was
+/// adding and the new one keeps is still awaited.
 pub fn start(partition: &PartitionState, target: &[BrokerId]) -> PartitionState {
     let current = &partition.replicas;
+    let original: Vec<BrokerId> = current
+        .iter()
+        .copied()
+        .filter(|b| !partition.adding_replicas.contains(b))
+        .collect();
     let removing: Vec<BrokerId> = current
         .iter()
         .copied()
@@ -62,7 +72,7 @@ pub fn start(partition: &PartitionState, target: &[BrokerId]) -> PartitionState 
     let adding: Vec<BrokerId> = target
         .iter()
         .copied()
-        .filter(|b| !current.contains(b))
+        .filter(|b| !original.contains(b))
         .collect();
     let mut replicas = target.to_vec();
     replicas.extend(&removing);
@@ -194,6 +204,30 @@ mod tests {
         assert_eq!(started.removing_replicas, ids(&[1, 3]));
         assert_eq!(started.isr, p.isr, "the ISR is not touched");
         assert_eq!(started.leader, p.leader);
+    }
+
+    #[test]
+    fn a_replaced_reassignment_still_waits_for_the_replicas_it_keeps_adding() {
+        let brokers = live(&[1, 2, 3, 4]);
+        let first = start(&partition(&[3], &[3], 3), &ids(&[2, 3]));
+        assert_eq!(first.adding_replicas, ids(&[2]));
+        // 3 fell out of the ISR meanwhile; 2 is in sync.
+        let mut waiting = first;
+        waiting.isr = ids(&[2]);
+        waiting.leader = Some(BrokerId(2));
+        let replaced = settle(&start(&waiting, &ids(&[3, 2])), &brokers, false);
+        assert_eq!(replaced.replicas, ids(&[3, 2]));
+        assert_eq!(replaced.adding_replicas, ids(&[2]));
+        assert!(replaced.is_reassigning(), "3 is not in sync");
+
+        let widened = start(&partition(&[1, 2], &[1, 2], 1), &ids(&[3, 4]));
+        let back = start(&widened, &ids(&[1, 2]));
+        assert_eq!(back.replicas, ids(&[1, 2, 3, 4]));
+        assert_eq!(back.adding_replicas, ids(&[]));
+        assert_eq!(back.removing_replicas, ids(&[3, 4]));
+        let done = settle(&back, &brokers, false);
+        assert_eq!(done.replicas, ids(&[1, 2]));
+        assert!(!done.is_reassigning());
     }
 
     #[test]
