@@ -302,8 +302,7 @@ mod tests {
     #[test]
     fn partition_errors_carry_kafkas_codes() {
         let broker = BrokerId(1);
-        let epochs = |requested, current| (requested, current);
-        let (requested, current) = epochs(1, 2);
+        let (requested, current) = (1, 2);
         let cases = [
             (PartitionError::LeaderEpochAhead { requested, current }, 41),
             (

@@ -194,6 +194,18 @@ pub fn settle_all(metadata: &mut ClusterMetadata) {
     }
 }
 
+/// Whether [`settle_all`] could change anything that the settling done with every
+/// change has not: only reassignments (which complete once their replicas are in sync)
+/// and leaderless partitions (a topic may have enabled unclean election since) wait on
+/// it. Lets a periodic tick skip copying the image.
+pub fn may_need_settling(metadata: &ClusterMetadata) -> bool {
+    metadata
+        .topics
+        .values()
+        .flat_map(|t| &t.partitions)
+        .any(|p| p.is_reassigning() || p.leader.is_none())
+}
+
 /// The ISR members of the best standing present (live, else shutting down, else all).
 fn available_isr(isr: &[BrokerId], brokers: &Brokers) -> Vec<BrokerId> {
     let rank_of = |b: &BrokerId| rank(replica_status(brokers, *b));

@@ -109,14 +109,17 @@ impl<S: MetadataStore> Controller<S> {
     /// when nothing changed; after a failed commit the same work is retried next time.
     pub async fn tick(&mut self, now: Instant) -> Result<TickReport, ControllerError> {
         let expired = self.sessions.expired(now);
+        let rebalance_due =
+            self.config.auto_leader_rebalance_enable && now >= self.next_rebalance_check;
+        if expired.is_empty() && !rebalance_due && !partitions::may_need_settling(&self.metadata) {
+            return Ok(TickReport::default());
+        }
         let mut next = ClusterMetadata::clone(&self.metadata);
         for &id in &expired {
             registry::fence(&mut next.brokers, id);
             partitions::settle_all(&mut next);
         }
         partitions::settle_all(&mut next);
-        let rebalance_due =
-            self.config.auto_leader_rebalance_enable && now >= self.next_rebalance_check;
         let leaders_rebalanced = if rebalance_due {
             let percentage = self.config.leader_imbalance_per_broker_percentage;
             partitions::rebalance_leaders(&mut next, percentage)

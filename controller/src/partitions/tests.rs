@@ -481,3 +481,21 @@ fn unclean_election_follows_the_topic_config() {
         .insert(UNCLEAN_LEADER_ELECTION.into(), " TRUE ".into());
     assert!(unclean_election_enabled(&topic));
 }
+
+#[test]
+fn only_reassignments_and_leaderless_partitions_wait_for_a_tick() {
+    let healthy = metadata_with(
+        vec![partition(&[0, 1], &[0, 1], Some(0))],
+        brokers(2, &[], &[]),
+    );
+    assert!(!may_need_settling(&healthy));
+    let leaderless = metadata_with(vec![partition(&[0, 1], &[0], None)], brokers(2, &[0], &[]));
+    assert!(may_need_settling(&leaderless));
+    let mut moving = partition(&[2, 0, 1], &[0, 1], Some(0));
+    moving.adding_replicas = ids(&[2]);
+    moving.removing_replicas = ids(&[1]);
+    assert!(may_need_settling(&metadata_with(
+        vec![moving],
+        brokers(3, &[], &[])
+    )));
+}
