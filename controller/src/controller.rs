@@ -1,8 +1,8 @@
 //! The controller: owns the committed [`ClusterMetadata`] and every change to it:
 //! topic operations (create, delete, create partitions, alter configs), producer-id
 //! blocks, the broker lifecycle (registration, heartbeats, session expiry, controlled
-//! shutdown; [`brokers`]), and partition leadership, ISR and reassignment
-//! ([`replication`]).
+//! shutdown and [`Controller::tick`]; in `controller/brokers.rs`), and partition
+//! leadership, ISR and reassignment (`controller/replication.rs`).
 //!
 //! Each operation first plans the change with pure functions over a copy of the
 //! current image ([`crate::registry`], [`crate::partitions`],

@@ -186,10 +186,7 @@ pub fn settle_all(metadata: &mut ClusterMetadata) {
     for topic in metadata.topics.values_mut() {
         let unclean = unclean_election_enabled(topic);
         for partition in &mut topic.partitions {
-            let settled = settle(partition, brokers, unclean);
-            if settled != *partition {
-                *partition = settled;
-            }
+            *partition = settle(partition, brokers, unclean);
         }
     }
 }
