@@ -256,7 +256,10 @@ impl ControllerRole {
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     every.tick().await;
-                    plane.tick().await;
+                    match plane.tick().await {
+                        Ok(report) => log_tick(&report),
+                        Err(e) => warn!(error = %e, "controller tick failed; retrying"),
+                    }
                 }
             })
         };
@@ -281,6 +284,19 @@ impl ControllerRole {
         if let Err(e) = self.grpc.await {
             error!(error = %e, "the control plane server panicked");
         }
+    }
+}
+
+/// Logs what a controller tick changed.
+fn log_tick(report: &weir_controller::TickReport) {
+    if !report.fenced.is_empty() {
+        warn!(brokers = ?report.fenced, "fenced brokers whose sessions expired");
+    }
+    if !report.reassignments_completed.is_empty() {
+        info!(partitions = ?report.reassignments_completed, "completed partition reassignments");
+    }
+    if !report.leaders_rebalanced.is_empty() {
+        info!(partitions = ?report.leaders_rebalanced, "moved leadership back to preferred replicas");
     }
 }
 

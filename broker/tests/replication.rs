@@ -193,7 +193,12 @@ async fn acks_all_replicates_to_every_replica_and_survives_the_leaders_kill() {
         ));
     }
     for (p, value, delivery) in pending.drain(..) {
-        let (_, offset) = delivery.await.unwrap().map_err(|(e, _)| e).expect("acked");
+        let offset = delivery
+            .await
+            .unwrap()
+            .map_err(|(e, _)| e)
+            .expect("acked")
+            .offset;
         acked.entry(p).or_default().push((offset, value));
     }
 
@@ -219,7 +224,12 @@ async fn acks_all_replicates_to_every_replica_and_survives_the_leaders_kill() {
         ));
     }
     for (p, value, delivery) in pending.drain(..) {
-        let (_, offset) = delivery.await.unwrap().map_err(|(e, _)| e).expect("acked");
+        let offset = delivery
+            .await
+            .unwrap()
+            .map_err(|(e, _)| e)
+            .expect("acked")
+            .offset;
         acked.entry(p).or_default().push((offset, value));
     }
 

@@ -1,29 +1,49 @@
-//! The controller: owns the committed [`ClusterMetadata`] and changes it through
-//! topic operations (create, delete, create partitions, alter configs) and by
-//! allocating blocks of producer ids.
+//! The controller: owns the committed [`ClusterMetadata`] and every change to it:
+//! topic operations (create, delete, create partitions, alter configs), producer-id
+//! blocks, the broker lifecycle (registration, heartbeats, session expiry, controlled
+//! shutdown and [`Controller::tick`]; in `controller/brokers.rs`), and partition
+//! leadership, ISR and reassignment (`controller/replication.rs`).
 //!
-//! Each operation first plans the change with pure functions over the current
-//! image (every Kafka check happens there), then commits it: the new image,
-//! with `version + 1`, is saved through the [`MetadataStore`] (expecting the
-//! version it was planned from), and only after the save succeeded does it
-//! replace the in-memory image and get published to subscribers. So:
+//! Each operation first plans the change with pure functions over a copy of the
+//! current image ([`crate::registry`], [`crate::partitions`],
+//! [`crate::reassignment`], [`crate::placement`]; every Kafka check happens there),
+//! then commits it: partition epochs are stamped against the committed image
+//! ([`partitions::stamp_all_epochs`]), the new image, with `version + 1`, is saved
+//! through the [`MetadataStore`] (expecting the version it was planned from), and
+//! only after the save succeeded does it replace the in-memory image and get
+//! published to subscribers. So:
 //! - a failed save changes nothing, in memory or for subscribers;
 //! - `validate_only` runs the plan and stops before the commit;
+//! - an operation that changes nothing durable (a heartbeat that only extends a
+//!   session, a retried registration) writes nothing;
 //! - subscribers see every committed image, in version order, and nothing else.
+//!
+//! Broker sessions are the only state outside the image: they live in memory, and a
+//! controller that opens a store gives every unfenced broker a fresh session. Time is
+//! passed in (`now`), never read here.
+
+mod brokers;
+mod replication;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::ids::{self, BrokerId, InvalidTopicName, TopicId, TopicName};
+pub use self::brokers::TickReport;
+pub use crate::config::{ControllerConfig, ControllerDefaults};
+pub use crate::error::ControllerError;
+use crate::ids::{self, BrokerId, TopicId, TopicName};
 use crate::metadata::{BrokerInfo, ClusterMetadata, PartitionState, TopicMetadata};
+use crate::partitions;
 use crate::placement::{self, PlacementError};
-use crate::store::{MetadataStore, StoreError};
+use crate::registry::{self, BrokerEpoch, Sessions};
+use crate::store::MetadataStore;
+use crate::topic_config;
 pub use crate::topic_config::ConfigOp;
-use crate::topic_config::{self, ConfigError};
 
 /// A CreateTopics request for one topic. The broker turns Kafka's `-1`
 /// ("use the broker default") into `None`.
@@ -40,170 +60,15 @@ pub struct CreateTopic {
     pub configs: BTreeMap<String, String>,
 }
 
-/// Used where a request leaves the count or the replication factor to the cluster
-/// (Kafka's `num.partitions` and `default.replication.factor`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ControllerDefaults {
-    pub num_partitions: i32,
-    pub replication_factor: i16,
-}
-
-impl Default for ControllerDefaults {
-    fn default() -> Self {
-        ControllerDefaults {
-            num_partitions: 1,
-            replication_factor: 1,
-        }
-    }
-}
-
-/// Why an operation was refused. Each variant maps to one Kafka error code
-/// through [`ControllerError::kafka_error_code`]; the messages are Kafka's where
-/// Kafka has one, so the broker can send them as `error_message`.
-#[derive(Debug, thiserror::Error)]
-pub enum ControllerError {
-    #[error("Topic '{name}' already exists.")]
-    TopicAlreadyExists { name: String },
-    #[error(transparent)]
-    InvalidTopic {
-        #[from]
-        source: InvalidTopicName,
-    },
-    #[error("Topic '{name}' collides with existing topic: {existing}")]
-    TopicCollision { name: String, existing: String },
-    #[error("Topic '{name}' does not exist.")]
-    UnknownTopic { name: String },
-    #[error("Topic id {id} does not exist.")]
-    UnknownTopicId { id: TopicId },
-    #[error("{source}")]
-    InvalidPartitions {
-        name: String,
-        #[source]
-        source: PlacementError,
-    },
-    #[error("{}", not_increased_message(name, *current, *requested))]
-    PartitionsNotIncreased {
-        name: String,
-        current: i32,
-        requested: i32,
-    },
-    #[error("{}", replication_factor_message(source))]
-    InvalidReplicationFactor {
-        name: String,
-        #[source]
-        source: PlacementError,
-    },
-    #[error("{source}")]
-    InvalidReplicaAssignment {
-        name: String,
-        #[source]
-        source: PlacementError,
-    },
-    #[error(
-        "Attempted to add {additional} additional partition(s), but only {given} assignment(s) were specified."
-    )]
-    AssignmentCountMismatch {
-        name: String,
-        additional: i32,
-        given: usize,
-    },
-    #[error("A manual partition assignment was specified, but {field} was not set to -1.")]
-    ManualAssignmentWithCount { name: String, field: &'static str },
-    #[error("{source}")]
-    InvalidConfig {
-        name: String,
-        #[source]
-        source: ConfigError,
-    },
-    #[error("producer ids are exhausted: {count} more after {next} would pass i64::MAX")]
-    ProducerIdsExhausted { next: i64, count: u32 },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// An error a remote controller returned: its Kafka error code and message.
-    #[error("{message}")]
-    Remote { code: i16, message: String },
-}
-
-impl ControllerError {
-    /// The Kafka protocol error code for this error. The only place the mapping lives.
-    pub fn kafka_error_code(&self) -> i16 {
-        match self {
-            ControllerError::UnknownTopic { .. } => 3, // UNKNOWN_TOPIC_OR_PARTITION
-            ControllerError::InvalidTopic { .. } | ControllerError::TopicCollision { .. } => 17, // INVALID_TOPIC_EXCEPTION
-            ControllerError::TopicAlreadyExists { .. } => 36, // TOPIC_ALREADY_EXISTS
-            ControllerError::InvalidPartitions { .. }
-            | ControllerError::PartitionsNotIncreased { .. } => 37, // INVALID_PARTITIONS
-            ControllerError::InvalidReplicationFactor { .. } => 38, // INVALID_REPLICATION_FACTOR
-            ControllerError::InvalidReplicaAssignment { .. }
-            | ControllerError::AssignmentCountMismatch { .. } => 39, // INVALID_REPLICA_ASSIGNMENT
-            ControllerError::InvalidConfig {
-                source: ConfigError::DuplicateKey { .. },
-                ..
-            }
-            | ControllerError::ManualAssignmentWithCount { .. } => 42, // INVALID_REQUEST
-            ControllerError::InvalidConfig { .. } => 40,      // INVALID_CONFIG
-            ControllerError::UnknownTopicId { .. } => 100,    // UNKNOWN_TOPIC_ID
-            // Kafka answers an exhausted id space with UNKNOWN_SERVER_ERROR too.
-            ControllerError::ProducerIdsExhausted { .. } | ControllerError::Store(_) => -1, // UNKNOWN_SERVER_ERROR
-            ControllerError::Remote { code, .. } => *code,
-        }
-    }
-
-    fn from_placement(name: &str, source: PlacementError) -> ControllerError {
-        let name = name.to_owned();
-        match source {
-            PlacementError::InvalidPartitions { .. }
-            | PlacementError::PartitionIndexOutOfRange { .. } => {
-                ControllerError::InvalidPartitions { name, source }
-            }
-            PlacementError::NotEnoughBrokers { .. }
-            | PlacementError::InvalidReplicationFactor { .. } => {
-                ControllerError::InvalidReplicationFactor { name, source }
-            }
-            PlacementError::EmptyReplicaList { .. }
-            | PlacementError::DuplicateReplica { .. }
-            | PlacementError::UnknownBroker { .. }
-            | PlacementError::InconsistentReplicationFactor { .. } => {
-                ControllerError::InvalidReplicaAssignment { name, source }
-            }
-        }
-    }
-
-    fn invalid_config(name: &str, source: ConfigError) -> ControllerError {
-        ControllerError::InvalidConfig {
-            name: name.to_owned(),
-            source,
-        }
-    }
-}
-
-fn not_increased_message(name: &str, current: i32, requested: i32) -> String {
-    if current == requested {
-        format!("Topic already has {current} partition(s).")
-    } else {
-        format!(
-            "The topic {name} currently has {current} partition(s); {requested} would not be an increase."
-        )
-    }
-}
-
-fn replication_factor_message(source: &PlacementError) -> String {
-    match source {
-        PlacementError::NotEnoughBrokers {
-            replication_factor, ..
-        } => {
-            format!("Unable to replicate the partition {replication_factor} time(s): {source}")
-        }
-        other => other.to_string(),
-    }
-}
-
-/// The single-node, in-process controller.
+/// The cluster's controller, in this process.
 pub struct Controller<S: MetadataStore> {
     store: S,
-    defaults: ControllerDefaults,
+    config: ControllerConfig,
     metadata: Arc<ClusterMetadata>,
     publisher: watch::Sender<Arc<ClusterMetadata>>,
+    sessions: Sessions,
+    /// When `tick` next checks the leader balance.
+    next_rebalance_check: Instant,
 }
 
 impl<S: MetadataStore> fmt::Debug for Controller<S> {
@@ -213,52 +78,52 @@ impl<S: MetadataStore> fmt::Debug for Controller<S> {
             .field("version", &self.metadata.version)
             .field("brokers", &self.metadata.brokers.len())
             .field("topics", &self.metadata.topics.len())
-            .field("defaults", &self.defaults)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
 impl<S: MetadataStore> Controller<S> {
-    /// Loads metadata (creating a new cluster id — 22-char URL-safe base64 of a
-    /// random UUID like Kafka's — if the store is empty) and registers `local` as a broker.
-    pub async fn open(store: S, local: BrokerInfo) -> Result<Controller<S>, ControllerError> {
-        Controller::open_with_defaults(store, local, ControllerDefaults::default()).await
+    /// [`Controller::open_with_config`] with Kafka's defaults.
+    pub async fn open(store: S, now: Instant) -> Result<Controller<S>, ControllerError> {
+        Controller::open_with_config(store, ControllerConfig::default(), now).await
     }
 
-    pub async fn open_with_defaults(
+    /// Loads the metadata, or creates a new cluster (with a cluster id that is, like
+    /// Kafka's, the 22-character URL-safe base64 of a random UUID) and saves it at
+    /// version 1 if the store is empty. Every unfenced broker gets a fresh session from
+    /// `now`. Brokers appear only by registering.
+    pub async fn open_with_config(
         store: S,
-        local: BrokerInfo,
-        defaults: ControllerDefaults,
+        config: ControllerConfig,
+        now: Instant,
     ) -> Result<Controller<S>, ControllerError> {
-        let (mut metadata, stored_version) = match store.load().await? {
-            Some(metadata) => {
-                let version = metadata.version;
-                (metadata, Some(version))
-            }
-            None => (
-                ClusterMetadata {
+        config.validate()?;
+        let metadata = match store.load().await? {
+            Some(metadata) => metadata,
+            None => {
+                let metadata = ClusterMetadata {
                     cluster_id: ids::new_cluster_id(),
-                    version: 0,
+                    version: 1,
                     brokers: BTreeMap::new(),
                     topics: BTreeMap::new(),
                     next_producer_id: 0,
-                    last_broker_epoch: crate::registry::BrokerEpoch::default(),
-                },
-                None,
-            ),
+                    last_broker_epoch: BrokerEpoch::default(),
+                };
+                store.save(&metadata, None).await?;
+                metadata
+            }
         };
-        if stored_version.is_none() || metadata.brokers.get(&local.id) != Some(&local) {
-            metadata.brokers.insert(local.id, local);
-            metadata.version += 1;
-            store.save(&metadata, stored_version).await?;
-        }
+        let sessions = Sessions::restore(config.session_timeout(), &metadata.brokers, now);
         let metadata = Arc::new(metadata);
         let (publisher, _) = watch::channel(Arc::clone(&metadata));
         Ok(Controller {
             store,
-            defaults,
+            next_rebalance_check: now + config.leader_imbalance_check_interval(),
+            config,
             metadata,
             publisher,
+            sessions,
         })
     }
 
@@ -266,8 +131,22 @@ impl<S: MetadataStore> Controller<S> {
         &self.metadata
     }
 
+    pub fn config(&self) -> &ControllerConfig {
+        &self.config
+    }
+
     pub fn defaults(&self) -> ControllerDefaults {
-        self.defaults
+        self.config.defaults
+    }
+
+    /// `broker.session.timeout.ms`.
+    pub fn session_timeout(&self) -> Duration {
+        self.sessions.timeout()
+    }
+
+    /// When broker `id`'s session runs out; `None` when it has none (fenced or unknown).
+    pub fn session_deadline(&self, id: BrokerId) -> Option<Instant> {
+        self.sessions.deadline(id)
     }
 
     /// Every committed change is published here; the receiver starts at the current image.
@@ -275,12 +154,14 @@ impl<S: MetadataStore> Controller<S> {
         self.publisher.subscribe()
     }
 
+    /// Creates a topic. Replicas are placed over live brokers only; a manual
+    /// assignment may name any registered broker, and its live replicas form the ISR.
     pub async fn create_topic(
         &mut self,
         req: CreateTopic,
         validate_only: bool,
     ) -> Result<TopicMetadata, ControllerError> {
-        let topic = plan_create_topic(&self.metadata, self.defaults, req)?;
+        let topic = plan_create_topic(&self.metadata, self.config.defaults, req)?;
         if !validate_only {
             self.commit_topic(topic.clone()).await?;
         }
@@ -304,8 +185,8 @@ impl<S: MetadataStore> Controller<S> {
         self.commit_deletion(topic).await
     }
 
-    /// Grows `name` to `total_count` partitions, placing the new ones with
-    /// [`placement::assign_replicas`] unless `assignments` gives one replica list
+    /// Grows `name` to `total_count` partitions, placing the new ones over live brokers
+    /// with [`placement::assign_replicas`] unless `assignments` gives one replica list
     /// per new partition.
     pub async fn create_partitions(
         &mut self,
@@ -370,14 +251,18 @@ impl<S: MetadataStore> Controller<S> {
         Ok(topic)
     }
 
-    /// Allocates the next `count` producer ids to a broker, which hands them out to
-    /// producers (InitProducerId). The block is committed before it is returned, so no id
-    /// is ever allocated twice, across restarts included; ids of a block a broker did not
-    /// use up before it stopped are skipped, never reused. `count == 0` commits nothing.
+    /// Allocates the next `count` producer ids to broker `broker` (whose current epoch
+    /// must be `broker_epoch`), which hands them out to producers (InitProducerId). The
+    /// block is committed before it is returned, so no id is ever allocated twice,
+    /// across restarts included; ids of a block a broker did not use up before it
+    /// stopped are skipped, never reused. `count == 0` commits nothing.
     pub async fn allocate_producer_ids(
         &mut self,
+        broker: BrokerId,
+        broker_epoch: BrokerEpoch,
         count: u32,
     ) -> Result<Range<i64>, ControllerError> {
+        registry::check_epoch(&self.metadata.brokers, broker, broker_epoch)?;
         let start = self.metadata.next_producer_id;
         if count == 0 {
             return Ok(start..start);
@@ -415,9 +300,20 @@ impl<S: MetadataStore> Controller<S> {
         Ok(topic)
     }
 
-    /// Saves `next` as the successor of the current image, then adopts and publishes it.
+    /// Commits `next` unless it equals the current image; returns whether it committed.
+    async fn commit_if_changed(&mut self, next: ClusterMetadata) -> Result<bool, ControllerError> {
+        if next == *self.metadata {
+            return Ok(false);
+        }
+        self.commit(next).await?;
+        Ok(true)
+    }
+
+    /// Stamps partition epochs, saves `next` as the successor of the current image,
+    /// then adopts and publishes it.
     async fn commit(&mut self, mut next: ClusterMetadata) -> Result<(), ControllerError> {
         let expected = self.metadata.version;
+        partitions::stamp_all_epochs(&self.metadata, &mut next);
         next.version = expected + 1;
         self.store.save(&next, Some(expected)).await?;
         self.metadata = Arc::new(next);
@@ -451,7 +347,6 @@ fn plan_create_topic(
     topic_config::validate_topic_configs(&req.configs)
         .map_err(|e| ControllerError::invalid_config(&req.name, e))?;
 
-    let brokers: Vec<BrokerInfo> = metadata.brokers.values().cloned().collect();
     let id = TopicId::random();
     let replicas = match req.assignments {
         Some(assignments) if !assignments.is_empty() => {
@@ -468,7 +363,8 @@ fn plan_create_topic(
                     field,
                 });
             }
-            placement::validate_assignment(&brokers, 0, &assignments, None)
+            let registered: Vec<BrokerInfo> = metadata.brokers.values().cloned().collect();
+            placement::validate_assignment(&registered, 0, &assignments, None)
                 .map_err(|e| ControllerError::from_placement(&req.name, e))?;
             assignments
         }
@@ -484,20 +380,18 @@ fn plan_create_topic(
                     PlacementError::InvalidReplicationFactor { replication_factor },
                 ));
             }
+            let live = partitions::live_brokers(&metadata.brokers);
             // Kafka starts new topics at a random broker; the id is random already.
             // Truncation on 32-bit targets is harmless: placement takes it modulo the broker count.
             let start = id.0.as_u64_pair().0 as usize;
-            placement::assign_replicas(&brokers, 0, partitions, replication_factor, start)
+            placement::assign_replicas(&live, 0, partitions, replication_factor, start)
                 .map_err(|e| ControllerError::from_placement(&req.name, e))?
         }
     };
     Ok(TopicMetadata {
+        partitions: build_partitions(metadata, name.as_str(), 0, replicas)?,
         name,
         id,
-        partitions: (0..)
-            .zip(replicas)
-            .map(|(i, r)| PartitionState::new(i, r))
-            .collect(),
         configs: req.configs,
     })
 }
@@ -520,7 +414,6 @@ fn plan_create_partitions(
     }
     let additional = total_count - current;
     let replication_factor = topic.replication_factor();
-    let brokers: Vec<BrokerInfo> = metadata.brokers.values().cloned().collect();
     let new_replicas = match assignments {
         Some(assignments) => {
             if usize::try_from(additional).ok() != Some(assignments.len()) {
@@ -530,8 +423,9 @@ fn plan_create_partitions(
                     given: assignments.len(),
                 });
             }
+            let registered: Vec<BrokerInfo> = metadata.brokers.values().cloned().collect();
             placement::validate_assignment(
-                &brokers,
+                &registered,
                 current,
                 &assignments,
                 Some(replication_factor),
@@ -540,21 +434,41 @@ fn plan_create_partitions(
             assignments
         }
         None => {
+            let live = partitions::live_brokers(&metadata.brokers);
             // As Kafka: continue from the broker that leads partition 0.
             let first_leader = topic.partitions.first().and_then(|p| p.replicas.first());
             let start = first_leader
-                .and_then(|leader| brokers.iter().position(|b| b.id >= *leader))
+                .and_then(|leader| live.iter().position(|b| b.id >= *leader))
                 .unwrap_or(0);
             let rf = i16::try_from(replication_factor).unwrap_or(i16::MAX);
-            placement::assign_replicas(&brokers, current, additional, rf, start)
+            placement::assign_replicas(&live, current, additional, rf, start)
                 .map_err(|e| ControllerError::from_placement(name, e))?
         }
     };
     let mut grown = topic.clone();
-    grown.partitions.extend(
-        (current..)
-            .zip(new_replicas)
-            .map(|(i, r)| PartitionState::new(i, r)),
-    );
+    grown
+        .partitions
+        .extend(build_partitions(metadata, name, current, new_replicas)?);
     Ok(grown)
+}
+
+/// New partitions `first..` over the given replica lists; see
+/// [`partitions::new_partition`].
+fn build_partitions(
+    metadata: &ClusterMetadata,
+    name: &str,
+    first: i32,
+    replicas: Vec<Vec<BrokerId>>,
+) -> Result<Vec<PartitionState>, ControllerError> {
+    (first..)
+        .zip(replicas)
+        .map(|(partition, replicas)| {
+            partitions::new_partition(partition, replicas, &metadata.brokers).ok_or_else(|| {
+                ControllerError::AssignmentToUnavailableBrokers {
+                    name: name.to_owned(),
+                    partition,
+                }
+            })
+        })
+        .collect()
 }

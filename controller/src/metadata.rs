@@ -5,11 +5,18 @@
 //! Invariants the controller keeps:
 //! - `topics` is keyed by the topic's own name, and topic ids are unique;
 //! - a topic's `partitions[i].partition == i`, and it has at least one partition;
-//! - every partition of a topic has the same number of replicas, no broker twice;
+//! - every partition of a topic has the same number of replicas (its target's while a
+//!   reassignment runs), no broker twice;
 //! - `configs` holds overrides only, each valid per [`crate::topic_config`];
 //! - `version` grows by exactly one with every committed change;
 //! - `next_producer_id` never decreases: every id below it has been handed to a broker
-//!   in a block (see `Controller::allocate_producer_ids`), none at or above it has.
+//!   in a block (see `Controller::allocate_producer_ids`), none at or above it has;
+//! - `last_broker_epoch` never decreases and is at least every broker's epoch;
+//! - a partition's ISR is never empty, is a subset of its replicas, and holds its
+//!   leader; `adding_replicas` and `removing_replicas` are disjoint subsets of the
+//!   replicas (see [`crate::partitions`] for the liveness rules);
+//! - `leader_epoch` grows exactly when the leader changes, `partition_epoch` whenever
+//!   the leader, ISR or replica sets change; neither ever decreases.
 
 use std::collections::BTreeMap;
 
@@ -83,12 +90,28 @@ impl BrokerInfo {
             in_controlled_shutdown: false,
         }
     }
+
+    /// Whether the broker may lead partitions and join ISRs: unfenced and not in
+    /// controlled shutdown.
+    pub fn is_live(&self) -> bool {
+        !self.fenced && !self.in_controlled_shutdown
+    }
+}
+
+impl PartitionState {
+    /// Whether a reassignment (KIP-455) is under way.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
 }
 
 impl TopicMetadata {
-    /// Replicas per partition (every partition has the same number).
+    /// Replicas per partition (every partition has the same number), counting a
+    /// partition under reassignment by its target (Kafka counts the widened set).
     pub fn replication_factor(&self) -> usize {
-        self.partitions.first().map_or(0, |p| p.replicas.len())
+        self.partitions.first().map_or(0, |p| {
+            p.replicas.len().saturating_sub(p.removing_replicas.len())
+        })
     }
 }
 
@@ -193,6 +216,30 @@ mod tests {
             back.topic("orders").map(TopicMetadata::replication_factor),
             Some(1)
         );
+    }
+
+    #[test]
+    fn a_reassigning_partition_counts_its_target_replicas() {
+        let mut p = PartitionState::new(0, vec![BrokerId(3), BrokerId(4), BrokerId(1)]);
+        p.adding_replicas = vec![BrokerId(3), BrokerId(4)];
+        p.removing_replicas = vec![BrokerId(1)];
+        let topic = TopicMetadata {
+            name: TopicName::new("t").unwrap(),
+            id: TopicId::random(),
+            partitions: vec![p],
+            configs: BTreeMap::new(),
+        };
+        assert_eq!(topic.replication_factor(), 2);
+        assert!(topic.partitions[0].is_reassigning());
+    }
+
+    #[test]
+    fn brokers_written_before_registration_load_unfenced_without_an_epoch() {
+        let old = r#"{"id":0,"rack":null,"host":"h","port":9092}"#;
+        let broker: BrokerInfo = serde_json::from_str(old).unwrap();
+        assert_eq!(broker, BrokerInfo::new(BrokerId(0), None, "h", 9092));
+        assert_eq!((broker.epoch, broker.incarnation), (BrokerEpoch(0), None));
+        assert!(broker.is_live());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::metadata::BrokerInfo;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
     #[error(
-        "The target replication factor of {replication_factor} cannot be reached because only {available} broker(s) are registered."
+        "The target replication factor of {replication_factor} cannot be reached because only {available} broker(s) are available (registered, unfenced and not in controlled shutdown)."
     )]
     NotEnoughBrokers {
         replication_factor: i16,

@@ -1,19 +1,16 @@
 //! Controller behaviour through the public API: topic operations, their Kafka
 //! error codes, validate_only, commits through the store, and reopening.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
+use common::{FlakyStore, cluster_at, join};
 use weir_controller::{
-    BrokerId, BrokerInfo, ClusterMetadata, ConfigOp, Controller, ControllerDefaults,
-    ControllerError, CreateTopic, FileMetadataStore, MemoryMetadataStore, MetadataStore,
-    StoreError, TopicId,
+    BrokerId, ConfigOp, Controller, ControllerConfig, ControllerDefaults, ControllerError,
+    CreateTopic, FileMetadataStore, MemoryMetadataStore, MetadataStore, StoreError, TopicId,
 };
-
-fn broker(id: i32) -> BrokerInfo {
-    BrokerInfo::new(BrokerId(id), None, "127.0.0.1", 9092)
-}
 
 fn topic(name: &str) -> CreateTopic {
     CreateTopic {
@@ -29,95 +26,75 @@ fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// One registered, unfenced broker (0).
 async fn single_node() -> (Controller<MemoryMetadataStore>, MemoryMetadataStore) {
-    let store = MemoryMetadataStore::new();
-    let controller = Controller::open(store.clone(), broker(0)).await.unwrap();
-    (controller, store)
+    cluster_at(1, Instant::now()).await
 }
 
-/// Registers brokers 0..n by opening a controller as each in turn, and returns
-/// the last one.
 async fn cluster_of(n: i32) -> (Controller<MemoryMetadataStore>, MemoryMetadataStore) {
-    let store = MemoryMetadataStore::new();
-    for id in 0..n - 1 {
-        Controller::open(store.clone(), broker(id)).await.unwrap();
-    }
-    let controller = Controller::open(store.clone(), broker(n - 1))
-        .await
-        .unwrap();
-    (controller, store)
-}
-
-/// A store whose saves can be made to fail.
-#[derive(Clone, Default)]
-struct FlakyStore {
-    inner: MemoryMetadataStore,
-    fail: Arc<AtomicBool>,
-}
-
-#[async_trait::async_trait]
-impl MetadataStore for FlakyStore {
-    async fn load(&self) -> Result<Option<ClusterMetadata>, StoreError> {
-        self.inner.load().await
-    }
-
-    async fn save(
-        &self,
-        metadata: &ClusterMetadata,
-        expected: Option<u64>,
-    ) -> Result<(), StoreError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Io {
-                path: "flaky".into(),
-                source: std::io::Error::other("disk on fire"),
-            });
-        }
-        self.inner.save(metadata, expected).await
-    }
+    cluster_at(n, Instant::now()).await
 }
 
 #[tokio::test]
-async fn opening_an_empty_store_creates_a_cluster_and_registers_the_local_broker() {
-    let (controller, store) = single_node().await;
+async fn opening_an_empty_store_creates_a_cluster_without_brokers() {
+    let store = MemoryMetadataStore::new();
+    let controller = Controller::open(store.clone(), Instant::now())
+        .await
+        .unwrap();
     let metadata = controller.metadata();
     assert_eq!(metadata.cluster_id.len(), 22);
     assert_eq!(metadata.version, 1);
-    assert_eq!(metadata.brokers.get(&BrokerId(0)), Some(&broker(0)));
+    assert!(
+        metadata.brokers.is_empty(),
+        "brokers appear only by registering"
+    );
     assert_eq!(store.load().await.unwrap().as_ref(), Some(metadata));
 }
 
 #[tokio::test]
-async fn reopening_keeps_the_cluster_id_and_commits_only_a_changed_registration() {
+async fn reopening_keeps_the_cluster_id_and_writes_nothing() {
     let (controller, store) = single_node().await;
-    let cluster_id = controller.metadata().cluster_id.clone();
+    let before = controller.metadata().clone();
     drop(controller);
 
-    let same = Controller::open(store.clone(), broker(0)).await.unwrap();
-    assert_eq!(same.metadata().cluster_id, cluster_id);
-    assert_eq!(same.metadata().version, 1);
-    drop(same);
-
-    let moved = BrokerInfo {
-        port: 19092,
-        ..broker(0)
-    };
-    let reopened = Controller::open(store.clone(), moved.clone())
+    let same = Controller::open(store.clone(), Instant::now())
         .await
         .unwrap();
-    assert_eq!(reopened.metadata().version, 2);
-    assert_eq!(reopened.metadata().brokers.get(&BrokerId(0)), Some(&moved));
+    assert_eq!(same.metadata(), &before);
+    assert_eq!(store.load().await.unwrap().as_ref(), Some(&before));
+}
+
+#[tokio::test]
+async fn invalid_config_is_refused_at_open() {
+    let config = ControllerConfig {
+        broker_session_timeout_ms: 0,
+        ..ControllerConfig::default()
+    };
+    let err = Controller::open_with_config(MemoryMetadataStore::new(), config, Instant::now())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("broker.session.timeout.ms"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn create_topic_uses_the_defaults_and_the_first_replica_leads() {
     let store = MemoryMetadataStore::new();
-    let defaults = ControllerDefaults {
-        num_partitions: 3,
-        replication_factor: 1,
+    let config = ControllerConfig {
+        defaults: ControllerDefaults {
+            num_partitions: 3,
+            replication_factor: 1,
+        },
+        ..ControllerConfig::default()
     };
-    let mut controller = Controller::open_with_defaults(store.clone(), broker(0), defaults)
+    let now = Instant::now();
+    let mut controller = Controller::open_with_config(store.clone(), config, now)
         .await
         .unwrap();
+    join(&mut controller, 0, now).await;
+    let version = controller.metadata().version;
 
     let created = controller
         .create_topic(topic("orders"), false)
@@ -134,7 +111,7 @@ async fn create_topic_uses_the_defaults_and_the_first_replica_leads() {
         assert_eq!((p.leader_epoch, p.partition_epoch), (0, 0));
     }
     assert_eq!(controller.metadata().topic("orders"), Some(&created));
-    assert_eq!(controller.metadata().version, 2);
+    assert_eq!(controller.metadata().version, version + 1);
     assert_eq!(
         store.load().await.unwrap().unwrap().topic("orders"),
         Some(&created)
@@ -197,6 +174,7 @@ async fn create_topic_keeps_valid_config_overrides() {
 async fn create_topic_refusals_carry_kafkas_error_codes() {
     let (mut controller, _) = single_node().await;
     controller.create_topic(topic("a.b"), false).await.unwrap();
+    let version = controller.metadata().version;
 
     let one_broker_assignment =
         |brokers: Vec<i32>| Some(vec![brokers.into_iter().map(BrokerId).collect()]);
@@ -292,7 +270,7 @@ async fn create_topic_refusals_carry_kafkas_error_codes() {
         assert_eq!(err.kafka_error_code(), code, "{shown}: {err}");
     }
     assert_eq!(controller.metadata().topics.len(), 1);
-    assert_eq!(controller.metadata().version, 2);
+    assert_eq!(controller.metadata().version, version);
 }
 
 #[tokio::test]
@@ -319,7 +297,7 @@ async fn create_topic_messages_are_kafkas() {
     };
     assert_eq!(
         message(controller.create_topic(req, false).await),
-        "Unable to replicate the partition 3 time(s): The target replication factor of 3 cannot be reached because only 1 broker(s) are registered."
+        "Unable to replicate the partition 3 time(s): The target replication factor of 3 cannot be reached because only 1 broker(s) are available (registered, unfenced and not in controlled shutdown)."
     );
     let req = CreateTopic {
         configs: configs(&[("segment.ms", "0")]),
@@ -391,6 +369,7 @@ async fn validate_only_checks_everything_and_changes_nothing() {
 #[tokio::test]
 async fn delete_topic_by_name_and_by_id() {
     let (mut controller, _) = single_node().await;
+    let version = controller.metadata().version;
     let orders = controller
         .create_topic(topic("orders"), false)
         .await
@@ -405,7 +384,7 @@ async fn delete_topic_by_name_and_by_id() {
     let deleted = controller.delete_topic_by_id(audit.id).await.unwrap();
     assert_eq!(deleted, audit);
     assert!(controller.metadata().topics.is_empty());
-    assert_eq!(controller.metadata().version, 5);
+    assert_eq!(controller.metadata().version, version + 4);
 
     let err = controller.delete_topic("orders").await.unwrap_err();
     assert_eq!(err.kafka_error_code(), 3);
@@ -554,6 +533,7 @@ async fn alter_topic_configs_applies_incremental_ops() {
         ..topic("orders")
     };
     controller.create_topic(req, false).await.unwrap();
+    let created_at = controller.metadata().version;
 
     let altered = controller
         .alter_topic_configs(
@@ -575,7 +555,7 @@ async fn alter_topic_configs_applies_incremental_ops() {
         ])
     );
     assert_eq!(controller.metadata().topic("orders"), Some(&altered));
-    assert_eq!(controller.metadata().version, 3);
+    assert_eq!(controller.metadata().version, created_at + 1);
 
     let altered = controller
         .alter_topic_configs(
@@ -695,7 +675,8 @@ async fn replace_topic_configs_swaps_all_overrides() {
 async fn every_commit_bumps_the_version_by_one_and_is_published() {
     let (mut controller, _) = single_node().await;
     let mut updates = controller.subscribe();
-    assert_eq!(updates.borrow_and_update().version, 1);
+    let v = controller.metadata().version;
+    assert_eq!(updates.borrow_and_update().version, v);
 
     controller
         .create_topic(topic("orders"), false)
@@ -703,14 +684,14 @@ async fn every_commit_bumps_the_version_by_one_and_is_published() {
         .unwrap();
     assert!(updates.has_changed().unwrap());
     let seen = updates.borrow_and_update().clone();
-    assert_eq!(seen.version, 2);
+    assert_eq!(seen.version, v + 1);
     assert!(seen.topic("orders").is_some());
 
     controller
         .create_partitions("orders", 2, None, false)
         .await
         .unwrap();
-    assert_eq!(updates.borrow_and_update().version, 3);
+    assert_eq!(updates.borrow_and_update().version, v + 2);
     controller
         .alter_topic_configs(
             "orders",
@@ -719,17 +700,20 @@ async fn every_commit_bumps_the_version_by_one_and_is_published() {
         )
         .await
         .unwrap();
-    assert_eq!(updates.borrow_and_update().version, 4);
+    assert_eq!(updates.borrow_and_update().version, v + 3);
     controller.delete_topic("orders").await.unwrap();
     let seen = updates.borrow_and_update().clone();
-    assert_eq!(seen.version, 5);
+    assert_eq!(seen.version, v + 4);
     assert_eq!(*seen, *controller.metadata());
 }
 
 #[tokio::test]
 async fn a_failed_save_changes_nothing() {
     let store = FlakyStore::default();
-    let mut controller = Controller::open(store.clone(), broker(0)).await.unwrap();
+    let mut controller = Controller::open(store.clone(), Instant::now())
+        .await
+        .unwrap();
+    join(&mut controller, 0, Instant::now()).await;
     controller
         .create_topic(topic("orders"), false)
         .await
@@ -738,7 +722,7 @@ async fn a_failed_save_changes_nothing() {
     let mut updates = controller.subscribe();
     updates.mark_unchanged();
 
-    store.fail.store(true, Ordering::SeqCst);
+    store.set_failing(true);
     let err = controller
         .create_topic(topic("audit"), false)
         .await
@@ -759,7 +743,7 @@ async fn a_failed_save_changes_nothing() {
     assert_eq!(controller.metadata(), &before);
     assert!(!updates.has_changed().unwrap());
 
-    store.fail.store(false, Ordering::SeqCst);
+    store.set_failing(false);
     controller
         .create_topic(topic("audit"), false)
         .await
@@ -770,8 +754,11 @@ async fn a_failed_save_changes_nothing() {
 #[tokio::test]
 async fn a_concurrent_writer_is_detected_and_nothing_changes() {
     let (mut controller, store) = single_node().await;
+    let v = controller.metadata().version;
     // Another controller commits behind this one's back.
-    let mut other = Controller::open(store.clone(), broker(0)).await.unwrap();
+    let mut other = Controller::open(store.clone(), Instant::now())
+        .await
+        .unwrap();
     other.create_topic(topic("theirs"), false).await.unwrap();
 
     let err = controller
@@ -782,9 +769,9 @@ async fn a_concurrent_writer_is_detected_and_nothing_changes() {
         matches!(
             err,
             ControllerError::Store(StoreError::Conflict {
-                expected: Some(1),
-                found: Some(2)
-            })
+                expected: Some(e),
+                found: Some(f)
+            }) if e == v && f == v + 1
         ),
         "{err:?}"
     );
@@ -796,9 +783,11 @@ async fn a_concurrent_writer_is_detected_and_nothing_changes() {
 async fn controller_reopened_from_a_file_store_sees_the_same_topics_and_ids() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cluster.json");
-    let mut controller = Controller::open(FileMetadataStore::new(path.clone()), broker(0))
+    let now = Instant::now();
+    let mut controller = Controller::open(FileMetadataStore::new(path.clone()), now)
         .await
         .unwrap();
+    join(&mut controller, 0, now).await;
     let req = CreateTopic {
         num_partitions: Some(3),
         configs: configs(&[("cleanup.policy", "compact")]),
@@ -816,7 +805,7 @@ async fn controller_reopened_from_a_file_store_sees_the_same_topics_and_ids() {
     let before = controller.metadata().clone();
     drop(controller);
 
-    let reopened = Controller::open(FileMetadataStore::new(path), broker(0))
+    let reopened = Controller::open(FileMetadataStore::new(path), now)
         .await
         .unwrap();
     assert_eq!(reopened.metadata(), &before);
@@ -835,52 +824,111 @@ async fn controller_reopened_from_a_file_store_sees_the_same_topics_and_ids() {
 async fn producer_id_blocks_are_disjoint_ascending_and_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cluster.json");
-    let mut controller = Controller::open(FileMetadataStore::new(path.clone()), broker(0))
+    let now = Instant::now();
+    let mut controller = Controller::open(FileMetadataStore::new(path.clone()), now)
         .await
         .unwrap();
+    let epoch = join(&mut controller, 0, now).await;
+    let b0 = BrokerId(0);
     let mut updates = controller.subscribe();
     updates.mark_unchanged();
     assert_eq!(
-        controller.allocate_producer_ids(1000).await.unwrap(),
+        controller
+            .allocate_producer_ids(b0, epoch, 1000)
+            .await
+            .unwrap(),
         0..1000
     );
     assert!(updates.has_changed().unwrap(), "an allocation is a commit");
     assert_eq!(
-        controller.allocate_producer_ids(10).await.unwrap(),
+        controller
+            .allocate_producer_ids(b0, epoch, 10)
+            .await
+            .unwrap(),
         1000..1010
     );
     let version = controller.metadata().version;
     assert_eq!(
-        controller.allocate_producer_ids(0).await.unwrap(),
+        controller
+            .allocate_producer_ids(b0, epoch, 0)
+            .await
+            .unwrap(),
         1010..1010
     );
     assert_eq!(controller.metadata().version, version, "nothing to commit");
     drop(controller);
 
     // A restarted controller never hands out an id twice.
-    let mut reopened = Controller::open(FileMetadataStore::new(path), broker(0))
+    let mut reopened = Controller::open(FileMetadataStore::new(path), now)
         .await
         .unwrap();
     assert_eq!(reopened.metadata().next_producer_id, 1010);
     assert_eq!(
-        reopened.allocate_producer_ids(1000).await.unwrap(),
+        reopened
+            .allocate_producer_ids(b0, epoch, 1000)
+            .await
+            .unwrap(),
         1010..2010
+    );
+}
+
+#[tokio::test]
+async fn producer_ids_go_only_to_a_broker_with_its_current_epoch() {
+    let now = Instant::now();
+    let (mut controller, _) = cluster_at(1, now).await;
+    let old = controller.metadata().brokers[&BrokerId(0)].epoch;
+    let new = join(&mut controller, 0, now).await;
+    let err = controller
+        .allocate_producer_ids(BrokerId(0), old, 10)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kafka_error_code(), 77, "{err}");
+    let err = controller
+        .allocate_producer_ids(BrokerId(5), new, 10)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kafka_error_code(), 102, "{err}");
+    assert_eq!(controller.metadata().next_producer_id, 0);
+    assert_eq!(
+        controller
+            .allocate_producer_ids(BrokerId(0), new, 10)
+            .await
+            .unwrap(),
+        0..10
     );
 }
 
 #[tokio::test]
 async fn a_producer_id_block_whose_save_failed_is_not_allocated() {
     let store = FlakyStore::default();
-    let mut controller = Controller::open(store.clone(), broker(0)).await.unwrap();
-    assert_eq!(controller.allocate_producer_ids(5).await.unwrap(), 0..5);
-    store.fail.store(true, Ordering::SeqCst);
-    let err = controller.allocate_producer_ids(5).await.unwrap_err();
+    let now = Instant::now();
+    let mut controller = Controller::open(store.clone(), now).await.unwrap();
+    let epoch = join(&mut controller, 0, now).await;
+    let b0 = BrokerId(0);
+    assert_eq!(
+        controller
+            .allocate_producer_ids(b0, epoch, 5)
+            .await
+            .unwrap(),
+        0..5
+    );
+    store.set_failing(true);
+    let err = controller
+        .allocate_producer_ids(b0, epoch, 5)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ControllerError::Store(_)), "{err:?}");
     assert_eq!(controller.metadata().next_producer_id, 5);
-    store.fail.store(false, Ordering::SeqCst);
-    assert_eq!(controller.allocate_producer_ids(5).await.unwrap(), 5..10);
+    store.set_failing(false);
     assert_eq!(
-        store.load().await.unwrap().unwrap().next_producer_id,
+        controller
+            .allocate_producer_ids(b0, epoch, 5)
+            .await
+            .unwrap(),
+        5..10
+    );
+    assert_eq!(
+        store.inner.load().await.unwrap().unwrap().next_producer_id,
         10,
         "persisted"
     );
@@ -888,8 +936,9 @@ async fn a_producer_id_block_whose_save_failed_is_not_allocated() {
 
 #[tokio::test]
 async fn producer_ids_past_i64_max_are_refused() {
-    let store = MemoryMetadataStore::new();
-    let controller = Controller::open(store.clone(), broker(0)).await.unwrap();
+    let now = Instant::now();
+    let (controller, store) = cluster_at(1, now).await;
+    let epoch = controller.metadata().brokers[&BrokerId(0)].epoch;
     let mut nearly_full = controller.metadata().clone();
     drop(controller);
     let version = nearly_full.version;
@@ -897,12 +946,19 @@ async fn producer_ids_past_i64_max_are_refused() {
     nearly_full.version += 1;
     store.save(&nearly_full, Some(version)).await.unwrap();
 
-    let mut controller = Controller::open(store, broker(0)).await.unwrap();
+    let mut controller = Controller::open(store, now).await.unwrap();
+    let b0 = BrokerId(0);
     assert_eq!(
-        controller.allocate_producer_ids(10).await.unwrap(),
+        controller
+            .allocate_producer_ids(b0, epoch, 10)
+            .await
+            .unwrap(),
         i64::MAX - 10..i64::MAX
     );
-    let err = controller.allocate_producer_ids(1).await.unwrap_err();
+    let err = controller
+        .allocate_producer_ids(b0, epoch, 1)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, ControllerError::ProducerIdsExhausted { next, count: 1 } if next == i64::MAX),
         "{err:?}"
