@@ -866,8 +866,10 @@ async fn a_recreated_topic_never_serves_the_old_topics_leftover_log() {
     assert!(new.stop(), "clean shutdown; log:\n{}", new.log());
     // A's data directory now meets metadata in which "again" is the new topic: as after a
     // crash between the controller's delete commit and the deletion of the log.
-    let metadata = "__cluster_metadata.json";
-    std::fs::copy(new_dir.path().join(metadata), old_dir.path().join(metadata)).unwrap();
+    // (meta.properties goes along: a data directory of another cluster is refused outright.)
+    for file in ["__cluster_metadata.json", "meta.properties"] {
+        std::fs::copy(new_dir.path().join(file), old_dir.path().join(file)).unwrap();
+    }
     old.restart();
     let watermarks = consumer(&old)
         .fetch_watermarks("again", 0, Duration::from_secs(10))

@@ -36,9 +36,12 @@ pub(super) fn handle(
             .with_error_message(Some(StrBytes::from_string(message)));
     }
     let metadata = broker.metadata();
+    // Kafka lists the unfenced brokers (fenced ones only on request, from v2's
+    // include_fenced_brokers, which this range does not reach).
     let brokers = metadata
         .brokers
         .values()
+        .filter(|b| !b.fenced)
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(WireBrokerId(b.id.0))

@@ -41,7 +41,11 @@ pub(super) async fn handle(
     }
     let metadata = broker.metadata();
     let topics = match wanted {
-        None => metadata.topics.values().map(topic_response).collect(),
+        None => metadata
+            .topics
+            .values()
+            .map(|t| topic_response(&metadata, t))
+            .collect(),
         Some(wanted) => wanted
             .into_iter()
             .map(|(name, id)| {
@@ -50,7 +54,7 @@ pub(super) async fn handle(
                     None => metadata.topics.values().find(|t| t.id.0 == id),
                 };
                 match found {
-                    Some(t) => topic_response(t),
+                    Some(t) => topic_response(&metadata, t),
                     None => {
                         let code = match &name {
                             Some(n) if TopicName::new(n).is_err() => {
@@ -75,10 +79,12 @@ pub(super) async fn handle(
         .with_topics(topics)
 }
 
+/// The live (unfenced) brokers, as Kafka's metadata cache lists them.
 fn brokers(metadata: &ClusterMetadata) -> Vec<MetadataResponseBroker> {
     metadata
         .brokers
         .values()
+        .filter(|b| !b.fenced)
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(WireBrokerId(b.id.0))
@@ -89,7 +95,7 @@ fn brokers(metadata: &ClusterMetadata) -> Vec<MetadataResponseBroker> {
         .collect()
 }
 
-fn topic_response(topic: &TopicMetadata) -> MetadataResponseTopic {
+fn topic_response(metadata: &ClusterMetadata, topic: &TopicMetadata) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
@@ -108,6 +114,13 @@ fn topic_response(topic: &TopicMetadata) -> MetadataResponseTopic {
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(ids(&p.replicas))
                 .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(
+                    p.replicas
+                        .iter()
+                        .filter(|r| !metadata.brokers.get(r).is_some_and(|b| !b.fenced))
+                        .map(|b| WireBrokerId(b.0))
+                        .collect(),
+                )
         })
         .collect();
     MetadataResponseTopic::default()
