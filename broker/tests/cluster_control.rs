@@ -236,3 +236,128 @@ async fn a_data_directory_of_another_cluster_is_refused() {
     };
     assert!(!props.contains(&second_id), "{props}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_elections_and_reassignments_are_forwarded_to_the_controller() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, BrokerId, ElectLeadersRequest,
+        ListPartitionReassignmentsRequest, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let cluster = Cluster::start(3, &[]);
+    create_topic(&cluster.bootstrap(), "admin", 2, 3).await;
+    let topic = || TopicName(StrBytes::from_static_str("admin"));
+
+    // Preferred replicas already lead: ELECTION_NOT_NEEDED; an unknown partition: 3.
+    let elected = cluster.brokers[1].call(
+        2,
+        &ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_topic_partitions(Some(vec![
+                TopicPartitions::default()
+                    .with_topic(topic())
+                    .with_partitions(vec![0, 7]),
+            ]))
+            .with_timeout_ms(10_000),
+    );
+    assert_eq!(elected.error_code, 0);
+    let codes: BTreeMap<i32, i16> = elected.replica_election_results[0]
+        .partition_result
+        .iter()
+        .map(|p| (p.partition_id, p.error_code))
+        .collect();
+    assert_eq!(codes, BTreeMap::from([(0, 84), (7, 3)]));
+    let bad_type = cluster.brokers[1].call(
+        2,
+        &ElectLeadersRequest::default()
+            .with_election_type(5)
+            .with_timeout_ms(10_000),
+    );
+    assert_eq!(bad_type.error_code, 42, "INVALID_REQUEST");
+
+    // Changing the replication factor is refused when the request forbids it (KIP-860).
+    let replicas = |ids: &[i32]| Some(ids.iter().map(|&b| BrokerId(b)).collect());
+    let refused = cluster.brokers[0].call(
+        1,
+        &AlterPartitionReassignmentsRequest::default()
+            .with_allow_replication_factor_change(false)
+            .with_timeout_ms(10_000)
+            .with_topics(vec![
+                ReassignableTopic::default()
+                    .with_name(topic())
+                    .with_partitions(vec![
+                        ReassignablePartition::default()
+                            .with_partition_index(0)
+                            .with_replicas(replicas(&[1, 2])),
+                    ]),
+            ]),
+    );
+    assert_eq!(refused.responses[0].partitions[0].error_code, 38);
+    // An unknown broker in the target: INVALID_REPLICA_ASSIGNMENT.
+    let unknown = cluster.brokers[0].call(
+        0,
+        &AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![
+                ReassignableTopic::default()
+                    .with_name(topic())
+                    .with_partitions(vec![
+                        ReassignablePartition::default()
+                            .with_partition_index(1)
+                            .with_replicas(replicas(&[1, 2, 9])),
+                    ]),
+            ]),
+    );
+    assert_eq!(unknown.responses[0].partitions[0].error_code, 39);
+    // Reordering within the ISR completes at once: the new first replica is preferred.
+    let current = view(&cluster, 0, "admin").partitions[&0].1.clone();
+    let mut reordered = current.clone();
+    reordered.rotate_left(1);
+    let reordered_response = cluster.brokers[0].call(
+        0,
+        &AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![
+                ReassignableTopic::default()
+                    .with_name(topic())
+                    .with_partitions(vec![
+                        ReassignablePartition::default()
+                            .with_partition_index(0)
+                            .with_replicas(replicas(&reordered)),
+                    ]),
+            ]),
+    );
+    assert_eq!(reordered_response.responses[0].partitions[0].error_code, 0);
+    eventually(WAIT, || {
+        (view(&cluster, 0, "admin").partitions[&0].1 == reordered).then_some(())
+    })
+    .expect("the reordered replicas are committed");
+    let listed = cluster.brokers[2].call(0, &ListPartitionReassignmentsRequest::default());
+    assert_eq!(listed.error_code, 0);
+    assert!(listed.topics.is_empty(), "nothing is in flight: {listed:?}");
+    // The preferred leader is now the first replica; a preferred election moves it there.
+    let elected = cluster.brokers[1].call(
+        2,
+        &ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_topic_partitions(Some(vec![
+                TopicPartitions::default()
+                    .with_topic(topic())
+                    .with_partitions(vec![0]),
+            ]))
+            .with_timeout_ms(10_000),
+    );
+    assert_eq!(
+        elected.replica_election_results[0].partition_result[0].error_code,
+        0
+    );
+    eventually(WAIT, || {
+        (view(&cluster, 0, "admin").partitions[&0].0 == reordered[0]).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the preferred replica leads\n{}", cluster.logs()));
+}

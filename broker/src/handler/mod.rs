@@ -9,6 +9,7 @@ mod delete_records;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -21,6 +22,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod partition_reassignments;
 mod produce;
 mod sync_group;
 mod topics;
@@ -67,6 +69,9 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The error for a request naming `requested` as the current leader epoch when the
@@ -163,6 +168,15 @@ pub(crate) async fn handle(
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await)
         }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(broker, r, version).await)
+        }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            partition_reassignments::alter(broker, r, version).await,
+        ),
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(partition_reassignments::list(broker, r).await)
+        }
         // The connection only hands over requests whose API is in SUPPORTED.
         other => unreachable!("unsupported request reached the handler: {other:?}"),
     })
@@ -252,6 +266,23 @@ pub(crate) fn error_codes(response: &ResponseKind) -> Vec<i16> {
         ResponseKind::ListGroups(r) => codes.push(r.error_code),
         ResponseKind::DescribeGroups(r) => codes.extend(r.groups.iter().map(|g| g.error_code)),
         ResponseKind::DeleteGroups(r) => codes.extend(r.results.iter().map(|g| g.error_code)),
+        ResponseKind::ElectLeaders(r) => {
+            codes.push(r.error_code);
+            codes.extend(
+                r.replica_election_results
+                    .iter()
+                    .flat_map(|t| t.partition_result.iter().map(|p| p.error_code)),
+            );
+        }
+        ResponseKind::AlterPartitionReassignments(r) => {
+            codes.push(r.error_code);
+            codes.extend(
+                r.responses
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+            );
+        }
+        ResponseKind::ListPartitionReassignments(r) => codes.push(r.error_code),
         _ => {}
     }
     codes.retain(|&c| c != 0);
