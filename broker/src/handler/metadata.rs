@@ -117,7 +117,7 @@ fn topic_response(metadata: &ClusterMetadata, topic: &TopicMetadata) -> Metadata
                 .with_offline_replicas(
                     p.replicas
                         .iter()
-                        .filter(|r| !metadata.brokers.get(r).is_some_and(|b| !b.fenced))
+                        .filter(|r| metadata.brokers.get(r).is_none_or(|b| b.fenced))
                         .map(|b| WireBrokerId(b.0))
                         .collect(),
                 )
