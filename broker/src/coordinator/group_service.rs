@@ -622,14 +622,20 @@ fn unexpected<T>(response: Response, fallback: T) -> T {
 
 /// Creates `__consumer_offsets` if it does not exist: `offsets.topic.num.partitions`
 /// partitions, compacted, with `offsets.topic.replication.factor` replicas or as many as
-/// there are brokers. Returns whether this call created it.
+/// there are live brokers. Returns whether this call created it.
 pub async fn create_offsets_topic(
     broker: &Broker,
 ) -> Result<bool, weir_controller::ControllerError> {
     if broker.metadata().topic(OFFSETS_TOPIC).is_some() {
         return Ok(false);
     }
-    let brokers = broker.metadata().brokers.len().max(1);
+    let brokers = broker
+        .metadata()
+        .brokers
+        .values()
+        .filter(|b| b.is_live())
+        .count()
+        .max(1);
     let wanted = broker.config.offsets_topic_replication_factor;
     let replication = wanted.min(i16::try_from(brokers).unwrap_or(i16::MAX));
     if replication < wanted {
