@@ -183,10 +183,37 @@ impl Broker {
                 warn!(topic = name, error = %e, "deleting the topic's logs failed");
             }
         }
+        self.delete_moved_replicas(&applied, &current);
         let synced = self.sync_partitions();
         *applied = Arc::clone(&current);
         self.applied_version.send_replace(current.version);
         synced
+    }
+
+    /// Deletes the logs of partitions whose replicas no longer include this broker (a
+    /// reassignment moved them away), as Kafka's StopReplica with deletion does.
+    fn delete_moved_replicas(&self, before: &ClusterMetadata, after: &ClusterMetadata) {
+        let me = BrokerId(self.config.node_id);
+        for topic in after.topics.values() {
+            let Some(old) = before.topic(topic.name.as_str()).filter(|t| t.id == topic.id) else {
+                continue;
+            };
+            for (was, now) in old.partitions.iter().zip(&topic.partitions) {
+                if !was.replicas.contains(&me) || now.replicas.contains(&me) {
+                    continue;
+                }
+                let tp = TopicPartition::new(topic.name.as_str(), now.partition);
+                info!(partition = %tp, "replica moved off this broker; deleting its log");
+                self.partitions
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&tp);
+                let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = logs.delete(&tp) {
+                    warn!(partition = %tp, error = %e, "deleting the moved replica's log failed");
+                }
+            }
+        }
     }
 
     /// Waits (up to [`METADATA_WAIT`]) until this broker has applied metadata `version`,

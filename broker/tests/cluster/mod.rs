@@ -19,17 +19,24 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a controller and `brokers` brokers; `extra` overrides go to every broker.
     pub fn start(brokers: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_with(brokers, extra, &[])
+    }
+
+    /// Like [`Cluster::start`], with `controller_extra` overrides for the controller.
+    pub fn start_with(brokers: usize, extra: &[&str], controller_extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let controller_port = free_port();
+        let mut controller_settings = vec![
+            "process.roles=controller",
+            "node.id=0",
+            // Quick failure detection for tests; Kafka's default is 9 s.
+            "broker.session.timeout.ms=3000",
+        ];
+        controller_settings.extend_from_slice(controller_extra);
         let controller = BrokerProcess::start_with_roles(
             &dir.path().join("controller"),
             controller_port,
-            &[
-                "process.roles=controller",
-                "node.id=0",
-                // Quick failure detection for tests; Kafka's default is 9 s.
-                "broker.session.timeout.ms=3000",
-            ],
+            &controller_settings,
         );
         let servers = format!("controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}");
         let brokers = (1..=brokers)
