@@ -195,7 +195,10 @@ impl Broker {
     fn delete_moved_replicas(&self, before: &ClusterMetadata, after: &ClusterMetadata) {
         let me = BrokerId(self.config.node_id);
         for topic in after.topics.values() {
-            let Some(old) = before.topic(topic.name.as_str()).filter(|t| t.id == topic.id) else {
+            let Some(old) = before
+                .topic(topic.name.as_str())
+                .filter(|t| t.id == topic.id)
+            else {
                 continue;
             };
             for (was, now) in old.partitions.iter().zip(&topic.partitions) {

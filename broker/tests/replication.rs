@@ -9,7 +9,9 @@
 mod cluster;
 mod process;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cluster::{Cluster, eventually};
@@ -174,76 +176,587 @@ fn assert_replicas_identical(cluster: &Cluster, topic: &str, partitions: i32) {
     }
 }
 
+/// What a producer stream saw: acknowledged records per partition as `(offset, value)`, each
+/// ack's time, and the errors of records that failed for good.
+#[derive(Debug, Default)]
+struct Streamed {
+    acked: BTreeMap<i32, Vec<(i64, String)>>,
+    ack_times: BTreeMap<i32, Vec<Instant>>,
+    errors: Vec<String>,
+}
+
+/// A producer writing `s<i>` records round-robin over `partitions` until stopped, with up to
+/// 200 records in flight.
+struct Stream {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Streamed>,
+}
+
+impl Stream {
+    fn start(bootstrap: &str, topic: &str, partitions: i32, acks: &str) -> Stream {
+        let producer = producer(bootstrap, acks, true);
+        let stop = Arc::new(AtomicBool::new(false));
+        let topic = topic.to_owned();
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut out = Streamed::default();
+            let mut in_flight: VecDeque<(i32, String, DeliveryFuture)> = VecDeque::new();
+            let mut i = 0u64;
+            loop {
+                while !flag.load(Ordering::Relaxed) && in_flight.len() < 200 {
+                    let p = i32::try_from(i % u64::try_from(partitions).unwrap()).unwrap();
+                    let value = format!("s{i:08}");
+                    in_flight.push_back((p, value.clone(), send(&producer, &topic, p, value)));
+                    i += 1;
+                }
+                let Some((p, value, delivery)) = in_flight.pop_front() else {
+                    break;
+                };
+                match delivery.await {
+                    Ok(Ok(d)) => {
+                        out.acked.entry(p).or_default().push((d.offset, value));
+                        out.ack_times.entry(p).or_default().push(Instant::now());
+                    }
+                    Ok(Err((e, _))) => out.errors.push(format!("{value}: {e}")),
+                    Err(_) => out.errors.push(format!("{value}: cancelled")),
+                }
+                if !flag.load(Ordering::Relaxed) && i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            out
+        });
+        Stream { stop, task }
+    }
+
+    async fn finish(self) -> Streamed {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("stream task")
+    }
+}
+
+/// Every acknowledged record is in `read` at its offset, no value is read twice, and each
+/// partition's values come in the order they were sent.
+fn assert_exactly_once(
+    acked: &BTreeMap<i32, Vec<(i64, String)>>,
+    read: &BTreeMap<i32, Vec<(i64, String)>>,
+) {
+    for (p, records) in acked {
+        let got = read.get(p).cloned().unwrap_or_default();
+        let by_offset: BTreeMap<i64, &String> = got.iter().map(|(o, v)| (*o, v)).collect();
+        for (offset, value) in records {
+            assert_eq!(
+                by_offset.get(offset).copied(),
+                Some(value),
+                "partition {p}: acked {value} at {offset} is not read back there"
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (_, v) in &got {
+            assert!(seen.insert(v), "partition {p}: {v} read twice");
+        }
+        for pair in got.windows(2) {
+            assert!(
+                pair[0].1 < pair[1].1,
+                "partition {p}: {:?} before {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+}
+
+/// The leader of `partition` once it is someone other than `not`, and the time it took.
+fn new_leader(cluster: &Cluster, topic: &str, partition: i32, not: i32) -> i32 {
+    eventually(WAIT, || {
+        partition_states(&cluster.bootstrap(), topic)
+            .and_then(|s| s.get(&partition).map(|(l, _)| *l))
+            .filter(|l| *l >= 0 && *l != not)
+    })
+    .unwrap_or_else(|| panic!("no new leader for {topic}-{partition}\n{}", cluster.logs()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acks_all_replicates_to_every_replica_and_survives_the_leaders_kill() {
+async fn kill_the_leader_five_times_during_an_acks_all_stream_and_lose_nothing() {
     let mut cluster = Cluster::start(3, &[]);
     let bootstrap = cluster.bootstrap();
-    create_topic(&bootstrap, "replicated", 3, &[("min.insync.replicas", "2")]).await;
-    let before = wait_isr(&bootstrap, "replicated", 3);
-
-    let producer = producer(&bootstrap, "all", true);
-    let mut acked: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
-    let mut pending = Vec::new();
-    for i in 0..3000 {
-        let p = i % 3;
-        pending.push((
-            p,
-            format!("r{i:05}"),
-            send(&producer, "replicated", p, format!("r{i:05}")),
-        ));
+    create_topic(&bootstrap, "chase", 2, &[("min.insync.replicas", "2")]).await;
+    wait_isr(&bootstrap, "chase", 3);
+    let stream = Stream::start(&bootstrap, "chase", 2, "all");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut failovers = Vec::new();
+    for round in 0..5 {
+        let leader = partition_states(&bootstrap, "chase").unwrap()[&0].0;
+        let killed_at = Instant::now();
+        cluster.broker(leader).kill9();
+        let next = new_leader(&cluster, "chase", 0, leader);
+        eprintln!(
+            "round {round}: killed {leader}, new leader {next} after {:?}",
+            killed_at.elapsed()
+        );
+        failovers.push(killed_at);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.broker(leader).restart();
+        wait_isr(&bootstrap, "chase", 3);
     }
-    for (p, value, delivery) in pending.drain(..) {
-        let offset = delivery
-            .await
-            .unwrap()
-            .map_err(|(e, _)| e)
-            .expect("acked")
-            .offset;
-        acked.entry(p).or_default().push((offset, value));
-    }
-
-    // kill -9 the leader of partition 0; a new leader is elected from the ISR.
-    let old_leader = before[&0].0;
-    cluster.broker(old_leader).kill9();
-    let after = eventually(WAIT, || {
-        partition_states(&cluster.bootstrap(), "replicated")
-            .filter(|s| s[&0].0 >= 0 && s[&0].0 != old_leader)
-    })
-    .unwrap_or_else(|| panic!("no new leader for partition 0\n{}", cluster.logs()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let streamed = stream.finish().await;
+    let total: usize = streamed.acked.values().map(Vec::len).sum();
     assert!(
-        before[&0].1.contains(&after[&0].0),
-        "the new leader was in the ISR"
+        total > 1000,
+        "the stream kept going: {total} acked, errors {:?}",
+        streamed.errors
     );
-
-    for i in 3000..4000 {
-        let p = i % 3;
-        pending.push((
-            p,
-            format!("r{i:05}"),
-            send(&producer, "replicated", p, format!("r{i:05}")),
-        ));
+    // Time from each kill to the next acknowledged record of partition 0.
+    for (round, killed_at) in failovers.iter().enumerate() {
+        if let Some(first) = streamed.ack_times[&0].iter().find(|t| *t > killed_at) {
+            eprintln!(
+                "round {round}: first acked produce {:?} after the kill",
+                *first - *killed_at
+            );
+        }
     }
-    for (p, value, delivery) in pending.drain(..) {
-        let offset = delivery
-            .await
-            .unwrap()
-            .map_err(|(e, _)| e)
-            .expect("acked")
-            .offset;
-        acked.entry(p).or_default().push((offset, value));
-    }
+    let read = read_all(&bootstrap, "chase", 2);
+    assert_exactly_once(&streamed.acked, &read);
+    assert_replicas_identical(&cluster, "chase", 2);
+}
 
-    cluster.broker(old_leader).restart();
-    wait_isr(&bootstrap, "replicated", 3);
-    let read = read_all(&bootstrap, "replicated", 3);
-    for (p, records) in &acked {
-        let mut want = records.clone();
-        want.sort();
+/// One plain batch of `count` records `v0..v<count>`.
+fn plain_batch(count: i32) -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: -1,
+            timestamp: weir_broker::log::now_ms(),
+            key: None,
+            value: Some(bytes::Bytes::from(format!("v{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
+    buf.freeze()
+}
+
+/// Produces one batch to `topic-partition` through `broker` (Produce v9): the error code.
+fn produce_raw(broker: &process::BrokerProcess, topic: &str, partition: i32, acks: i16) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let request = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(plain_batch(3))),
+                ]),
+        ]);
+    broker.call(9, &request).responses[0].partition_responses[0].error_code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_in_sync_replica_acks_all_is_refused_and_nothing_is_appended() {
+    let mut cluster = Cluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "min-isr", 1, &[("min.insync.replicas", "2")]).await;
+    let states = wait_isr(&bootstrap, "min-isr", 3);
+    let leader = states[&0].0;
+    let leader_index = usize::try_from(leader - 1).unwrap();
+    assert_eq!(
+        produce_raw(&cluster.brokers[leader_index], "min-isr", 0, -1),
+        0
+    );
+    for follower in [1, 2, 3].into_iter().filter(|b| *b != leader) {
+        cluster.broker(follower).kill9();
+    }
+    eventually(WAIT, || {
+        partition_states(&cluster.brokers[leader_index].bootstrap(), "min-isr")
+            .filter(|s| s[&0].1 == vec![leader])
+    })
+    .unwrap_or_else(|| panic!("ISR shrinks to the leader\n{}", cluster.logs()));
+    let before = log_bytes(&cluster.brokers[leader_index].data_dir, "min-isr", 0).len();
+    // NOT_ENOUGH_REPLICAS (19), checked before appending: the log is unchanged.
+    assert_eq!(
+        produce_raw(&cluster.brokers[leader_index], "min-isr", 0, -1),
+        19
+    );
+    assert_eq!(
+        log_bytes(&cluster.brokers[leader_index].data_dir, "min-isr", 0).len(),
+        before
+    );
+    // acks=1 still works with one replica (min.insync.replicas binds acks=all only).
+    assert_eq!(
+        produce_raw(&cluster.brokers[leader_index], "min-isr", 0, 1),
+        0
+    );
+    for follower in [1, 2, 3].into_iter().filter(|b| *b != leader) {
+        cluster.broker(follower).restart();
+    }
+    wait_isr(&bootstrap, "min-isr", 3);
+    assert_eq!(
+        produce_raw(&cluster.brokers[leader_index], "min-isr", 0, -1),
+        0
+    );
+    assert_replicas_identical(&cluster, "min-isr", 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_unclean_election_an_out_of_sync_replica_never_leads() {
+    let mut cluster = Cluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "clean", 1, &[("min.insync.replicas", "1")]).await;
+    let states = wait_isr(&bootstrap, "clean", 3);
+    let leader = states[&0].0;
+    let leader_index = usize::try_from(leader - 1).unwrap();
+    let followers: Vec<i32> = [1, 2, 3].into_iter().filter(|b| *b != leader).collect();
+    for f in &followers {
+        cluster.broker(*f).kill9();
+    }
+    eventually(WAIT, || {
+        partition_states(&cluster.brokers[leader_index].bootstrap(), "clean")
+            .filter(|s| s[&0].1 == vec![leader])
+    })
+    .expect("ISR shrinks to the leader");
+    // Records only the leader holds, committed with an ISR of one.
+    for _ in 0..5 {
         assert_eq!(
-            read.get(p),
-            Some(&want),
-            "partition {p}: acked records read back exactly once, in order"
+            produce_raw(&cluster.brokers[leader_index], "clean", 0, -1),
+            0
         );
     }
-    assert_replicas_identical(&cluster, "replicated", 3);
+    let committed = log_bytes(&cluster.brokers[leader_index].data_dir, "clean", 0);
+    cluster.broker(leader).kill9();
+    cluster.broker(followers[0]).restart();
+    // The only live replica is out of sync: the partition has no leader, and stays so.
+    let via = usize::try_from(followers[0] - 1).unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let s = partition_states(&cluster.brokers[via].bootstrap(), "clean").expect("metadata");
+    assert_eq!(s[&0].0, -1, "no leader without an in-sync replica: {s:?}");
+    assert_eq!(
+        s[&0].1,
+        vec![leader],
+        "the ISR keeps the last in-sync replica"
+    );
+    // The last in-sync replica returns and leads; nothing it held is lost.
+    cluster.broker(leader).restart();
+    let back = eventually(WAIT, || {
+        partition_states(&cluster.bootstrap(), "clean").filter(|s| s[&0].0 == leader)
+    });
+    assert!(
+        back.is_some(),
+        "the old leader leads again\n{}",
+        cluster.logs()
+    );
+    cluster.broker(followers[1]).restart();
+    wait_isr(&bootstrap, "clean", 3);
+    let now = log_bytes(&cluster.brokers[leader_index].data_dir, "clean", 0);
+    assert!(now.starts_with(&committed), "the committed records survive");
+    assert_replicas_identical(&cluster, "clean", 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_paused_past_its_session_steps_down_without_overlapping_offsets() {
+    let mut cluster = Cluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "paused", 1, &[("min.insync.replicas", "2")]).await;
+    let leader = wait_isr(&bootstrap, "paused", 3)[&0].0;
+    let stream = Stream::start(&bootstrap, "paused", 1, "all");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.broker(leader).signal("STOP");
+    let next = new_leader(&cluster, "paused", 0, leader);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.broker(leader).signal("CONT");
+    eprintln!("paused leader {leader}; new leader {next}");
+    wait_isr(&bootstrap, "paused", 3);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let streamed = stream.finish().await;
+    let states = partition_states(&bootstrap, "paused").unwrap();
+    assert_ne!(states[&0].0, leader, "the paused leader stepped down");
+    let read = read_all(&bootstrap, "paused", 1);
+    assert_exactly_once(&streamed.acked, &read);
+    assert_replicas_identical(&cluster, "paused", 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_a_leader_moves_leadership_and_producers_see_only_retriable_errors() {
+    let mut cluster = Cluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "rolling", 3, &[("min.insync.replicas", "2")]).await;
+    let leader = wait_isr(&bootstrap, "rolling", 3)[&0].0;
+    let stream = Stream::start(&bootstrap, "rolling", 3, "all");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(cluster.broker(leader).stop(), "clean exit");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.broker(leader).restart();
+    wait_isr(&bootstrap, "rolling", 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let streamed = stream.finish().await;
+    assert!(
+        streamed.errors.is_empty(),
+        "no record failed: {:?}",
+        streamed.errors
+    );
+    let read = read_all(&bootstrap, "rolling", 3);
+    assert_exactly_once(&streamed.acked, &read);
+    assert_replicas_identical(&cluster, "rolling", 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_follower_then_a_killed_leader_loses_no_acked_record() {
+    let mut cluster = Cluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "epochs", 1, &[("min.insync.replicas", "2")]).await;
+    let leader = wait_isr(&bootstrap, "epochs", 3)[&0].0;
+    let follower = [1, 2, 3].into_iter().find(|b| *b != leader).unwrap();
+    let stream = Stream::start(&bootstrap, "epochs", 1, "all");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.broker(follower).kill9();
+    cluster.broker(follower).restart();
+    cluster.broker(leader).kill9();
+    new_leader(&cluster, "epochs", 0, leader);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.broker(leader).restart();
+    wait_isr(&bootstrap, "epochs", 3);
+    let streamed = stream.finish().await;
+    let read = read_all(&bootstrap, "epochs", 1);
+    assert_exactly_once(&streamed.acked, &read);
+    assert_replicas_identical(&cluster, "epochs", 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_1_divergent_tail_is_truncated_when_the_old_leader_returns() {
+    // A long session so that pausing the followers does not fence them.
+    let mut cluster = Cluster::start_with(3, &[], &["broker.session.timeout.ms=20000"]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "diverge", 1, &[("min.insync.replicas", "1")]).await;
+    let leader = wait_isr(&bootstrap, "diverge", 3)[&0].0;
+    let leader_index = usize::try_from(leader - 1).unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            produce_raw(&cluster.brokers[leader_index], "diverge", 0, -1),
+            0
+        );
+    }
+    // What a consumer can read now is below the HW: it must survive.
+    let committed = read_all(&bootstrap, "diverge", 1);
+    let followers: Vec<i32> = [1, 2, 3].into_iter().filter(|b| *b != leader).collect();
+    for f in &followers {
+        cluster.broker(*f).signal("STOP");
+    }
+    // acks=1 records only the leader holds: the divergent tail.
+    for _ in 0..5 {
+        assert_eq!(
+            produce_raw(&cluster.brokers[leader_index], "diverge", 0, 1),
+            0
+        );
+    }
+    cluster.broker(leader).kill9();
+    for f in &followers {
+        cluster.broker(*f).signal("CONT");
+    }
+    let next = new_leader(&cluster, "diverge", 0, leader);
+    let next_index = usize::try_from(next - 1).unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            produce_raw(&cluster.brokers[next_index], "diverge", 0, -1),
+            0
+        );
+    }
+    cluster.broker(leader).restart();
+    wait_isr(&bootstrap, "diverge", 3);
+    assert_replicas_identical(&cluster, "diverge", 1);
+    let read = read_all(&bootstrap, "diverge", 1);
+    for (offset, value) in &committed[&0] {
+        assert!(
+            read[&0].contains(&(*offset, value.clone())),
+            "read below the HW before the failover: {offset} {value}"
+        );
+    }
+    assert!(
+        cluster.brokers[leader_index].log().contains("truncat"),
+        "the old leader truncated its tail\n{}",
+        cluster.brokers[leader_index].log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reassigning_partitions_to_a_new_broker_while_producing_loses_nothing() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, BrokerId, ListPartitionReassignmentsRequest, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let cluster = Cluster::start(4, &[]);
+    let bootstrap = cluster.bootstrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let topic = NewTopic::new(
+        "moving",
+        2,
+        TopicReplication::Variable(&[&[1, 2, 3], &[2, 3, 1]]),
+    )
+    .set("min.insync.replicas", "2");
+    for r in admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.expect("created");
+    }
+    wait_isr(&bootstrap, "moving", 3);
+    let stream = Stream::start(&bootstrap, "moving", 2, "all");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let target = |ids: &[i32]| Some(ids.iter().map(|&b| BrokerId(b)).collect());
+    let response = cluster.brokers[3].call(
+        0,
+        &AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![
+                ReassignableTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("moving")))
+                    .with_partitions(vec![
+                        ReassignablePartition::default()
+                            .with_partition_index(0)
+                            .with_replicas(target(&[4, 2, 3])),
+                        ReassignablePartition::default()
+                            .with_partition_index(1)
+                            .with_replicas(target(&[2, 3, 4])),
+                    ]),
+            ]),
+    );
+    assert!(
+        response.responses[0]
+            .partitions
+            .iter()
+            .all(|p| p.error_code == 0),
+        "{response:?}"
+    );
+    // Until it completes, the ISR never drops below three.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let states = partition_states(&bootstrap, "moving").unwrap();
+        for (p, (_, isr)) in &states {
+            assert!(
+                isr.len() >= 3,
+                "partition {p} ISR {isr:?} during the reassignment"
+            );
+        }
+        let listed = cluster.brokers[0].call(0, &ListPartitionReassignmentsRequest::default());
+        if listed.topics.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reassignment did not complete\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let states = wait_isr(&bootstrap, "moving", 3);
+    assert!(
+        !states[&0].1.contains(&1),
+        "broker 1 left partition 0: {states:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let streamed = stream.finish().await;
+    let read = read_all(&bootstrap, "moving", 2);
+    assert_exactly_once(&streamed.acked, &read);
+    let moved = cluster.brokers[0].data_dir.join("moving-0");
+    assert!(
+        eventually(WAIT, || (!moved.exists()).then_some(())).is_some(),
+        "broker 1 deleted the replica it no longer holds"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_group_keeps_its_committed_offsets_across_a_coordinator_failover() {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    use kafka_protocol::protocol::StrBytes;
+    use rdkafka::consumer::CommitMode;
+
+    let mut cluster = Cluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "grouped", 2, &[("min.insync.replicas", "2")]).await;
+    wait_isr(&bootstrap, "grouped", 3);
+    let group = "failover-group";
+    let coordinator = || {
+        let response = cluster
+            .brokers
+            .iter()
+            .find(|b| b.is_running())
+            .unwrap()
+            .call(
+                1,
+                &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str(group)),
+            );
+        (response.error_code == 0).then_some(response.node_id.0)
+    };
+    let first = eventually(WAIT, coordinator).expect("a coordinator");
+    let consumer = |bootstrap: &str| -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap()
+    };
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset("grouped", 0, Offset::Offset(17))
+        .unwrap();
+    offsets
+        .add_partition_offset("grouped", 1, Offset::Offset(42))
+        .unwrap();
+    let c = consumer(&bootstrap);
+    eventually(WAIT, || c.commit(&offsets, CommitMode::Sync).ok()).expect("offsets committed");
+    drop(c);
+    wait_isr(&bootstrap, "__consumer_offsets", 3);
+    cluster.broker(first).kill9();
+    let second = eventually(WAIT, || coordinator().filter(|c| *c != first))
+        .unwrap_or_else(|| panic!("a new coordinator\n{}", cluster.logs()));
+    eprintln!("coordinator moved from {first} to {second}");
+    let survivors: Vec<String> = cluster
+        .brokers
+        .iter()
+        .filter(|b| b.is_running())
+        .map(process::BrokerProcess::bootstrap)
+        .collect();
+    let c = consumer(&survivors.join(","));
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition("grouped", 0);
+    wanted.add_partition("grouped", 1);
+    let committed = eventually(WAIT, || {
+        c.committed_offsets(wanted.clone(), Duration::from_secs(5))
+            .ok()
+    })
+    .expect("OffsetFetch answered");
+    let got: Vec<(i32, Offset)> = committed
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect();
+    assert_eq!(got, vec![(0, Offset::Offset(17)), (1, Offset::Offset(42))]);
 }
