@@ -702,7 +702,7 @@ async fn a_consumer_group_keeps_its_committed_offsets_across_a_coordinator_failo
     create_topic(&bootstrap, "grouped", 2, &[("min.insync.replicas", "2")]).await;
     wait_isr(&bootstrap, "grouped", 3);
     let group = "failover-group";
-    let coordinator = || {
+    let coordinator = |cluster: &Cluster| {
         let response = cluster
             .brokers
             .iter()
@@ -714,7 +714,7 @@ async fn a_consumer_group_keeps_its_committed_offsets_across_a_coordinator_failo
             );
         (response.error_code == 0).then_some(response.node_id.0)
     };
-    let first = eventually(WAIT, coordinator).expect("a coordinator");
+    let first = eventually(WAIT, || coordinator(&cluster)).expect("a coordinator");
     let consumer = |bootstrap: &str| -> BaseConsumer {
         ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
@@ -735,7 +735,7 @@ async fn a_consumer_group_keeps_its_committed_offsets_across_a_coordinator_failo
     drop(c);
     wait_isr(&bootstrap, "__consumer_offsets", 3);
     cluster.broker(first).kill9();
-    let second = eventually(WAIT, || coordinator().filter(|c| *c != first))
+    let second = eventually(WAIT, || coordinator(&cluster).filter(|c| *c != first))
         .unwrap_or_else(|| panic!("a new coordinator\n{}", cluster.logs()));
     eprintln!("coordinator moved from {first} to {second}");
     let survivors: Vec<String> = cluster
