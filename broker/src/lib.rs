@@ -15,5 +15,6 @@ pub mod http;
 pub mod kafka_error;
 pub mod log;
 pub mod metrics;
+pub mod replication;
 pub mod server;
 pub mod types;
