@@ -758,6 +758,51 @@ mod tests {
     }
 
     #[test]
+    fn replica_keys_take_kafkas_defaults_and_fetch_waits_fit_the_timeouts() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.replication, ReplicationConfig::default());
+        assert_eq!(
+            c.value_of("replica.lag.time.max.ms").as_deref(),
+            Some("30000")
+        );
+        assert_eq!(
+            c.value_of("replica.fetch.wait.max.ms").as_deref(),
+            Some("500")
+        );
+        assert_eq!(c.value_of("replica.fetch.min.bytes").as_deref(), Some("1"));
+        assert_eq!(
+            c.value_of("replica.fetch.backoff.ms").as_deref(),
+            Some("1000")
+        );
+        assert_eq!(
+            c.value_of("replica.fetch.max.bytes").as_deref(),
+            Some("1048576")
+        );
+        let mut c = BrokerConfig::default();
+        c.apply(&kv(&[("replica.lag.time.max.ms", "10000")]))
+            .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.replication.lag_time_max_ms, 10_000);
+        c.apply(&kv(&[("replica.fetch.wait.max.ms", "20000")]))
+            .unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.to_string().contains("replica.fetch.wait.max.ms")
+                && e.to_string().contains("replica.lag.time.max.ms"),
+            "{e}"
+        );
+        let mut c = BrokerConfig::default();
+        c.apply(&kv(&[("replica.socket.timeout.ms", "100")]))
+            .unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("replica.socket.timeout.ms"), "{e}");
+        let e = c
+            .apply(&kv(&[("replica.fetch.min.bytes", "0")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("`replica.fetch.min.bytes`"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let mut c = BrokerConfig::default();
         let e = c.apply(&kv(&[("num.partitons", "3")])).unwrap_err();

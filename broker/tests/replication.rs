@@ -16,13 +16,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::offset_for_leader_epoch_response::EpochEndOffset;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId as WireBrokerId, FetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, TopicName,
+    BrokerId as WireBrokerId, FetchRequest, ListOffsetsRequest, OffsetForLeaderEpochRequest,
+    ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::net::TcpListener;
@@ -248,6 +250,25 @@ fn record_count(data: &PartitionData) -> usize {
         n += set.records.len();
     }
     n
+}
+
+/// ListOffsets v4 "latest" (-1) or "earliest" (-2) of partition 0, as `replica_id`:
+/// `(error code, offset)`.
+async fn list_offset(conn: &mut LeaderConnection, replica_id: i32, timestamp: i64) -> (i16, i64) {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(WireBrokerId(replica_id))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(timestamp),
+                ]),
+        ]);
+    let mut response = conn.send(4, &request).await.expect("ListOffsets");
+    let p = response.topics.remove(0).partitions.remove(0);
+    (p.error_code, p.offset)
 }
 
 async fn offset_for_epoch(
@@ -480,6 +501,9 @@ async fn the_leader_serves_followers_up_to_its_log_end_and_their_fetches_move_th
     );
     assert_eq!(offsets(&leader.broker), (Offset(6), Offset(0)));
 
+    // "Latest" is the high watermark for consumers and the log end for replicas.
+    assert_eq!(list_offset(&mut conn, -1, -1).await, (NONE, 0));
+    assert_eq!(list_offset(&mut conn, 2, -1).await, (NONE, 6));
     // A consumer sees nothing below the high watermark; replica 2 reads up to the log end.
     let data = fetch(&mut conn, -1, 0, 0).await;
     assert_eq!((data.error_code, record_count(&data)), (NONE, 0));
@@ -611,8 +635,9 @@ async fn the_isr_shrinks_when_a_follower_stops_and_expands_when_it_catches_up_ag
     leader.stop().await;
 }
 
-/// Writes `batches` (leader epoch, records) into `<data>/replicated-0` as a leader would have.
-fn prepare_log(data: &Path, batches: &[(i32, usize, &str)]) -> PathBuf {
+/// Writes `batches` (leader epoch, records) into `<data>/replicated-0` as a leader would have,
+/// the log starting at `start`.
+fn prepare_log_at(data: &Path, start: u64, batches: &[(i32, usize, &str)]) -> PathBuf {
     let dir = data.join(format!("{TOPIC}-0"));
     let mut log = Log::open(
         &dir,
@@ -621,12 +646,20 @@ fn prepare_log(data: &Path, batches: &[(i32, usize, &str)]) -> PathBuf {
         Arc::new(SegmentCache::new(16)),
     )
     .unwrap();
+    if start > 0 {
+        log.truncate_fully_and_start_at(Offset(start), 1_700_000_000_000)
+            .unwrap();
+    }
     for &(epoch, n, tag) in batches {
         log.append_as_leader(&records(n, tag), LeaderEpoch(epoch), 1_700_000_000_000)
             .unwrap();
     }
     log.close().unwrap();
     dir
+}
+
+fn prepare_log(data: &Path, batches: &[(i32, usize, &str)]) -> PathBuf {
+    prepare_log_at(data, 0, batches)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -688,6 +721,42 @@ async fn a_follower_truncates_a_divergent_tail_from_an_old_epoch_by_leader_epoch
     assert_eq!(log_bytes(&follower.broker), log_bytes(&leader.broker));
     assert_eq!(epochs(&follower.broker), vec![(0, 0), (2, 5)]);
     assert_eq!(epochs(&leader.broker), vec![(0, 0), (2, 5)]);
+    follower.stop().await;
+    leader.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_leaders_log_start_restarts_its_log_there() {
+    // The leader's log starts at 100 (older records were deleted); the new follower has
+    // nothing. Its fetch from 0 is out of range: it asks the leader for its log start and end
+    // and starts over at 100.
+    let dir = tempfile::tempdir().unwrap();
+    let (b1, b2) = (dir.path().join("b1"), dir.path().join("b2"));
+    prepare_log_at(&b1, 100, &[(0, 4, "kept")]);
+    let (l1, l2) = (bind().await, bind().await);
+    let ports = [
+        (1, l1.local_addr().unwrap().port()),
+        (2, l2.local_addr().unwrap().port()),
+    ];
+    let md = metadata(&ports, &[1, 2], &[1, 2], 1, 0, &[]);
+    let leader = start(1, &b1, l1, &md, |_| {}).await;
+    let mut conn = leader.connect().await;
+    assert_eq!(list_offset(&mut conn, 2, -2).await, (NONE, 100));
+    let follower = start(2, &b2, l2, &md, |_| {}).await;
+    eventually(
+        Duration::from_secs(10),
+        "the follower to restart and catch up",
+        || offsets(&follower.broker) == (Offset(104), Offset(104)),
+    )
+    .await;
+    let log = log_of(&follower.broker);
+    assert_eq!(log.read().unwrap().log_start_offset(), Offset(100));
+    drop(log);
+    assert_eq!(log_bytes(&follower.broker), log_bytes(&leader.broker));
+    assert_eq!(
+        produce(&mut conn, -1, 10_000, records(1, "new")).await,
+        (NONE, 104)
+    );
     follower.stop().await;
     leader.stop().await;
 }

@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 use weir_controller::{
-    AlterPartition, BrokerEpoch, BrokerId, ClusterMetadata, PartitionState, TopicMetadata,
-    effective_value,
+    AlterPartition, BrokerEpoch, BrokerId, ClusterMetadata, ControlPlane, PartitionState,
+    TopicMetadata, effective_value,
 };
 
 use super::ReplicationConfig;
@@ -118,6 +118,11 @@ impl ReplicaManager {
             .unwrap_or_else(|p| p.into_inner()) = Some(committer);
     }
 
+    /// Sends ISR changes to the controller through its control plane.
+    pub fn set_control_plane(&self, plane: Arc<dyn ControlPlane>) {
+        self.set_isr_committer(Arc::new(plane));
+    }
+
     /// This broker's epoch from its registration: sent with follower fetches (Fetch v15+)
     /// and with AlterPartition.
     pub fn set_broker_epoch(&self, epoch: BrokerEpoch) {
@@ -214,6 +219,11 @@ impl ReplicaManager {
             submit(&self.inner, partition, proposal);
         }
         Ok(())
+    }
+
+    /// The leaders this broker runs a fetcher for.
+    pub fn fetching_from(&self) -> Vec<BrokerId> {
+        self.inner.lock_tasks().fetchers.keys().copied().collect()
     }
 
     /// Stops every fetcher and the ISR check, and waits for them. Later metadata is ignored.
@@ -469,4 +479,102 @@ fn submit(inner: &Arc<Inner>, partition: &Arc<Partition>, proposal: IsrProposal)
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::RwLock;
+
+    use weir_controller::{BrokerInfo, TopicId, TopicName};
+
+    use super::*;
+    use crate::log::{Log, LogConfig, OpenOptions, SegmentCache};
+    use crate::replication::PartitionReplica;
+    use crate::types::TopicPartition;
+
+    const ME: i32 = 1;
+
+    fn partition(dir: &std::path::Path, id: TopicId) -> Arc<Partition> {
+        let log = Log::open(
+            dir,
+            LogConfig::default(),
+            OpenOptions::default(),
+            Arc::new(SegmentCache::new(4)),
+        )
+        .unwrap();
+        Arc::new(Partition {
+            tp: TopicPartition::new("t", 0),
+            log: Arc::new(RwLock::new(log)),
+            replica: PartitionReplica::new(BrokerId(ME), id, 30_000),
+        })
+    }
+
+    fn metadata(version: u64, id: TopicId, leader: i32, leader_epoch: i32) -> ClusterMetadata {
+        let mut state = PartitionState::new(0, vec![BrokerId(ME), BrokerId(2)]);
+        state.leader = Some(BrokerId(leader));
+        state.leader_epoch = leader_epoch;
+        state.partition_epoch = leader_epoch;
+        let topic = TopicMetadata {
+            name: TopicName::new("t").unwrap(),
+            id,
+            partitions: vec![state],
+            configs: BTreeMap::new(),
+        };
+        ClusterMetadata {
+            cluster_id: "c".into(),
+            version,
+            brokers: [ME, 2]
+                .into_iter()
+                .map(|b| {
+                    (
+                        BrokerId(b),
+                        BrokerInfo::new(BrokerId(b), None, "127.0.0.1", 1),
+                    )
+                })
+                .collect(),
+            topics: BTreeMap::from([("t".to_string(), topic)]),
+            next_producer_id: 0,
+            last_broker_epoch: BrokerEpoch::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn fetchers_follow_the_metadata_and_stop_when_the_partition_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = TopicId::random();
+        let served = vec![partition(dir.path(), id)];
+        let (config, metrics) = (BrokerConfig::default(), Metrics::new());
+        let manager = ReplicaManager::default();
+
+        manager.apply(&config, &metrics, &metadata(1, id, 2, 1), &served);
+        assert_eq!(manager.fetching_from(), vec![BrokerId(2)]);
+        assert_eq!(served[0].replica.follows(), Some((BrokerId(2), 1)));
+        assert_eq!(metrics.leader_count.get(), 0);
+
+        // Leadership moves here: no more fetching; the partition counts as led, and as
+        // under-replicated once its ISR shrinks (not yet).
+        manager.apply(&config, &metrics, &metadata(2, id, ME, 2), &served);
+        assert!(manager.fetching_from().is_empty());
+        assert!(served[0].replica.is_leader());
+        assert_eq!(metrics.leader_count.get(), 1);
+        assert_eq!(metrics.under_replicated_partitions.get(), 0);
+
+        // An older image arriving late changes nothing.
+        manager.apply(&config, &metrics, &metadata(1, id, 2, 1), &served);
+        assert!(served[0].replica.is_leader());
+        assert!(manager.fetching_from().is_empty());
+
+        // Following again, then the partition is no longer served here.
+        manager.apply(&config, &metrics, &metadata(3, id, 2, 3), &served);
+        assert_eq!(manager.fetching_from(), vec![BrokerId(2)]);
+        manager.apply(&config, &metrics, &metadata(4, id, 2, 3), &[]);
+        assert!(manager.fetching_from().is_empty());
+        assert_eq!(metrics.leader_count.get(), 0);
+        manager.shutdown().await;
+        manager.apply(&config, &metrics, &metadata(5, id, 2, 4), &served);
+        assert!(
+            manager.fetching_from().is_empty(),
+            "nothing starts after shutdown"
+        );
+    }
 }
