@@ -183,6 +183,15 @@ impl PartitionReplica {
         partition: &PartitionState,
         now_ms: i64,
     ) -> Result<Transition, LogError> {
+        {
+            // Most images change nothing for most partitions: no log lock for those.
+            let state = self.lock();
+            if (state.leader_epoch(), state.partition_epoch())
+                == (partition.leader_epoch, partition.partition_epoch)
+            {
+                return Ok(Transition::Unchanged);
+            }
+        }
         let mut log = write(log);
         let mut state = self.lock();
         let log_end = log.log_end_offset();
