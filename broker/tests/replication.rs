@@ -47,6 +47,7 @@ const NONE: i16 = 0;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const REQUEST_TIMED_OUT: i16 = 7;
 const NOT_ENOUGH_REPLICAS: i16 = 19;
+const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
 const FENCED_LEADER_EPOCH: i16 = 74;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -758,5 +759,50 @@ async fn a_follower_behind_the_leaders_log_start_restarts_its_log_there() {
         (NONE, 104)
     );
     follower.stop().await;
+    leader.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acks_all_write_fails_after_append_when_the_isr_shrinks_below_min_insync_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l1, l2) = (bind().await, bind().await);
+    let ports = [
+        (1, l1.local_addr().unwrap().port()),
+        (2, l2.local_addr().unwrap().port()),
+    ];
+    let md = metadata(
+        &ports,
+        &[1, 2],
+        &[1, 2],
+        1,
+        0,
+        &[("min.insync.replicas", "2")],
+    );
+    let leader = start(1, &dir.path().join("b1"), l1, &md, |_| {}).await;
+    let controller = FakeController::new(md.topics[TOPIC].partitions[0].clone());
+    leader
+        .broker
+        .replication
+        .set_isr_committer(controller.clone());
+    let follower = start(2, &dir.path().join("b2"), l2, &md, |_| {}).await;
+    let mut conn = leader.connect().await;
+    assert_eq!(
+        produce(&mut conn, -1, 10_000, records(2, "a")).await,
+        (NONE, 0)
+    );
+
+    follower.stop().await;
+    // Written, then waiting for replica 2 until the ISR drops it (after
+    // replica.lag.time.max.ms): the high watermark passes the write with one in-sync replica.
+    let (code, base) = produce(&mut conn, -1, 20_000, records(2, "b")).await;
+    assert_eq!((code, base), (NOT_ENOUGH_REPLICAS_AFTER_APPEND, 2));
+    assert_eq!(controller.isr(), [1]);
+    assert_eq!(offsets(&leader.broker), (Offset(4), Offset(4)));
+    // Now refused before anything is written.
+    assert_eq!(
+        produce(&mut conn, -1, 20_000, records(1, "c")).await.0,
+        NOT_ENOUGH_REPLICAS
+    );
+    assert_eq!(offsets(&leader.broker).0, Offset(4));
     leader.stop().await;
 }
