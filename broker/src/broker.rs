@@ -24,14 +24,18 @@ use crate::controller_link::{ControllerLink, JoinError};
 use crate::coordinator::group_service::GroupService;
 use crate::log::{LogConfig, LogError, LogManager, SharedLog, TopicIdCheck};
 use crate::metrics::Metrics;
+use crate::replication::{PartitionReplica, ReplicaManager};
 use crate::types::TopicPartition;
 
-/// A partition this broker serves.
+/// A partition this broker serves: it leads it or follows its leader
+/// (`replica.is_leader()`). The same `Partition` lives as long as the broker serves the same
+/// log of the same topic; leadership changes happen inside `replica`.
 #[derive(Debug)]
 pub struct Partition {
     pub tp: TopicPartition,
     pub log: SharedLog,
-    pub leader_epoch: i32,
+    /// Role, leader epoch, ISR and high watermark rules (see [`crate::replication`]).
+    pub replica: PartitionReplica,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +73,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// The group coordinators of the `__consumer_offsets` partitions led here.
     pub groups: Arc<GroupService>,
+    /// Leadership, ISR and follower fetching of the served partitions.
+    pub replication: ReplicaManager,
 }
 
 /// How long a request that changed metadata waits for this broker to apply the change.
@@ -140,7 +146,12 @@ impl Broker {
             producer_ids: tokio::sync::Mutex::default(),
             metrics: Metrics::new(),
             groups,
+            replication: ReplicaManager::default(),
         });
+        broker
+            .replication
+            .set_control_plane(Arc::clone(&broker.control));
+        broker.replication.set_broker_epoch(broker.link.epoch());
         broker.sync_partitions()?;
         Ok(broker)
     }
@@ -184,6 +195,8 @@ impl Broker {
             }
         }
         self.delete_moved_replicas(&applied, &current);
+        // A re-registration (the controller lost this broker) brings a new epoch.
+        self.replication.set_broker_epoch(self.link.epoch());
         let synced = self.sync_partitions();
         *applied = Arc::clone(&current);
         self.applied_version.send_replace(current.version);
@@ -261,11 +274,13 @@ impl Broker {
             .collect()
     }
 
-    /// Opens logs for partitions this broker leads and deletes logs of deleted topics.
+    /// Opens logs for the partitions whose replicas include this broker, then has
+    /// [`ReplicaManager::apply`] make each the leader or a follower as the metadata says.
     pub fn sync_partitions(&self) -> Result<(), BrokerError> {
-        let metadata = self.metadata();
         let me = BrokerId(self.config.node_id);
         let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        // Read under the lock, so concurrent syncs see the metadata in version order.
+        let metadata = self.metadata();
         let mut partitions = self.partitions.write().unwrap_or_else(|p| p.into_inner());
         let mut wanted = HashMap::new();
         for topic in metadata.topics.values() {
@@ -297,18 +312,26 @@ impl Broker {
                         l.set_config(config.clone());
                     }
                     l.set_producer_id_expiration_ms(self.config.producer_id_expiration_ms);
-                    // One replica: everything appended is committed.
-                    let leo = l.log_end_offset();
-                    l.set_high_watermark(leo);
                 }
-                wanted.insert(
-                    tp.clone(),
-                    Arc::new(Partition {
-                        tp,
+                // The same log of the same topic keeps its partition and replication state.
+                let partition = match partitions.get(&tp) {
+                    Some(served)
+                        if Arc::ptr_eq(&served.log, &log)
+                            && served.replica.topic_id() == topic.id =>
+                    {
+                        served.clone()
+                    }
+                    _ => Arc::new(Partition {
+                        tp: tp.clone(),
                         log,
-                        leader_epoch: p.leader_epoch,
+                        replica: PartitionReplica::new(
+                            me,
+                            topic.id,
+                            self.config.replication.lag_time_max_ms,
+                        ),
                     }),
-                );
+                };
+                wanted.insert(tp, partition);
             }
         }
         // Logs with no partition in the metadata are kept: deleting them here would wipe a
@@ -320,7 +343,13 @@ impl Broker {
         *partitions = wanted;
         drop(partitions);
         drop(logs);
-        self.groups.sync(served);
+        self.replication
+            .apply(&self.config, &self.metrics, &metadata, &served);
+        let led = served
+            .into_iter()
+            .filter(|p| p.replica.is_leader())
+            .collect();
+        self.groups.sync(led);
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use crate::coordinator::group::GroupConfig;
 use crate::log::LogConfig;
+use crate::replication::ReplicationConfig;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -147,6 +148,8 @@ pub struct BrokerConfig {
     pub offsets_topic_replication_factor: i16,
     /// `offsets.topic.segment.bytes` (100 MiB): `segment.bytes` of `__consumer_offsets`.
     pub offsets_topic_segment_bytes: i32,
+    /// The `replica.*` settings: follower fetching and ISR membership.
+    pub replication: ReplicationConfig,
     /// Every key that was set explicitly, as given (for logging and DescribeConfigs).
     pub explicit: BTreeMap<String, String>,
 }
@@ -225,6 +228,13 @@ const BROKER_KEYS: &[&str] = &[
     "offsets.topic.num.partitions",
     "offsets.topic.replication.factor",
     "offsets.topic.segment.bytes",
+    "replica.lag.time.max.ms",
+    "replica.fetch.max.bytes",
+    "replica.fetch.response.max.bytes",
+    "replica.fetch.wait.max.ms",
+    "replica.fetch.min.bytes",
+    "replica.fetch.backoff.ms",
+    "replica.socket.timeout.ms",
 ];
 
 impl Default for BrokerConfig {
@@ -266,6 +276,7 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions: 50,
             offsets_topic_replication_factor: 3,
             offsets_topic_segment_bytes: 104_857_600,
+            replication: ReplicationConfig::default(),
             explicit: BTreeMap::new(),
         }
     }
@@ -488,6 +499,26 @@ impl BrokerConfig {
             "offsets.topic.segment.bytes" => {
                 self.offsets_topic_segment_bytes = int(1, i32::MAX as i64)? as i32
             }
+            // Kafka's bounds: the byte keys at least 0 (min.bytes at least 1), times at least 0.
+            "replica.lag.time.max.ms" => self.replication.lag_time_max_ms = int(1, i64::MAX)?,
+            "replica.fetch.max.bytes" => {
+                self.replication.fetch_max_bytes = int(0, i32::MAX as i64)? as i32
+            }
+            "replica.fetch.response.max.bytes" => {
+                self.replication.fetch_response_max_bytes = int(0, i32::MAX as i64)? as i32
+            }
+            "replica.fetch.wait.max.ms" => {
+                self.replication.fetch_wait_max_ms = int(0, i32::MAX as i64)? as i32
+            }
+            "replica.fetch.min.bytes" => {
+                self.replication.fetch_min_bytes = int(1, i32::MAX as i64)? as i32
+            }
+            "replica.fetch.backoff.ms" => {
+                self.replication.fetch_backoff_ms = int(0, i32::MAX as i64)? as u64
+            }
+            "replica.socket.timeout.ms" => {
+                self.replication.socket_timeout_ms = int(1, i32::MAX as i64)? as u64
+            }
             _ => {
                 let Some(&(_, topic_key, unit)) =
                     LOG_DEFAULT_KEYS.iter().find(|(k, _, _)| *k == key)
@@ -567,6 +598,21 @@ impl BrokerConfig {
                 &e.to_string(),
             )
         })?;
+        let replication = &self.replication;
+        if i64::from(replication.fetch_wait_max_ms) > replication.socket_timeout_ms as i64 {
+            return Err(invalid(
+                "replica.fetch.wait.max.ms",
+                replication.fetch_wait_max_ms.to_string(),
+                "must not exceed replica.socket.timeout.ms, or a follower's fetches time out",
+            ));
+        }
+        if i64::from(replication.fetch_wait_max_ms) > replication.lag_time_max_ms {
+            return Err(invalid(
+                "replica.fetch.wait.max.ms",
+                replication.fetch_wait_max_ms.to_string(),
+                "must not exceed replica.lag.time.max.ms, or followers drop out of the ISR while the leader holds their fetches",
+            ));
+        }
         Ok(())
     }
 
@@ -633,6 +679,15 @@ impl BrokerConfig {
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
             "offsets.topic.replication.factor" => self.offsets_topic_replication_factor.to_string(),
             "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes.to_string(),
+            "replica.lag.time.max.ms" => self.replication.lag_time_max_ms.to_string(),
+            "replica.fetch.max.bytes" => self.replication.fetch_max_bytes.to_string(),
+            "replica.fetch.response.max.bytes" => {
+                self.replication.fetch_response_max_bytes.to_string()
+            }
+            "replica.fetch.wait.max.ms" => self.replication.fetch_wait_max_ms.to_string(),
+            "replica.fetch.min.bytes" => self.replication.fetch_min_bytes.to_string(),
+            "replica.fetch.backoff.ms" => self.replication.fetch_backoff_ms.to_string(),
+            "replica.socket.timeout.ms" => self.replication.socket_timeout_ms.to_string(),
             _ => {
                 let &(_, topic_key, unit) = LOG_DEFAULT_KEYS.iter().find(|(k, _, _)| *k == key)?;
                 let default = LogConfig::default().get(topic_key)?;
@@ -806,6 +861,51 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.listeners[0].port, 9092);
         assert_eq!(c.log_defaults.retention_ms, 168 * 3_600_000);
+    }
+
+    #[test]
+    fn replica_keys_take_kafkas_defaults_and_fetch_waits_fit_the_timeouts() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.replication, ReplicationConfig::default());
+        assert_eq!(
+            c.value_of("replica.lag.time.max.ms").as_deref(),
+            Some("30000")
+        );
+        assert_eq!(
+            c.value_of("replica.fetch.wait.max.ms").as_deref(),
+            Some("500")
+        );
+        assert_eq!(c.value_of("replica.fetch.min.bytes").as_deref(), Some("1"));
+        assert_eq!(
+            c.value_of("replica.fetch.backoff.ms").as_deref(),
+            Some("1000")
+        );
+        assert_eq!(
+            c.value_of("replica.fetch.max.bytes").as_deref(),
+            Some("1048576")
+        );
+        let mut c = BrokerConfig::default();
+        c.apply(&kv(&[("replica.lag.time.max.ms", "10000")]))
+            .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.replication.lag_time_max_ms, 10_000);
+        c.apply(&kv(&[("replica.fetch.wait.max.ms", "20000")]))
+            .unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.to_string().contains("replica.fetch.wait.max.ms")
+                && e.to_string().contains("replica.lag.time.max.ms"),
+            "{e}"
+        );
+        let mut c = BrokerConfig::default();
+        c.apply(&kv(&[("replica.socket.timeout.ms", "100")]))
+            .unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("replica.socket.timeout.ms"), "{e}");
+        let e = c
+            .apply(&kv(&[("replica.fetch.min.bytes", "0")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("`replica.fetch.min.bytes`"), "{e}");
     }
 
     #[test]

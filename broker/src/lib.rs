@@ -19,5 +19,6 @@ pub mod kafka_error;
 pub mod log;
 pub mod meta_properties;
 pub mod metrics;
+pub mod replication;
 pub mod server;
 pub mod types;

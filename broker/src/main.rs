@@ -371,6 +371,7 @@ where
         task.abort();
         let _ = task.await;
     }
+    broker.replication.shutdown().await;
     http.stop().await;
     info!("flushing logs and writing checkpoints");
     tokio::task::spawn_blocking(move || broker.shutdown_storage()).await??;

@@ -28,6 +28,18 @@ pub struct Metrics {
     pub group_rebalances: IntCounter,
     /// High watermark minus committed offset, per group and partition.
     pub group_lag: IntGaugeVec,
+    /// Partitions led here whose ISR is smaller than their replica set (Kafka's
+    /// `UnderReplicatedPartitions`).
+    pub under_replicated_partitions: IntGauge,
+    /// ISR shrinks committed by the controller for partitions led here.
+    pub isr_shrinks: IntCounter,
+    /// ISR expansions committed by the controller for partitions led here.
+    pub isr_expands: IntCounter,
+    /// Partitions led here (Kafka's `LeaderCount`).
+    pub leader_count: IntGauge,
+    /// Per partition followed here: the leader's high watermark minus this replica's log end
+    /// offset as of the last fetch (Kafka's follower-side `FetcherLagMetrics` `ConsumerLag`).
+    pub replication_lag: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -140,6 +152,40 @@ impl Metrics {
             "Records between a group's committed offset and the partition's high watermark",
             &["group", "topic", "partition"],
         );
+        let gauge = |name: &str, help: &str| {
+            let g =
+                IntGauge::with_opts(Opts::new(name, help).namespace("weir")).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let plain_counter = |name: &str, help: &str| {
+            let c = IntCounter::with_opts(Opts::new(name, help).namespace("weir"))
+                .expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let under_replicated_partitions = gauge(
+            "under_replicated_partitions",
+            "Partitions led here whose ISR is smaller than their replica set",
+        );
+        let isr_shrinks = plain_counter(
+            "isr_shrinks_total",
+            "ISR shrinks committed for partitions led here",
+        );
+        let isr_expands = plain_counter(
+            "isr_expands_total",
+            "ISR expansions committed for partitions led here",
+        );
+        let leader_count = gauge("leader_count", "Partitions led here");
+        let replication_lag = gauge_vec(
+            "replication_lag_messages",
+            "Per partition followed here: the leader's high watermark minus this replica's log end offset at the last fetch",
+            &["topic", "partition"],
+        );
         Metrics {
             registry,
             bytes_in,
@@ -156,6 +202,11 @@ impl Metrics {
             groups,
             group_rebalances,
             group_lag,
+            under_replicated_partitions,
+            isr_shrinks,
+            isr_expands,
+            leader_count,
+            replication_lag,
         }
     }
 

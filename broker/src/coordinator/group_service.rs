@@ -37,7 +37,8 @@ use crate::broker::{Broker, Partition};
 use crate::kafka_error::log_error_code;
 use crate::log::batch::{self, BatchError};
 use crate::log::now_ms;
-use crate::types::{LeaderEpoch, Offset};
+use crate::replication::LeaderAppendError;
+use crate::types::Offset;
 
 /// The internal topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -133,15 +134,15 @@ impl ShardInner {
 /// Appends `records` to the partition as one batch, as its leader.
 fn append(partition: &Partition, records: &[OffsetsRecord], now: i64) -> Result<(), ResponseError> {
     let batch = encode_batch(records, now).map_err(|_| ResponseError::UnknownServerError)?;
-    let mut log = partition.log.write().unwrap_or_else(|p| p.into_inner());
-    match log.append_as_leader(&batch, LeaderEpoch(partition.leader_epoch), now) {
-        Ok(_) => {
-            // One replica: appended is committed.
-            let leo = log.log_end_offset();
-            log.set_high_watermark(leo);
-            Ok(())
-        }
-        Err(e) => Err(ResponseError::try_from_code(log_error_code(&e))
+    // As the leader with acks=1: the high watermark moves as far as the ISR allows.
+    match partition
+        .replica
+        .append_as_leader(&partition.log, &batch, 1, now)
+    {
+        Ok(_) => Ok(()),
+        // Leadership moved: the group is coordinated elsewhere now.
+        Err(LeaderAppendError::Refused(_)) => Err(ResponseError::NotCoordinator),
+        Err(LeaderAppendError::Log(e)) => Err(ResponseError::try_from_code(log_error_code(&e))
             .unwrap_or(ResponseError::UnknownServerError)),
     }
 }

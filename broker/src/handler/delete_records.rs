@@ -43,9 +43,17 @@ pub(super) fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRe
                             .with_error_code(ResponseError::InvalidTopicException.code());
                     }
                     let Some(partition) = broker.partition(&name, p.partition_index) else {
-                        return result
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return result.with_error_code(super::not_served_error(
+                            broker,
+                            &name,
+                            p.partition_index,
+                        ));
                     };
+                    // Only the leader moves the log start; followers follow it.
+                    if !partition.replica.is_leader() {
+                        return result
+                            .with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
                     let mut log = partition.log.write().unwrap_or_else(|e| e.into_inner());
                     match delete(&mut log, p.offset) {
                         Ok(low) => {

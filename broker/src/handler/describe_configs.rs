@@ -354,6 +354,25 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
             "Replicas of each __consumer_offsets partition (at most the number of brokers).",
         ),
         "offsets.topic.segment.bytes" => (Int, "segment.bytes of __consumer_offsets."),
+        "replica.lag.time.max.ms" => (
+            Long,
+            "How long a follower may go without catching up with the leader before it leaves the ISR.",
+        ),
+        "replica.fetch.max.bytes" => (Int, "Bytes a follower fetches per partition."),
+        "replica.fetch.response.max.bytes" => (Int, "Bytes a follower fetches per request."),
+        "replica.fetch.wait.max.ms" => (
+            Int,
+            "How long the leader may hold a follower's fetch while it has no new data.",
+        ),
+        "replica.fetch.min.bytes" => (
+            Int,
+            "Bytes the leader waits for before answering a follower's fetch.",
+        ),
+        "replica.fetch.backoff.ms" => (Int, "How long a follower waits after a failed fetch."),
+        "replica.socket.timeout.ms" => (
+            Int,
+            "Connect and request timeout of a follower's connection to its leader.",
+        ),
         _ => {
             let Some(topic) = topic_config_of(key) else {
                 return (Str, Cow::Borrowed(""));

@@ -22,6 +22,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod partition_reassignments;
 mod produce;
 mod sync_group;
@@ -47,6 +48,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
@@ -87,6 +89,22 @@ pub(crate) fn leader_epoch_error(requested: i32, current: i32) -> Option<i16> {
     }
 }
 
+/// The error for a partition this broker does not serve: NOT_LEADER_OR_FOLLOWER when the
+/// partition exists (another broker holds it; the client refreshes its metadata), else
+/// UNKNOWN_TOPIC_OR_PARTITION (Kafka's `getPartitionOrException`).
+pub(crate) fn not_served_error(broker: &Broker, topic: &str, partition: i32) -> i16 {
+    use kafka_protocol::ResponseError;
+    let exists = broker
+        .metadata()
+        .topic(topic)
+        .is_some_and(|t| (0..t.partitions.len() as i64).contains(&i64::from(partition)));
+    if exists {
+        ResponseError::NotLeaderOrFollower.code()
+    } else {
+        ResponseError::UnknownTopicOrPartition.code()
+    }
+}
+
 pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED
         .iter()
@@ -116,6 +134,9 @@ pub(crate) async fn handle(
             ResponseKind::Fetch(fetch::handle(broker, r, version, zero_copy).await)
         }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(broker, r)),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))
+        }
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create(broker, r).await),
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(topics::delete(broker, r, version).await)
@@ -200,6 +221,11 @@ pub(crate) fn error_codes(response: &ResponseKind) -> Vec<i16> {
             );
         }
         ResponseKind::ListOffsets(r) => codes.extend(
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        ),
+        ResponseKind::OffsetForLeaderEpoch(r) => codes.extend(
             r.topics
                 .iter()
                 .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),

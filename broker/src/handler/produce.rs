@@ -1,12 +1,22 @@
 //! Produce: append each partition's batch as the leader; acks 0, 1 and all.
 //!
-//! One broker holds the only replica, so acks=all completes when the leader has appended
-//! (the high watermark moves with the log end). v3+ requests carry exactly one batch per
-//! partition; anything else is INVALID_RECORD, and a refused batch changes nothing stored.
-//! Batches of idempotent producers pass the log's sequence checks: a retry of a batch the log
-//! already holds is answered with the original offsets and stored nothing (it is not counted
-//! in the byte and message metrics either); a fenced epoch is INVALID_PRODUCER_EPOCH and a
-//! sequence gap OUT_OF_ORDER_SEQUENCE_NUMBER.
+//! Only the partition's leader appends; elsewhere a partition that exists is
+//! NOT_LEADER_OR_FOLLOWER (the client refreshes its metadata). acks=1 is answered once the
+//! leader has appended, acks=0 not at all. acks=all first needs `min.insync.replicas` in the
+//! ISR (NOT_ENOUGH_REPLICAS, nothing written), then waits until the high watermark passes the
+//! batch, up to the request's `timeout_ms` (REQUEST_TIMED_OUT); if the ISR has fallen below
+//! `min.insync.replicas` by then the answer is NOT_ENOUGH_REPLICAS_AFTER_APPEND (the records
+//! stay written), as Kafka's delayed produce answers. A single-replica partition's high
+//! watermark is its log end, so its acks=all is answered right after the append.
+//!
+//! v3+ requests carry exactly one batch per partition; anything else is INVALID_RECORD, and a
+//! refused batch changes nothing stored. Batches of idempotent producers pass the log's
+//! sequence checks: a retry of a batch the log already holds is answered with the original
+//! offsets and stored nothing (it is not counted in the byte and message metrics either); a
+//! fenced epoch is INVALID_PRODUCER_EPOCH and a sequence gap OUT_OF_ORDER_SEQUENCE_NUMBER.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -15,24 +25,40 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 
 use super::topics::auto_create;
-use crate::broker::Broker;
+use crate::broker::{Broker, Partition};
 use crate::kafka_error::log_error_code;
 use crate::log::AppendOutcome;
-use crate::types::LeaderEpoch;
+use crate::replication::state::AppendRefusal;
+use crate::replication::{AckOutcome, LeaderAppendError};
+use crate::types::Offset;
+
+/// An acks=all write waiting for the ISR: where its answer goes and the offset the high
+/// watermark must reach.
+struct PendingAck {
+    topic: usize,
+    partition: usize,
+    replica: Arc<Partition>,
+    required: Offset,
+}
 
 pub(super) async fn handle(broker: &Broker, request: ProduceRequest) -> Option<ProduceResponse> {
     let acks = request.acks;
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let mut responses = Vec::with_capacity(request.topic_data.len());
+    let mut pending = Vec::new();
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         if !broker.metadata().topics.contains_key(&name) && broker.config.auto_create_topics {
             let _ = auto_create(broker, &name).await;
         }
+        let topic_index = responses.len();
         let partitions = topic
             .partition_data
             .into_iter()
-            .map(|p| {
-                let mut out = PartitionProduceResponse::default()
+            .enumerate()
+            .map(|(partition_index, p)| {
+                let out = PartitionProduceResponse::default()
                     .with_index(p.index)
                     .with_base_offset(-1)
                     .with_log_append_time_ms(-1)
@@ -41,21 +67,19 @@ pub(super) async fn handle(broker: &Broker, request: ProduceRequest) -> Option<P
                     return out.with_error_code(ResponseError::InvalidRequiredAcks.code());
                 }
                 let Some(partition) = broker.partition(&name, p.index) else {
-                    return out.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    return out.with_error_code(super::not_served_error(broker, &name, p.index));
                 };
                 let records = p.records.unwrap_or_default();
-                let mut log = partition.log.write().unwrap_or_else(|e| e.into_inner());
-                match log.append_as_leader(
+                let appended = partition.replica.append_as_leader(
+                    &partition.log,
                     &records,
-                    LeaderEpoch(partition.leader_epoch),
+                    acks,
                     crate::log::now_ms(),
-                ) {
-                    Ok(outcome) => {
-                        let info = outcome.info();
-                        if let AppendOutcome::Appended(_) = outcome {
-                            let leo = log.log_end_offset();
-                            log.set_high_watermark(leo);
-                            drop(log);
+                );
+                match appended {
+                    Ok(appended) => {
+                        let info = appended.outcome.info();
+                        if let AppendOutcome::Appended(_) = appended.outcome {
                             broker
                                 .metrics
                                 .bytes_in
@@ -70,16 +94,21 @@ pub(super) async fn handle(broker: &Broker, request: ProduceRequest) -> Option<P
                         } else {
                             debug!(topic = %name, partition = p.index, offset = %info.first_offset, "duplicate producer batch answered with its original offsets");
                         }
+                        if appended.acks_pending {
+                            pending.push(PendingAck {
+                                topic: topic_index,
+                                partition: partition_index,
+                                replica: partition.clone(),
+                                required: info.last_offset + 1,
+                            });
+                        }
+                        let mut out = out;
                         out.base_offset = info.first_offset.as_i64();
                         out.log_append_time_ms = info.log_append_time.unwrap_or(-1);
                         out.log_start_offset = info.log_start_offset.as_i64();
                         out
                     }
-                    Err(e) => {
-                        debug!(topic = %name, partition = p.index, error = %e, "produce refused");
-                        out.error_message = Some(StrBytes::from_string(e.to_string()));
-                        out.with_error_code(log_error_code(&e))
-                    }
+                    Err(e) => refused(&name, p.index, out, e),
                 }
             })
             .collect();
@@ -89,5 +118,44 @@ pub(super) async fn handle(broker: &Broker, request: ProduceRequest) -> Option<P
                 .with_partition_responses(partitions),
         );
     }
+    // Every acks=all write waits against the same deadline, as one delayed produce does.
+    for ack in pending {
+        let code = match ack
+            .replica
+            .replica
+            .await_acks(&ack.replica.log, ack.required, deadline)
+            .await
+        {
+            AckOutcome::Replicated => continue,
+            AckOutcome::NotEnoughReplicasAfterAppend => {
+                ResponseError::NotEnoughReplicasAfterAppend.code()
+            }
+            AckOutcome::NotLeader => ResponseError::NotLeaderOrFollower.code(),
+            AckOutcome::TimedOut => ResponseError::RequestTimedOut.code(),
+        };
+        debug!(partition = %ack.replica.tp, required = %ack.required, code, "acks=all write not replicated");
+        responses[ack.topic].partition_responses[ack.partition].error_code = code;
+    }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// The answer for a batch the leader did not append.
+fn refused(
+    topic: &str,
+    partition: i32,
+    mut out: PartitionProduceResponse,
+    error: LeaderAppendError,
+) -> PartitionProduceResponse {
+    debug!(topic, partition, %error, "produce refused");
+    let code = match &error {
+        LeaderAppendError::Refused(AppendRefusal::NotLeader) => {
+            ResponseError::NotLeaderOrFollower.code()
+        }
+        LeaderAppendError::Refused(AppendRefusal::NotEnoughReplicas { .. }) => {
+            ResponseError::NotEnoughReplicas.code()
+        }
+        LeaderAppendError::Log(e) => log_error_code(e),
+    };
+    out.error_message = Some(StrBytes::from_string(error.to_string()));
+    out.with_error_code(code)
 }

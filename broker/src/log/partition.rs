@@ -176,6 +176,17 @@ impl Log {
             .remove_expired(now_ms, self.producer_id_expiration_ms)
     }
 
+    /// Records in the leader epoch cache that `epoch` starts at `start_offset`. A new leader
+    /// does this before its first append (Kafka's `assignEpochStartOffset`), so followers
+    /// asking where its epoch starts get an answer before it has written anything.
+    pub fn assign_epoch_start_offset(
+        &mut self,
+        epoch: LeaderEpoch,
+        start_offset: Offset,
+    ) -> Result<()> {
+        self.epochs.assign(epoch, start_offset)
+    }
+
     /// OffsetsForLeaderEpoch on this log (see [`LeaderEpochCache::end_offset_for`]).
     pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
