@@ -220,7 +220,7 @@ impl Stream {
                     Ok(Err((e, _))) => out.errors.push(format!("{value}: {e}")),
                     Err(_) => out.errors.push(format!("{value}: cancelled")),
                 }
-                if !flag.load(Ordering::Relaxed) && i % 50 == 0 {
+                if !flag.load(Ordering::Relaxed) && i.is_multiple_of(50) {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             }
