@@ -321,7 +321,8 @@ async fn kill_the_leader_five_times_during_an_acks_all_stream_and_lose_nothing()
     assert_replicas_identical(&cluster, "chase", 2);
 }
 
-/// One plain batch of `count` records `v0..v<count>`.
+/// One plain batch of `count` records `v0..v<count>` (the encoder starts a new batch for
+/// each record without a sequence, so a plain batch is best kept to one record).
 fn plain_batch(count: i32) -> bytes::Bytes {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -366,10 +367,15 @@ fn produce_raw(broker: &process::BrokerProcess, topic: &str, partition: i32, ack
                 .with_partition_data(vec![
                     PartitionProduceData::default()
                         .with_index(partition)
-                        .with_records(Some(plain_batch(3))),
+                        .with_records(Some(plain_batch(1))),
                 ]),
         ]);
-    broker.call(9, &request).responses[0].partition_responses[0].error_code
+    let response = broker.call(9, &request);
+    let p = &response.responses[0].partition_responses[0];
+    if p.error_code != 0 {
+        eprintln!("produce to {topic}-{partition}: {} {:?}", p.error_code, p.error_message);
+    }
+    p.error_code
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -758,5 +764,15 @@ async fn a_consumer_group_keeps_its_committed_offsets_across_a_coordinator_failo
         .iter()
         .map(|e| (e.partition(), e.offset()))
         .collect();
-    assert_eq!(got, vec![(0, Offset::Offset(17)), (1, Offset::Offset(42))]);
+    assert_eq!(
+        got,
+        vec![(0, Offset::Offset(17)), (1, Offset::Offset(42))],
+        "{}",
+        cluster
+            .logs()
+            .lines()
+            .filter(|l| l.contains("group") || l.contains("coordinator") || l.contains("__consumer_offsets-") || l.starts_with("---"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

@@ -37,7 +37,7 @@ use crate::broker::{Broker, Partition};
 use crate::kafka_error::log_error_code;
 use crate::log::batch::{self, BatchError};
 use crate::log::now_ms;
-use crate::replication::LeaderAppendError;
+use crate::replication::{AckOutcome, LeaderAppendError};
 use crate::types::Offset;
 
 /// The internal topic holding committed offsets and group metadata.
@@ -131,6 +131,33 @@ impl ShardInner {
     }
 }
 
+/// How long an answer waits for the group's records to reach the ISR.
+const REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits until everything appended to the partition so far is replicated to the ISR (its
+/// high watermark reaches the log end), as Kafka writes group records with acks=all. The
+/// errors are Kafka's for a failed group write: COORDINATOR_NOT_AVAILABLE when the ISR does
+/// not follow in time (the client retries), NOT_COORDINATOR when leadership moved.
+async fn replicated(partition: &Partition) -> Result<(), ResponseError> {
+    let end = partition
+        .log
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .log_end_offset();
+    let deadline = tokio::time::Instant::now() + REPLICATION_TIMEOUT;
+    match partition
+        .replica
+        .await_acks(&partition.log, end, deadline)
+        .await
+    {
+        AckOutcome::Replicated => Ok(()),
+        AckOutcome::NotLeader => Err(ResponseError::NotCoordinator),
+        AckOutcome::NotEnoughReplicasAfterAppend | AckOutcome::TimedOut => {
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
+    }
+}
+
 /// Appends `records` to the partition as one batch, as its leader.
 fn append(partition: &Partition, records: &[OffsetsRecord], now: i64) -> Result<(), ResponseError> {
     let batch = encode_batch(records, now).map_err(|_| ResponseError::UnknownServerError)?;
@@ -156,14 +183,16 @@ fn encode_batch(records: &[OffsetsRecord], now: i64) -> Result<Bytes, BatchError
     )
 }
 
-/// Replays a partition's records, from its log start to its high watermark.
+/// Replays a partition's records, from its log start to its log end. This broker leads the
+/// partition, so its whole log is what the followers converge to; the high watermark of a
+/// new leader can lag behind records the previous leader had already committed.
 fn load(
     partition: &Partition,
     config: GroupConfig,
     now: i64,
 ) -> Result<GroupCoordinator, LoadError> {
     let log = partition.log.read().unwrap_or_else(|p| p.into_inner());
-    let end = log.high_watermark();
+    let end = log.log_end_offset();
     let mut next = log.log_start_offset();
     let mut loader = Loader::new();
     while next < end {
@@ -248,15 +277,18 @@ impl GroupService {
         let shard = self.shard_for(broker, group)?;
         let token = RequestToken(self.tokens.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = oneshot::channel();
-        {
+        let partition = {
             let mut inner = shard.lock();
             let now = now_ms();
             let effects = f(inner.coordinator()?, token, now);
             inner.waiters.insert(token, tx);
             inner.run(effects, now);
-        }
+            Arc::clone(&inner.log)
+        };
         // A dropped sender means the shard was unloaded (its waiters dropped).
-        rx.await.map_err(|_| ResponseError::NotCoordinator)
+        let response = rx.await.map_err(|_| ResponseError::NotCoordinator)?;
+        replicated(&partition).await?;
+        Ok(response)
     }
 
     /// Runs `f` on the coordinator of `group` (requests answered at once).
