@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A local Weir cluster on 127.0.0.1: one controller and N brokers (default 3), each its own
-# process with its own data directory under $WEIR_CLUSTER_DIR (default ./weir-cluster).
+# process with its own data directory under $LOCAL_CLUSTER_DIR (default ./weir-cluster).
 #
 #   examples/local-cluster.sh            # 3 brokers; Ctrl-C stops them all cleanly
 #   examples/local-cluster.sh 5          # 5 brokers
@@ -11,9 +11,9 @@
 set -euo pipefail
 
 brokers="${1:-3}"
-dir="${WEIR_CLUSTER_DIR:-./weir-cluster}"
+dir="${LOCAL_CLUSTER_DIR:-./weir-cluster}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bin="${WEIR_BROKER_BIN:-$root/target/release/weir-broker}"
+bin="${LOCAL_CLUSTER_BIN:-$root/target/release/weir-broker}"
 
 if [[ ! -x "$bin" ]]; then
   echo "building weir-broker (release)…" >&2

@@ -107,6 +107,8 @@ pub struct BrokerConfig {
     /// and `leader.imbalance.per.broker.percentage` (10): the controller moves leadership back
     /// to preferred replicas (controller role).
     pub auto_leader_rebalance_enable: bool,
+    /// `min.insync.replicas` (1): the default for topics that do not set it.
+    pub min_insync_replicas: usize,
     pub leader_imbalance_check_interval_seconds: u64,
     pub leader_imbalance_per_broker_percentage: u32,
     /// `listeners`
@@ -202,6 +204,7 @@ const BROKER_KEYS: &[&str] = &[
     "controlled.shutdown.max.retries",
     "controlled.shutdown.retry.backoff.ms",
     "auto.leader.rebalance.enable",
+    "min.insync.replicas",
     "leader.imbalance.check.interval.seconds",
     "leader.imbalance.per.broker.percentage",
     "listeners",
@@ -255,6 +258,7 @@ impl Default for BrokerConfig {
             controlled_shutdown_max_retries: 3,
             controlled_shutdown_retry_backoff_ms: 5000,
             auto_leader_rebalance_enable: true,
+            min_insync_replicas: 1,
             leader_imbalance_check_interval_seconds: 300,
             leader_imbalance_per_broker_percentage: 10,
             listeners: vec![listener.clone()],
@@ -418,6 +422,7 @@ impl BrokerConfig {
                 self.controlled_shutdown_retry_backoff_ms = int(0, i32::MAX as i64)? as u64
             }
             "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable = boolean()?,
+            "min.insync.replicas" => self.min_insync_replicas = int(1, i32::MAX as i64)? as usize,
             "leader.imbalance.check.interval.seconds" => {
                 self.leader_imbalance_check_interval_seconds = int(1, i32::MAX as i64)? as u64
             }
@@ -648,6 +653,7 @@ impl BrokerConfig {
                 self.controlled_shutdown_retry_backoff_ms.to_string()
             }
             "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "leader.imbalance.check.interval.seconds" => {
                 self.leader_imbalance_check_interval_seconds.to_string()
             }

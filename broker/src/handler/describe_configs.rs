@@ -285,6 +285,10 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
         "controlled.shutdown.retry.backoff.ms" => {
             (Long, "The wait between controlled shutdown attempts.")
         }
+        "min.insync.replicas" => (
+            Int,
+            "The in-sync replicas an acks=all write needs, for topics that do not set it.",
+        ),
         "auto.leader.rebalance.enable" => (
             Boolean,
             "The controller moves leadership back to preferred replicas when brokers are imbalanced.",

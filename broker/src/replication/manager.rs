@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 use weir_controller::{
     AlterPartition, BrokerEpoch, BrokerId, ClusterMetadata, ControlPlane, PartitionState,
-    TopicMetadata, effective_value,
+    TopicMetadata,
 };
 
 use super::ReplicationConfig;
@@ -101,10 +101,13 @@ where
 }
 
 /// The topic's `min.insync.replicas` (its override, else Kafka's default 1).
-fn min_insync_replicas(topic: &TopicMetadata) -> usize {
-    effective_value(&topic.configs, "min.insync.replicas")
+/// The topic's `min.insync.replicas`, or else the broker's default for it.
+fn min_insync_replicas(topic: &TopicMetadata, broker_default: usize) -> usize {
+    topic
+        .configs
+        .get("min.insync.replicas")
         .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1)
+        .unwrap_or(broker_default)
 }
 
 impl ReplicaManager {
@@ -277,7 +280,7 @@ impl Inner {
         let replica = &partition.replica;
         replica.configure(
             config.replication.lag_time_max_ms,
-            min_insync_replicas(topic),
+            min_insync_replicas(topic, config.min_insync_replicas),
             eligible.clone(),
         );
         let tp = &partition.tp;
