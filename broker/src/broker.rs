@@ -105,7 +105,8 @@ pub fn topic_log_config(
 
 impl Broker {
     /// Opens the data directory, joins the cluster through `control` (metadata, then
-    /// registration and a first heartbeat), and opens the logs to match the metadata.
+    /// registration), opens the logs to match the metadata, and unfences itself with a first
+    /// heartbeat.
     /// Call [`Broker::follow_metadata`] on a task afterwards.
     pub async fn open(
         config: BrokerConfig,
@@ -116,9 +117,6 @@ impl Broker {
             source,
         })?;
         let (link, metadata) = ControllerLink::join(Arc::clone(&control), &config).await?;
-        if let Err(e) = link.heartbeat().await {
-            warn!(error = %e, "first heartbeat failed; the broker stays fenced until one succeeds");
-        }
         let snapshot = metadata.borrow().clone();
         let log_defaults = config.log_defaults.clone();
         let logs = LogManager::open(
@@ -153,6 +151,11 @@ impl Broker {
             .set_control_plane(Arc::clone(&broker.control));
         broker.replication.set_broker_epoch(broker.link.epoch());
         broker.sync_partitions()?;
+        // Fenced until now: the logs are recovered and open before this broker can be made
+        // a leader (Kafka keeps a broker fenced until its logs are loaded).
+        if let Err(e) = broker.link.heartbeat().await {
+            warn!(error = %e, "first heartbeat failed; the broker stays fenced until one succeeds");
+        }
         Ok(broker)
     }
 

@@ -209,8 +209,14 @@ impl ControllerLink {
 
     /// Kafka's controlled shutdown: asks the controller to move leadership and ISR membership
     /// off this broker, up to `retries` more times `backoff` apart while it still leads
-    /// partitions. Returns whether the broker ended up leading nothing.
-    pub async fn controlled_shutdown(&self, retries: u32, backoff: Duration) -> bool {
+    /// partitions and `worth_retrying()` says another broker could take them. Returns whether
+    /// the broker ended up leading nothing.
+    pub async fn controlled_shutdown(
+        &self,
+        retries: u32,
+        backoff: Duration,
+        worth_retrying: impl Fn() -> bool,
+    ) -> bool {
         for attempt in 0..=retries {
             match self
                 .plane
@@ -235,6 +241,10 @@ impl ControllerLink {
             }
             if attempt < retries {
                 tokio::time::sleep(backoff).await;
+                if !worth_retrying() {
+                    info!("controlled shutdown: no other live broker left to take over");
+                    return false;
+                }
             }
         }
         false

@@ -387,12 +387,14 @@ async fn controlled_shutdown(broker: &Broker) {
         return;
     }
     let me = weir_controller::BrokerId(config.node_id);
-    let others_live = broker
-        .metadata()
-        .brokers
-        .values()
-        .any(|b| b.id != me && !b.fenced && !b.in_controlled_shutdown);
-    if !others_live {
+    let others_live = || {
+        broker
+            .metadata()
+            .brokers
+            .values()
+            .any(|b| b.id != me && b.is_live())
+    };
+    if !others_live() {
         info!("no other live broker; skipping controlled shutdown");
         return;
     }
@@ -402,6 +404,7 @@ async fn controlled_shutdown(broker: &Broker) {
         .controlled_shutdown(
             config.controlled_shutdown_max_retries,
             Duration::from_millis(config.controlled_shutdown_retry_backoff_ms),
+            others_live,
         )
         .await;
     if !drained {

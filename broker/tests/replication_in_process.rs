@@ -1,19 +1,29 @@
-//! Replication between in-process brokers over real TCP: two `Broker`s with
-//! `weir_broker::server::run` on 127.0.0.1 port 0, their metadata written to each data
-//! directory beforehand (each broker's in-process controller loads it; the brokers register
-//! with it, nothing else changes it), driven at the wire with `kafka-protocol` messages.
+//! Replication between in-process brokers over real TCP: `Broker`s with
+//! `weir_broker::server::run` on 127.0.0.1 port 0, all joined to ONE controller in the test
+//! process (a `weir_controller::Controller` over a memory store, behind a
+//! `LocalControlPlane`) the way `broker/src/main.rs` joins them: each registers a new
+//! incarnation, heartbeats and follows the controller's metadata. Driven at the wire with
+//! `kafka-protocol` messages.
 //!
-//! ISR changes go to a fake `IsrCommitter` standing in for the controller: it commits what
-//! the leader proposes (checking the partition epoch, as the controller does).
+//! Every partition state is the controller's doing: the test topic is created with a manual
+//! assignment once its brokers have registered; ISR changes are the leaders' own
+//! AlterPartition requests; leadership moves by controlled shutdown and by session expiry
+//! (with unclean election); a new replica arrives by reassignment; a restart is a new `Broker`
+//! on the same data directory (a new incarnation, which fences the previous one). A broker a
+//! test plays at the wire is registered with the controller directly. Nothing ticks the
+//! controller unless a test wants a session to run out, so no broker is fenced and no
+//! leadership moves behind a test's back.
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -23,8 +33,8 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 use kafka_protocol::messages::offset_for_leader_epoch_response::EpochEndOffset;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId as WireBrokerId, FetchRequest, ListOffsetsRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, TopicName,
+    BrokerId as WireBrokerId, DeleteRecordsRequest, FetchRequest, ListOffsetsRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::net::TcpListener;
@@ -32,14 +42,14 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use common::{Rec, batch};
-use weir_broker::broker::Broker;
+use weir_broker::broker::{Broker, Partition};
 use weir_broker::config::{BrokerConfig, Listener};
-use weir_broker::log::{Log, LogConfig, OpenOptions, SegmentCache};
-use weir_broker::replication::{IsrCommitError, IsrCommitFuture, IsrCommitter, LeaderConnection};
-use weir_broker::types::{LeaderEpoch, Offset};
+use weir_broker::replication::LeaderConnection;
+use weir_broker::types::Offset;
 use weir_controller::{
-    AlterPartition, BrokerId, BrokerInfo, ClusterMetadata, FileMetadataStore, MetadataStore,
-    PartitionState, TopicId, TopicMetadata, TopicName as ControllerTopicName,
+    BrokerId, ClusterMetadata, ControlPlane, Controller, ControllerConfig, CreateTopic, Heartbeat,
+    LocalControlPlane, MemoryMetadataStore, PartitionRef, PartitionState, ReassignmentChange,
+    RegisterBroker,
 };
 
 const TOPIC: &str = "replicated";
@@ -52,11 +62,204 @@ const FENCED_LEADER_EPOCH: i16 = 74;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
+/// How long a test waits for replication or the controller to get somewhere.
+const WAIT: Duration = Duration::from_secs(10);
+/// `broker.session.timeout.ms` of the tests' controller: it matters only to a test that ticks
+/// the controller. The brokers heartbeat every `HEARTBEAT_MS`, far within it.
+const SESSION_TIMEOUT_MS: u64 = 2000;
+const HEARTBEAT_MS: u64 = 100;
+
+fn broker(id: i32) -> BrokerId {
+    BrokerId(id)
+}
+
+fn brokers(ids: &[i32]) -> Vec<BrokerId> {
+    ids.iter().map(|&id| BrokerId(id)).collect()
+}
+
+/// The controller every broker of a test joins, and the brokers' data directories.
+struct Cluster {
+    dir: tempfile::TempDir,
+    plane: Arc<LocalControlPlane<MemoryMetadataStore>>,
+}
+
+impl Cluster {
+    async fn new() -> Cluster {
+        let config = ControllerConfig {
+            broker_session_timeout_ms: SESSION_TIMEOUT_MS,
+            // Only a test's own operations move leadership.
+            auto_leader_rebalance_enable: false,
+            ..ControllerConfig::default()
+        };
+        let now = tokio::time::Instant::now().into_std();
+        let controller = Controller::open_with_config(MemoryMetadataStore::new(), config, now)
+            .await
+            .expect("controller opens");
+        Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            plane: Arc::new(LocalControlPlane::new(controller)),
+        }
+    }
+
+    fn data(&self, node: i32) -> PathBuf {
+        self.dir.path().join(format!("b{node}"))
+    }
+
+    /// Starts broker `node` on its data directory (a restart when it ran before) and a new
+    /// port, with its metadata follower and heartbeats running as in `main.rs`.
+    async fn start(&self, node: i32, tune: impl FnOnce(&mut BrokerConfig)) -> Running {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut config = config(node, &self.data(node), port);
+        tune(&mut config);
+        let control: Arc<dyn ControlPlane> = self.plane.clone();
+        let broker = Broker::open(config, control).await.expect("broker opens");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(weir_broker::server::run(listener, broker.clone(), async {
+            let _ = stopped.await;
+        }));
+        let tasks = [
+            tokio::spawn(broker.clone().follow_metadata()),
+            tokio::spawn(broker.link.clone().heartbeat_loop()),
+        ];
+        Running {
+            broker,
+            stop,
+            server,
+            tasks,
+            port,
+        }
+    }
+
+    /// Registers broker `node`, which the test plays at the wire (nothing serves its endpoint),
+    /// and makes it live with a heartbeat when `live`; otherwise it stays fenced.
+    async fn register_played(&self, node: i32, live: bool) {
+        let request = RegisterBroker {
+            id: broker(node),
+            incarnation: uuid::Uuid::new_v4(),
+            cluster_id: self.metadata().await.cluster_id,
+            listeners: vec![weir_controller::Listener {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 1,
+            }],
+            rack: None,
+        };
+        let registered = self
+            .plane
+            .register_broker(request)
+            .await
+            .expect("registered");
+        if live {
+            let heartbeat = Heartbeat {
+                broker: broker(node),
+                broker_epoch: registered.broker_epoch,
+            };
+            let reply = self
+                .plane
+                .broker_heartbeat(heartbeat)
+                .await
+                .expect("heartbeat");
+            assert!(!reply.fenced, "broker {node} is live");
+        }
+    }
+
+    /// The controller's committed metadata.
+    async fn metadata(&self) -> ClusterMetadata {
+        self.plane.controller().lock().await.metadata().clone()
+    }
+
+    /// Partition 0 of `TOPIC` as the controller committed it.
+    async fn partition(&self) -> PartitionState {
+        self.metadata().await.topics[TOPIC].partitions[0].clone()
+    }
+
+    /// Polls the committed partition until `check` holds, and returns it.
+    async fn partition_when(
+        &self,
+        what: &str,
+        check: impl Fn(&PartitionState) -> bool,
+    ) -> PartitionState {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let partition = self.partition().await;
+            if check(&partition) {
+                return partition;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; the partition is {partition:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Creates `TOPIC` with one partition on `replicas` (the first live one leads) and waits
+    /// until each of `running` has applied it. Returns the partition as created.
+    async fn create_topic(
+        &self,
+        replicas: &[i32],
+        configs: &[(&str, &str)],
+        running: &[&Running],
+    ) -> PartitionState {
+        let request = CreateTopic {
+            name: TOPIC.into(),
+            assignments: Some(vec![brokers(replicas)]),
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..CreateTopic::default()
+        };
+        let created = self
+            .plane
+            .create_topic(request, false)
+            .await
+            .expect("topic created");
+        for r in running {
+            r.applied(created.version).await;
+        }
+        created.value.partitions[0].clone()
+    }
+
+    /// Waits until each of `running` has applied the controller's current metadata.
+    async fn applied(&self, running: &[&Running]) {
+        let version = self.metadata().await.version;
+        for r in running {
+            r.applied(version).await;
+        }
+    }
+
+    /// Ticks the controller until broker `node`'s session runs out and it is fenced; no other
+    /// broker may be fenced meanwhile.
+    async fn fence_on_session_expiry(&self, node: i32) {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(SESSION_TIMEOUT_MS) + WAIT;
+        loop {
+            let report = self.plane.tick().await.expect("controller tick");
+            assert!(
+                report.fenced.iter().all(|&b| b == broker(node)),
+                "only broker {node} was to be fenced: {report:?}"
+            );
+            if !report.fenced.is_empty() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "broker {node}'s session did not run out"
+            );
+            tokio::time::sleep(Duration::from_millis(HEARTBEAT_MS)).await;
+        }
+    }
+}
+
 /// A broker serving on a real socket.
 struct Running {
     broker: Arc<Broker>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
+    /// `follow_metadata` and `heartbeat_loop`.
+    tasks: [JoinHandle<()>; 2],
     port: u16,
 }
 
@@ -72,13 +275,39 @@ impl Running {
         .expect("connect")
     }
 
-    /// Stops serving, stops replication and closes the logs (the data directory is free
-    /// again).
+    /// Waits until this broker has applied metadata `version`.
+    async fn applied(&self, version: u64) {
+        assert!(
+            self.broker.wait_applied(version).await,
+            "broker {} did not apply metadata version {version}",
+            self.broker.config.node_id
+        );
+    }
+
+    /// Partition 0 of `TOPIC`, which this broker must serve.
+    fn partition(&self) -> Arc<Partition> {
+        self.broker.partition(TOPIC, 0).expect("served")
+    }
+
+    /// Stops as a crashed broker would, as far as the controller knows (no controlled
+    /// shutdown; heartbeats stop): stops serving, following the metadata and replicating, then
+    /// closes the logs (the data directory is free again).
     async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
         let _ = self.stop.send(());
         self.server.await.expect("server task");
         self.broker.replication.shutdown().await;
         let broker = self.broker;
+        // A metadata change still being applied on a blocking thread holds the broker.
+        eventually(WAIT, "the broker to be released", || {
+            Arc::strong_count(&broker) == 1
+        })
+        .await;
         tokio::task::spawn_blocking(move || broker.shutdown_storage())
             .await
             .unwrap()
@@ -97,98 +326,13 @@ fn config(node: i32, data: &Path, port: u16) -> BrokerConfig {
         listeners: vec![listener.clone()],
         advertised_listeners: vec![listener],
         data_dir: data.to_path_buf(),
+        broker_heartbeat_interval_ms: HEARTBEAT_MS,
         ..BrokerConfig::default()
     };
     config.replication.fetch_wait_max_ms = 50;
     config.replication.fetch_backoff_ms = 50;
     config.replication.lag_time_max_ms = 1000;
     config
-}
-
-/// Two brokers' metadata: `TOPIC` with one partition on `replicas`.
-fn metadata(
-    ports: &[(i32, u16)],
-    replicas: &[i32],
-    isr: &[i32],
-    leader: i32,
-    leader_epoch: i32,
-    configs: &[(&str, &str)],
-) -> ClusterMetadata {
-    let brokers = ports
-        .iter()
-        .map(|&(id, port)| {
-            (
-                BrokerId(id),
-                BrokerInfo::new(BrokerId(id), None, "127.0.0.1", port),
-            )
-        })
-        .collect();
-    let partition = PartitionState {
-        partition: 0,
-        replicas: replicas.iter().map(|&b| BrokerId(b)).collect(),
-        isr: isr.iter().map(|&b| BrokerId(b)).collect(),
-        leader: Some(BrokerId(leader)),
-        leader_epoch,
-        partition_epoch: 0,
-        adding_replicas: Vec::new(),
-        removing_replicas: Vec::new(),
-    };
-    let topic = TopicMetadata {
-        name: ControllerTopicName::new(TOPIC).unwrap(),
-        id: TopicId(uuid::Uuid::from_u128(0x5eed)),
-        partitions: vec![partition],
-        configs: configs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    };
-    ClusterMetadata {
-        cluster_id: "replication-test".into(),
-        version: 1,
-        brokers,
-        topics: BTreeMap::from([(TOPIC.to_string(), topic)]),
-        next_producer_id: 0,
-        last_broker_epoch: Default::default(),
-    }
-}
-
-async fn start(
-    node: i32,
-    data: &Path,
-    listener: TcpListener,
-    metadata: &ClusterMetadata,
-    tune: impl FnOnce(&mut BrokerConfig),
-) -> Running {
-    std::fs::create_dir_all(data).unwrap();
-    // A restarted broker keeps the metadata it had.
-    let store = FileMetadataStore::new(data.join("__cluster_metadata.json"));
-    if store.load().await.expect("metadata readable").is_none() {
-        store.save(metadata, None).await.expect("metadata written");
-    }
-    let port = listener.local_addr().unwrap().port();
-    let mut config = config(node, data, port);
-    tune(&mut config);
-    // Each broker hosts a controller over its own copy of the metadata; nothing ticks it, so
-    // the partition states stay as written (ISR changes go to the test's fake committer).
-    let controller = weir_controller::Controller::open(store, std::time::Instant::now())
-        .await
-        .expect("controller opens");
-    let plane = Arc::new(weir_controller::LocalControlPlane::new(controller));
-    let broker = Broker::open(config, plane).await.expect("broker opens");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(weir_broker::server::run(listener, broker.clone(), async {
-        let _ = stopped.await;
-    }));
-    Running {
-        broker,
-        stop,
-        server,
-        port,
-    }
-}
-
-async fn bind() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
 
 fn records(n: usize, tag: &str) -> Bytes {
@@ -278,6 +422,24 @@ async fn list_offset(conn: &mut LeaderConnection, replica_id: i32, timestamp: i6
     (p.error_code, p.offset)
 }
 
+/// DeleteRecords v2 of partition 0 below `offset`: `(error code, low watermark)`.
+async fn delete_records(conn: &mut LeaderConnection, offset: i64) -> (i16, i64) {
+    let request = DeleteRecordsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partitions(vec![
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(offset),
+                ]),
+        ]);
+    let mut response = conn.send(2, &request).await.expect("DeleteRecords");
+    let p = response.topics.remove(0).partitions.remove(0);
+    (p.error_code, p.low_watermark)
+}
+
 async fn offset_for_epoch(
     conn: &mut LeaderConnection,
     topic: &str,
@@ -342,85 +504,27 @@ async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bo
     }
 }
 
-/// A stand-in for the controller's AlterPartition: commits what is proposed when it is based
-/// on the current partition epoch, bumping it.
-struct FakeController {
-    partition: Mutex<PartitionState>,
-    requests: Mutex<Vec<AlterPartition>>,
-}
-
-impl FakeController {
-    fn new(partition: PartitionState) -> Arc<FakeController> {
-        Arc::new(FakeController {
-            partition: Mutex::new(partition),
-            requests: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn isr(&self) -> Vec<i32> {
-        self.partition
-            .lock()
-            .unwrap()
-            .isr
-            .iter()
-            .map(|b| b.0)
-            .collect()
-    }
-}
-
-impl IsrCommitter for FakeController {
-    fn alter_partition(&self, request: AlterPartition) -> IsrCommitFuture<'_> {
-        Box::pin(async move {
-            self.requests.lock().unwrap().push(request.clone());
-            let mut partition = self.partition.lock().unwrap();
-            if request.partition_epoch != partition.partition_epoch
-                || request.leader_epoch != partition.leader_epoch
-            {
-                return Err(IsrCommitError {
-                    code: 95, // INVALID_UPDATE_VERSION
-                    message: "stale".into(),
-                });
-            }
-            partition.isr = request.new_isr;
-            partition.partition_epoch += 1;
-            Ok(partition.clone())
-        })
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_replicates_over_tcp_and_acks_all_waits_for_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let (l1, l2) = (bind().await, bind().await);
-    let ports = [
-        (1, l1.local_addr().unwrap().port()),
-        (2, l2.local_addr().unwrap().port()),
-    ];
-    let md = metadata(
-        &ports,
-        &[1, 2],
-        &[1, 2],
-        1,
-        3,
-        &[("min.insync.replicas", "2")],
+    let cluster = Cluster::new().await;
+    let leader = cluster.start(1, |_| {}).await;
+    let follower = cluster.start(2, |_| {}).await;
+    let created = cluster
+        .create_topic(
+            &[1, 2],
+            &[("min.insync.replicas", "2")],
+            &[&leader, &follower],
+        )
+        .await;
+    assert_eq!(
+        (created.leader, created.isr.clone()),
+        (Some(broker(1)), brokers(&[1, 2]))
     );
-    let leader = start(1, &dir.path().join("b1"), l1, &md, |_| {}).await;
-    let follower = start(2, &dir.path().join("b2"), l2, &md, |_| {}).await;
-    assert!(
-        leader
-            .broker
-            .partition(TOPIC, 0)
-            .unwrap()
-            .replica
-            .is_leader()
-    );
-    assert!(
-        !follower
-            .broker
-            .partition(TOPIC, 0)
-            .unwrap()
-            .replica
-            .is_leader()
+    let epoch = created.leader_epoch;
+    assert!(leader.partition().replica.is_leader());
+    assert_eq!(
+        follower.partition().replica.follows(),
+        Some((broker(1), epoch))
     );
 
     let mut conn = leader.connect().await;
@@ -442,28 +546,27 @@ async fn a_follower_replicates_over_tcp_and_acks_all_waits_for_it() {
         produce(&mut conn, -1, 10_000, records(2, "c")).await,
         (NONE, 8)
     );
-    eventually(
-        Duration::from_secs(10),
-        "the follower's high watermark",
-        || offsets(&follower.broker) == (Offset(10), Offset(10)),
-    )
+    eventually(WAIT, "the follower's high watermark", || {
+        offsets(&follower.broker) == (Offset(10), Offset(10))
+    })
     .await;
     assert_eq!(log_bytes(&follower.broker), log_bytes(&leader.broker));
-    assert_eq!(epochs(&follower.broker), vec![(3, 0)]);
+    assert_eq!(epochs(&leader.broker), vec![(epoch, 0)]);
+    assert_eq!(epochs(&follower.broker), vec![(epoch, 0)]);
 
     // Consumers read the committed records from the leader only.
-    let data = fetch(&mut conn, -1, 3, 0).await;
+    let data = fetch(&mut conn, -1, epoch, 0).await;
     assert_eq!((data.error_code, data.high_watermark), (NONE, 10));
     assert_eq!(record_count(&data), 10);
     let mut to_follower = follower.connect().await;
-    let data = fetch(&mut to_follower, -1, 3, 0).await;
+    let data = fetch(&mut to_follower, -1, epoch, 0).await;
     assert_eq!(data.error_code, NOT_LEADER_OR_FOLLOWER);
     assert_eq!(
         produce(&mut to_follower, 1, 1000, records(1, "x")).await.0,
         NOT_LEADER_OR_FOLLOWER
     );
     assert_eq!(
-        offset_for_epoch(&mut to_follower, TOPIC, 3, 3)
+        offset_for_epoch(&mut to_follower, TOPIC, epoch, epoch)
             .await
             .error_code,
         NOT_LEADER_OR_FOLLOWER
@@ -481,18 +584,24 @@ async fn a_follower_replicates_over_tcp_and_acks_all_waits_for_it() {
         })
         .unwrap_or_else(|| panic!("no lag metric for the followed partition:\n{text}"));
     assert!(lag.ends_with(" 0"), "{lag}");
+    // Nothing asked the controller to change the partition.
+    assert_eq!(cluster.partition().await, created);
     follower.stop().await;
     leader.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_serves_followers_up_to_its_log_end_and_their_fetches_move_the_high_watermark() {
-    let dir = tempfile::tempdir().unwrap();
-    let l1 = bind().await;
-    let ports = [(1, l1.local_addr().unwrap().port()), (2, 1)];
-    // Broker 2 never runs: this test plays it at the wire.
-    let md = metadata(&ports, &[1, 2], &[1, 2], 1, 0, &[]);
-    let leader = start(1, &dir.path().join("b1"), l1, &md, |_| {}).await;
+    let cluster = Cluster::new().await;
+    // The ISR check must not drop replica 2 while the test plays it.
+    let leader = cluster
+        .start(1, |c| c.replication.lag_time_max_ms = 60_000)
+        .await;
+    // Broker 2 never runs: this test plays it at the wire. It is live, so it is in the ISR.
+    cluster.register_played(2, true).await;
+    let created = cluster.create_topic(&[1, 2], &[], &[&leader]).await;
+    assert_eq!(created.isr, brokers(&[1, 2]));
+    let epoch = created.leader_epoch;
     let mut conn = leader.connect().await;
 
     // acks=1 is answered at once; acks=all waits for replica 2 until the request times out.
@@ -512,25 +621,25 @@ async fn the_leader_serves_followers_up_to_its_log_end_and_their_fetches_move_th
     assert_eq!(list_offset(&mut conn, -1, -1).await, (NONE, 0));
     assert_eq!(list_offset(&mut conn, 2, -1).await, (NONE, 6));
     // A consumer sees nothing below the high watermark; replica 2 reads up to the log end.
-    let data = fetch(&mut conn, -1, 0, 0).await;
+    let data = fetch(&mut conn, -1, epoch, 0).await;
     assert_eq!((data.error_code, record_count(&data)), (NONE, 0));
-    let data = fetch(&mut conn, 2, 0, 0).await;
+    let data = fetch(&mut conn, 2, epoch, 0).await;
     assert_eq!((data.error_code, data.high_watermark), (NONE, 0));
     assert_eq!(record_count(&data), 6);
     // Its next fetch offset says it has everything: the high watermark moves.
-    let data = fetch(&mut conn, 2, 0, 6).await;
+    let data = fetch(&mut conn, 2, epoch, 6).await;
     assert_eq!((data.error_code, record_count(&data)), (NONE, 0));
     assert_eq!(offsets(&leader.broker), (Offset(6), Offset(6)));
-    let data = fetch(&mut conn, -1, 0, 0).await;
+    let data = fetch(&mut conn, -1, epoch, 0).await;
     assert_eq!((data.high_watermark, record_count(&data)), (6, 6));
 
     // Fetches the leader refuses.
     assert_eq!(
-        fetch(&mut conn, 2, 1, 6).await.error_code,
+        fetch(&mut conn, 2, epoch + 1, 6).await.error_code,
         UNKNOWN_LEADER_EPOCH
     );
     assert_eq!(
-        fetch(&mut conn, 9, 0, 0).await.error_code,
+        fetch(&mut conn, 9, epoch, 0).await.error_code,
         UNKNOWN_LEADER_EPOCH
     );
     assert_eq!(
@@ -542,11 +651,18 @@ async fn the_leader_serves_followers_up_to_its_log_end_and_their_fetches_move_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_all_is_refused_below_min_insync_replicas_and_answered_alone_when_allowed() {
-    let dir = tempfile::tempdir().unwrap();
-    let l1 = bind().await;
-    let ports = [(1, l1.local_addr().unwrap().port()), (2, 1)];
-    let md = metadata(&ports, &[1, 2], &[1], 1, 0, &[("min.insync.replicas", "2")]);
-    let leader = start(1, &dir.path().join("b1"), l1, &md, |_| {}).await;
+    let cluster = Cluster::new().await;
+    let leader = cluster.start(1, |_| {}).await;
+    // Broker 2 registered but never heartbeat: it is fenced, so the new partition's ISR is the
+    // leader alone.
+    cluster.register_played(2, false).await;
+    let created = cluster
+        .create_topic(&[1, 2], &[("min.insync.replicas", "2")], &[&leader])
+        .await;
+    assert_eq!(
+        (created.leader, created.isr),
+        (Some(broker(1)), brokers(&[1]))
+    );
     let mut conn = leader.connect().await;
     assert_eq!(
         produce(&mut conn, -1, 1000, records(1, "a")).await.0,
@@ -566,26 +682,20 @@ async fn acks_all_is_refused_below_min_insync_replicas_and_answered_alone_when_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_isr_shrinks_when_a_follower_stops_and_expands_when_it_catches_up_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let (l1, l2) = (bind().await, bind().await);
-    let ports = [
-        (1, l1.local_addr().unwrap().port()),
-        (2, l2.local_addr().unwrap().port()),
-    ];
-    let md = metadata(&ports, &[1, 2], &[1, 2], 1, 1, &[]);
-    let leader = start(1, &dir.path().join("b1"), l1, &md, |_| {}).await;
-    let controller = FakeController::new(md.topics[TOPIC].partitions[0].clone());
-    leader
-        .broker
-        .replication
-        .set_isr_committer(controller.clone());
-    let follower = start(2, &dir.path().join("b2"), l2, &md, |_| {}).await;
+    let cluster = Cluster::new().await;
+    let leader = cluster.start(1, |_| {}).await;
+    let follower = cluster.start(2, |_| {}).await;
+    let created = cluster
+        .create_topic(&[1, 2], &[], &[&leader, &follower])
+        .await;
     let mut conn = leader.connect().await;
     assert_eq!(
         produce(&mut conn, -1, 10_000, records(3, "a")).await,
         (NONE, 0)
     );
 
+    // The follower dies; as far as the controller knows it is still live, so only the
+    // leader's ISR check can take it out.
     follower.stop().await;
     // A follower at the leader's log end stays in sync however long it is silent (Kafka's
     // rule); once the leader appends, it lags.
@@ -593,10 +703,11 @@ async fn the_isr_shrinks_when_a_follower_stops_and_expands_when_it_catches_up_ag
         produce(&mut conn, 1, 10_000, records(2, "b")).await,
         (NONE, 3)
     );
-    eventually(Duration::from_secs(10), "the ISR to shrink", || {
-        controller.isr() == [1]
-    })
-    .await;
+    let shrunk = cluster
+        .partition_when("the controller to commit the ISR shrink", |p| {
+            p.isr == brokers(&[1])
+        })
+        .await;
     eventually(Duration::from_secs(5), "the shrink to be applied", || {
         leader.broker.metrics.isr_shrinks.get() == 1
     })
@@ -608,13 +719,14 @@ async fn the_isr_shrinks_when_a_follower_stops_and_expands_when_it_catches_up_ag
         (NONE, 5)
     );
 
-    // The follower comes back, catches up and rejoins.
-    let l2 = TcpListener::bind(("127.0.0.1", ports[1].1)).await.unwrap();
-    let follower = start(2, &dir.path().join("b2"), l2, &md, |_| {}).await;
-    eventually(Duration::from_secs(10), "the ISR to expand", || {
-        controller.isr() == [1, 2]
-    })
-    .await;
+    // The follower comes back (a new incarnation on the same data directory), catches up and
+    // rejoins.
+    let follower = cluster.start(2, |_| {}).await;
+    let expanded = cluster
+        .partition_when("the controller to commit the ISR expansion", |p| {
+            p.isr == brokers(&[1, 2])
+        })
+        .await;
     eventually(
         Duration::from_secs(5),
         "the expansion to be applied",
@@ -626,68 +738,85 @@ async fn the_isr_shrinks_when_a_follower_stops_and_expands_when_it_catches_up_ag
         produce(&mut conn, -1, 10_000, records(1, "d")).await,
         (NONE, 6)
     );
-    eventually(Duration::from_secs(10), "the follower to catch up", || {
+    eventually(WAIT, "the follower to catch up", || {
         offsets(&follower.broker).0 == Offset(7)
     })
     .await;
     assert_eq!(log_bytes(&follower.broker), log_bytes(&leader.broker));
-    let requests = controller.requests.lock().unwrap().clone();
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.broker == BrokerId(1) && r.leader_epoch == 1 && r.partition == 0),
-        "{requests:?}"
-    );
+    // Both changes were the leader's, in the epoch it was elected in: one partition epoch each,
+    // and the same leader and leader epoch throughout.
+    let state = |p: &PartitionState| (p.leader, p.leader_epoch, p.partition_epoch);
+    let (leader_id, epoch, partition_epoch) = state(&created);
+    assert_eq!(leader_id, Some(broker(1)));
+    assert_eq!(state(&shrunk), (leader_id, epoch, partition_epoch + 1));
+    assert_eq!(state(&expanded), (leader_id, epoch, partition_epoch + 2));
+    assert_eq!(cluster.partition().await, expanded);
     follower.stop().await;
     leader.stop().await;
 }
 
-/// Writes `batches` (leader epoch, records) into `<data>/replicated-0` as a leader would have,
-/// the log starting at `start`.
-fn prepare_log_at(data: &Path, start: u64, batches: &[(i32, usize, &str)]) -> PathBuf {
-    let dir = data.join(format!("{TOPIC}-0"));
-    let mut log = Log::open(
-        &dir,
-        LogConfig::default(),
-        OpenOptions::default(),
-        Arc::new(SegmentCache::new(16)),
-    )
-    .unwrap();
-    if start > 0 {
-        log.truncate_fully_and_start_at(Offset(start), 1_700_000_000_000)
-            .unwrap();
-    }
-    for &(epoch, n, tag) in batches {
-        log.append_as_leader(&records(n, tag), LeaderEpoch(epoch), 1_700_000_000_000)
-            .unwrap();
-    }
-    log.close().unwrap();
-    dir
-}
-
-fn prepare_log(data: &Path, batches: &[(i32, usize, &str)]) -> PathBuf {
-    prepare_log_at(data, 0, batches)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_truncates_a_divergent_tail_from_an_old_epoch_by_leader_epoch() {
-    // KIP-101: both wrote 0..5 in epoch 0. Broker 2 then led epoch 1 and wrote 5..8, which
-    // nobody replicated; broker 1 was elected for epoch 2 and wrote its own 5..10. Broker 2
-    // must cut exactly its epoch-1 tail, keep 0..5, and copy the leader's 5..10.
-    let dir = tempfile::tempdir().unwrap();
-    let (b1, b2) = (dir.path().join("b1"), dir.path().join("b2"));
-    prepare_log(&b1, &[(0, 5, "shared"), (2, 5, "leader")]);
-    prepare_log(&b2, &[(0, 5, "shared"), (1, 3, "divergent")]);
-    let (l1, l2) = (bind().await, bind().await);
-    let ports = [
-        (1, l1.local_addr().unwrap().port()),
-        (2, l2.local_addr().unwrap().port()),
-    ];
-    let md = metadata(&ports, &[1, 2], &[1, 2], 1, 2, &[]);
-    let leader = start(1, &b1, l1, &md, |_| {}).await;
+    // KIP-101: both write 0..5 in epoch 0. Broker 1 shuts down; broker 2 leads epoch 1 and
+    // writes 5..8, which nobody replicates, then crashes. Broker 1 comes back, and once broker
+    // 2's session runs out the controller elects broker 1, the only live replica, for epoch 2
+    // (unclean election), and it writes its own 5..10. When broker 2 returns it must cut
+    // exactly its epoch-1 tail, keep 0..5, and copy the leader's 5..10.
+    let cluster = Cluster::new().await;
+    let b1 = cluster.start(1, |_| {}).await;
+    let b2 = cluster.start(2, |_| {}).await;
+    let unclean = [("unclean.leader.election.enable", "true")];
+    let created = cluster.create_topic(&[1, 2], &unclean, &[&b1, &b2]).await;
+    assert_eq!((created.leader, created.leader_epoch), (Some(broker(1)), 0));
+    let mut conn = b1.connect().await;
+    assert_eq!(
+        produce(&mut conn, -1, 10_000, records(5, "shared")).await,
+        (NONE, 0)
+    );
+
+    // Broker 1's controlled shutdown moves leadership to broker 2 (epoch 1); broker 1 stops
+    // before broker 2 takes any write.
+    assert!(
+        b1.broker.link.controlled_shutdown(0, Duration::ZERO).await,
+        "leadership moved off broker 1"
+    );
+    cluster.applied(&[&b1, &b2]).await;
+    let moved = cluster.partition().await;
+    assert_eq!(
+        (moved.leader, moved.leader_epoch, moved.isr),
+        (Some(broker(2)), 1, brokers(&[2]))
+    );
+    assert!(b2.partition().replica.is_leader());
+    b1.stop().await;
+    let mut conn = b2.connect().await;
+    assert_eq!(
+        produce(&mut conn, 1, 10_000, records(3, "divergent")).await,
+        (NONE, 5)
+    );
+    assert_eq!(offsets(&b2.broker).0, Offset(8));
+    assert_eq!(epochs(&b2.broker), vec![(0, 0), (1, 5)]);
+    b2.stop().await;
+
+    // Broker 1 comes back while broker 2 is down, and follows it, fetching nothing; broker 2's
+    // session runs out, which elects broker 1.
+    let b1 = cluster.start(1, |_| {}).await;
+    assert_eq!(b1.partition().replica.follows(), Some((broker(2), 1)));
+    cluster.fence_on_session_expiry(2).await;
+    cluster.applied(&[&b1]).await;
+    let elected = cluster.partition().await;
+    assert_eq!(
+        (elected.leader, elected.leader_epoch, elected.isr),
+        (Some(broker(1)), 2, brokers(&[1]))
+    );
+    assert!(b1.partition().replica.is_leader());
+    let mut conn = b1.connect().await;
+    assert_eq!(
+        produce(&mut conn, 1, 10_000, records(5, "leader")).await,
+        (NONE, 5)
+    );
+    assert_eq!(epochs(&b1.broker), vec![(0, 0), (2, 5)]);
 
     // The leader's answers to OffsetsForLeaderEpoch.
-    let mut conn = leader.connect().await;
     let answer = |e: &EpochEndOffset| (e.error_code, e.leader_epoch, e.end_offset);
     assert_eq!(
         answer(&offset_for_epoch(&mut conn, TOPIC, 2, 2).await),
@@ -720,49 +849,93 @@ async fn a_follower_truncates_a_divergent_tail_from_an_old_epoch_by_leader_epoch
         UNKNOWN_TOPIC_OR_PARTITION
     );
 
-    let follower = start(2, &b2, l2, &md, |_| {}).await;
-    eventually(Duration::from_secs(10), "the follower to converge", || {
-        offsets(&follower.broker).0 == Offset(10)
+    // Broker 2 comes back as a follower of epoch 2 and converges on the leader's log.
+    let b2 = cluster.start(2, |_| {}).await;
+    eventually(WAIT, "the follower to converge", || {
+        offsets(&b2.broker).0 == Offset(10)
     })
     .await;
-    assert_eq!(log_bytes(&follower.broker), log_bytes(&leader.broker));
-    assert_eq!(epochs(&follower.broker), vec![(0, 0), (2, 5)]);
-    assert_eq!(epochs(&leader.broker), vec![(0, 0), (2, 5)]);
-    follower.stop().await;
-    leader.stop().await;
+    assert_eq!(log_bytes(&b2.broker), log_bytes(&b1.broker));
+    assert_eq!(epochs(&b2.broker), vec![(0, 0), (2, 5)]);
+    assert_eq!(epochs(&b1.broker), vec![(0, 0), (2, 5)]);
+    let rejoined = cluster
+        .partition_when("broker 2 to rejoin the ISR", |p| p.isr == brokers(&[1, 2]))
+        .await;
+    assert_eq!(
+        (rejoined.leader, rejoined.leader_epoch),
+        (Some(broker(1)), 2)
+    );
+    b2.stop().await;
+    b1.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_behind_the_leaders_log_start_restarts_its_log_there() {
-    // The leader's log starts at 100 (older records were deleted); the new follower has
-    // nothing. Its fetch from 0 is out of range: it asks the leader for its log start and end
-    // and starts over at 100.
-    let dir = tempfile::tempdir().unwrap();
-    let (b1, b2) = (dir.path().join("b1"), dir.path().join("b2"));
-    prepare_log_at(&b1, 100, &[(0, 4, "kept")]);
-    let (l1, l2) = (bind().await, bind().await);
-    let ports = [
-        (1, l1.local_addr().unwrap().port()),
-        (2, l2.local_addr().unwrap().port()),
-    ];
-    let md = metadata(&ports, &[1, 2], &[1, 2], 1, 0, &[]);
-    let leader = start(1, &b1, l1, &md, |_| {}).await;
+    // The leader's log starts at 100 (DeleteRecords deleted the older records); a
+    // reassignment adds broker 2, which has nothing. Its fetch from 0 is out of range: it asks
+    // the leader for its log start and end and starts over at 100.
+    let cluster = Cluster::new().await;
+    let leader = cluster.start(1, |_| {}).await;
+    let follower = cluster.start(2, |_| {}).await;
+    cluster.create_topic(&[1], &[], &[&leader, &follower]).await;
+    assert!(
+        follower.broker.partition(TOPIC, 0).is_none(),
+        "not a replica"
+    );
     let mut conn = leader.connect().await;
+    assert_eq!(
+        produce(&mut conn, 1, 10_000, records(100, "deleted")).await,
+        (NONE, 0)
+    );
+    assert_eq!(delete_records(&mut conn, 100).await, (NONE, 100));
+    assert_eq!(
+        produce(&mut conn, 1, 10_000, records(4, "kept")).await,
+        (NONE, 100)
+    );
     assert_eq!(list_offset(&mut conn, 2, -2).await, (NONE, 100));
-    let follower = start(2, &b2, l2, &md, |_| {}).await;
-    eventually(
-        Duration::from_secs(10),
-        "the follower to restart and catch up",
-        || offsets(&follower.broker) == (Offset(104), Offset(104)),
-    )
+    assert_eq!(list_offset(&mut conn, 2, -1).await, (NONE, 104));
+
+    let target = ReassignmentChange {
+        partition: PartitionRef {
+            topic: TOPIC.into(),
+            partition: 0,
+        },
+        target: Some(brokers(&[1, 2])),
+    };
+    let results = cluster
+        .plane
+        .alter_reassignments(vec![target])
+        .await
+        .expect("AlterPartitionReassignments");
+    assert!(matches!(results.as_slice(), [(_, Ok(()))]), "{results:?}");
+    cluster.applied(&[&leader, &follower]).await;
+    eventually(WAIT, "the follower to restart and catch up", || {
+        offsets(&follower.broker) == (Offset(104), Offset(104))
+    })
     .await;
     let log = log_of(&follower.broker);
     assert_eq!(log.read().unwrap().log_start_offset(), Offset(100));
     drop(log);
     assert_eq!(log_bytes(&follower.broker), log_bytes(&leader.broker));
+
+    // Caught up, it joins the ISR, which completes the reassignment; acks=all waits for it.
+    let done = cluster
+        .partition_when("the reassignment to complete", |p| {
+            p.isr == brokers(&[1, 2]) && !p.is_reassigning()
+        })
+        .await;
+    assert_eq!(
+        (done.leader, done.replicas),
+        (Some(broker(1)), brokers(&[1, 2]))
+    );
+    cluster.applied(&[&leader, &follower]).await;
     assert_eq!(
         produce(&mut conn, -1, 10_000, records(1, "new")).await,
         (NONE, 104)
+    );
+    assert!(
+        offsets(&follower.broker).0 >= Offset(105),
+        "the follower has the batch"
     );
     follower.stop().await;
     leader.stop().await;
@@ -770,27 +943,16 @@ async fn a_follower_behind_the_leaders_log_start_restarts_its_log_there() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acks_all_write_fails_after_append_when_the_isr_shrinks_below_min_insync_replicas() {
-    let dir = tempfile::tempdir().unwrap();
-    let (l1, l2) = (bind().await, bind().await);
-    let ports = [
-        (1, l1.local_addr().unwrap().port()),
-        (2, l2.local_addr().unwrap().port()),
-    ];
-    let md = metadata(
-        &ports,
-        &[1, 2],
-        &[1, 2],
-        1,
-        0,
-        &[("min.insync.replicas", "2")],
-    );
-    let leader = start(1, &dir.path().join("b1"), l1, &md, |_| {}).await;
-    let controller = FakeController::new(md.topics[TOPIC].partitions[0].clone());
-    leader
-        .broker
-        .replication
-        .set_isr_committer(controller.clone());
-    let follower = start(2, &dir.path().join("b2"), l2, &md, |_| {}).await;
+    let cluster = Cluster::new().await;
+    let leader = cluster.start(1, |_| {}).await;
+    let follower = cluster.start(2, |_| {}).await;
+    cluster
+        .create_topic(
+            &[1, 2],
+            &[("min.insync.replicas", "2")],
+            &[&leader, &follower],
+        )
+        .await;
     let mut conn = leader.connect().await;
     assert_eq!(
         produce(&mut conn, -1, 10_000, records(2, "a")).await,
@@ -802,7 +964,7 @@ async fn an_acks_all_write_fails_after_append_when_the_isr_shrinks_below_min_ins
     // replica.lag.time.max.ms): the high watermark passes the write with one in-sync replica.
     let (code, base) = produce(&mut conn, -1, 20_000, records(2, "b")).await;
     assert_eq!((code, base), (NOT_ENOUGH_REPLICAS_AFTER_APPEND, 2));
-    assert_eq!(controller.isr(), [1]);
+    assert_eq!(cluster.partition().await.isr, brokers(&[1]));
     assert_eq!(offsets(&leader.broker), (Offset(4), Offset(4)));
     // Now refused before anything is written.
     assert_eq!(
