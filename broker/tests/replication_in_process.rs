@@ -777,7 +777,10 @@ async fn a_follower_truncates_a_divergent_tail_from_an_old_epoch_by_leader_epoch
     // Broker 1's controlled shutdown moves leadership to broker 2 (epoch 1); broker 1 stops
     // before broker 2 takes any write.
     assert!(
-        b1.broker.link.controlled_shutdown(0, Duration::ZERO).await,
+        b1.broker
+            .link
+            .controlled_shutdown(0, Duration::ZERO, || true)
+            .await,
         "leadership moved off broker 1"
     );
     cluster.applied(&[&b1, &b2]).await;
