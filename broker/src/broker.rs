@@ -156,7 +156,27 @@ impl Broker {
         if let Err(e) = broker.link.heartbeat().await {
             warn!(error = %e, "first heartbeat failed; the broker stays fenced until one succeeds");
         }
+        broker.catch_up_unfenced().await?;
         Ok(broker)
+    }
+
+    /// Waits (up to [`METADATA_WAIT`]) for the image in which this incarnation is unfenced —
+    /// the one whose elections made it leader again — and applies it, so the broker serves
+    /// its partitions as soon as it reports ready.
+    async fn catch_up_unfenced(&self) -> Result<(), BrokerError> {
+        let me = BrokerId(self.config.node_id);
+        let epoch = self.link.epoch();
+        let mut images = self.metadata.clone();
+        let unfenced = images.wait_for(|m| {
+            m.brokers
+                .get(&me)
+                .is_some_and(|b| b.epoch == epoch && !b.fenced)
+        });
+        match tokio::time::timeout(METADATA_WAIT, unfenced).await {
+            Ok(Ok(_)) => {}
+            _ => warn!("not unfenced by the controller yet; serving with the metadata at hand"),
+        }
+        self.apply_metadata()
     }
 
     /// Applies every metadata image the controller publishes, until the task is aborted.
