@@ -7,6 +7,7 @@
 //! bytes as the leader's (no offset holds different records on different replicas).
 
 mod cluster;
+mod common;
 mod process;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -332,38 +333,6 @@ async fn kill_the_leader_five_times_during_an_acks_all_stream_and_lose_nothing()
     assert_replicas_identical(&cluster, "chase", 2);
 }
 
-/// One plain batch of `count` records `v0..v<count>` (the encoder starts a new batch for
-/// each record without a sequence, so a plain batch is best kept to one record).
-fn plain_batch(count: i32) -> bytes::Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: -1,
-            timestamp: weir_broker::log::now_ms(),
-            key: None,
-            value: Some(bytes::Bytes::from(format!("v{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
-    buf.freeze()
-}
-
 /// Produces one batch to `topic-partition` through `broker` (Produce v9): the error code.
 fn produce_raw(broker: &process::BrokerProcess, topic: &str, partition: i32, acks: i16) -> i16 {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -378,7 +347,9 @@ fn produce_raw(broker: &process::BrokerProcess, topic: &str, partition: i32, ack
                 .with_partition_data(vec![
                     PartitionProduceData::default()
                         .with_index(partition)
-                        .with_records(Some(plain_batch(1))),
+                        .with_records(Some(bytes::Bytes::from(common::batch(&[
+                            common::Rec::new("v", weir_broker::log::now_ms()),
+                        ])))),
                 ]),
         ]);
     let response = broker.call(9, &request);
