@@ -528,9 +528,20 @@ fn check_partition_changes(op: &Op, before: &ClusterMetadata, after: &ClusterMet
         }
         let completed = was.is_reassigning() && !p.is_reassigning();
         if completed && !matches!(op, Op::Cancel { .. }) && !op.changes_liveness() {
+            // KIP-455: a reassignment completes once every replica it adds (one outside the
+            // replicas it started from) is in sync; a target within those completes at once.
+            let original: Vec<BrokerId> = was
+                .replicas
+                .iter()
+                .filter(|b| !was.adding_replicas.contains(b))
+                .copied()
+                .collect();
             assert!(
-                p.replicas.iter().all(|b| p.isr.contains(b)),
-                "completed before the target was in sync: {shown}"
+                p.replicas
+                    .iter()
+                    .filter(|b| !original.contains(b))
+                    .all(|b| p.isr.contains(b)),
+                "completed before the added replicas were in sync: {shown}"
             );
         }
     }
