@@ -243,10 +243,20 @@ impl Broker {
                 }
                 let tp = TopicPartition::new(topic.name.as_str(), now.partition);
                 info!(partition = %tp, "replica moved off this broker; deleting its log");
-                self.partitions
+                let removed = self
+                    .partitions
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&tp);
+                // Step down first: acks=all produce requests parked on this replica are
+                // answered NOT_LEADER_OR_FOLLOWER now rather than at their timeout.
+                if let Some(removed) = removed
+                    && let Err(e) = removed
+                        .replica
+                        .apply(&removed.log, now, crate::log::now_ms())
+                {
+                    warn!(partition = %tp, error = %e, "stepping down from a moved replica failed");
+                }
                 let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
                 if let Err(e) = logs.delete(&tp) {
                     warn!(partition = %tp, error = %e, "deleting the moved replica's log failed");

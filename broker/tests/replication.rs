@@ -598,6 +598,7 @@ async fn reassigning_partitions_to_a_new_broker_while_producing_loses_nothing() 
     };
     use kafka_protocol::protocol::StrBytes;
 
+    let started = Instant::now();
     let cluster = Cluster::start(4, &[]);
     let bootstrap = cluster.bootstrap();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -666,6 +667,7 @@ async fn reassigning_partitions_to_a_new_broker_while_producing_loses_nothing() 
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    eprintln!("reassignment complete after {:?}", started.elapsed());
     let states = wait_isr(&bootstrap, "moving", 3);
     assert!(
         !states[&0].1.contains(&1),
@@ -673,6 +675,17 @@ async fn reassigning_partitions_to_a_new_broker_while_producing_loses_nothing() 
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let streamed = stream.finish().await;
+    eprintln!(
+        "stream drained after {:?}: {} errors, first {:?}",
+        started.elapsed(),
+        streamed.errors.len(),
+        streamed.errors.first()
+    );
+    assert!(
+        streamed.errors.is_empty(),
+        "no record failed during the reassignment: {:?}",
+        streamed.errors.first()
+    );
     let read = read_all(&bootstrap, "moving", 2);
     assert_exactly_once(&streamed.acked, &read);
     let moved = cluster.brokers[0].data_dir.join("moving-0");

@@ -693,7 +693,14 @@ impl ReplicaState {
         }
         let change = proposal.change.clone();
         lead.isr = Isr::Committed(committed.isr.clone());
-        self.partition_epoch = committed.partition_epoch;
+        // The commit may also have finished a reassignment (the controller completes one in
+        // the same commit as the ISR change that brings its last replica in sync). Then the
+        // replica set changed as well, which only the metadata image applies in full (the
+        // followers of removed replicas go); keeping the old partition epoch makes sure that
+        // image is not taken for one already applied.
+        if committed.replicas == self.replicas && committed.removing_replicas == self.removing {
+            self.partition_epoch = committed.partition_epoch;
+        }
         Some(change)
     }
 

@@ -560,3 +560,38 @@ fn eligible_brokers_exclude_fenced_and_shutting_down_ones() {
     assert_eq!(eligible.epoch(BrokerId(2)), None);
     assert_eq!(eligible.epoch(BrokerId(3)), None);
 }
+
+#[test]
+fn a_commit_that_completes_a_reassignment_still_lets_the_image_drop_the_removed_replica() {
+    // Reassigning from [1, 2, 3] to [1, 2, 4]: replicas [1, 2, 4, 3], 4 adding, 3 removing.
+    let mut reassigning = partition(&[1, 2, 4, 3], &[1, 2, 3], ME, 1, 1);
+    reassigning.adding_replicas = ids(&[4]);
+    reassigning.removing_replicas = ids(&[3]);
+    let mut state = ReplicaState::new(BrokerId(ME), LAG_MS);
+    state.set_eligible_brokers(eligible(&[1, 2, 3, 4]));
+    state.apply(&reassigning, Offset(100), T0);
+    fetched(&mut state, fetch(2, 100, 100, T0), 0);
+    fetched(&mut state, fetch(3, 100, 100, T0), 0);
+    let proposal = fetched(&mut state, fetch(4, 100, 100, T0), 100)
+        .proposal
+        .expect("4 caught up: expansion");
+    // The controller commits the expansion and completes the reassignment in one commit.
+    let completed = partition(&[1, 2, 4], &[1, 2, 4], ME, 1, 2);
+    assert_eq!(
+        state.isr_committed(proposal.id, &completed),
+        Some(IsrChange::Expand(BrokerId(4)))
+    );
+    // Replica 3 stops fetching (its log is deleted). The image with the same epochs must
+    // still be applied, so 3 no longer holds the high watermark back.
+    assert_ne!(
+        state.apply(&completed, Offset(150), T0 + 1),
+        Transition::Unchanged
+    );
+    fetched(&mut state, fetch(2, 150, 150, T0 + 2), 100);
+    fetched(&mut state, fetch(4, 150, 150, T0 + 2), 100);
+    assert_eq!(
+        state.advance_high_watermark(Offset(150), Offset(100), T0 + 3),
+        Some(Offset(150)),
+        "the removed replica's stale log end does not bound the high watermark"
+    );
+}
