@@ -102,14 +102,7 @@ impl<S: MetadataStore> Controller<S> {
         let metadata = match store.load().await? {
             Some(metadata) => metadata,
             None => {
-                let metadata = ClusterMetadata {
-                    cluster_id: ids::new_cluster_id(),
-                    version: 1,
-                    brokers: BTreeMap::new(),
-                    topics: BTreeMap::new(),
-                    next_producer_id: 0,
-                    last_broker_epoch: BrokerEpoch::default(),
-                };
+                let metadata = ClusterMetadata::empty(ids::new_cluster_id(), 1);
                 store.save(&metadata, None).await?;
                 metadata
             }

@@ -158,6 +158,18 @@ pub struct ClusterMetadata {
 }
 
 impl ClusterMetadata {
+    /// An image of cluster `cluster_id` at `version` with no brokers, topics or allocations.
+    pub fn empty(cluster_id: impl Into<String>, version: u64) -> ClusterMetadata {
+        ClusterMetadata {
+            cluster_id: cluster_id.into(),
+            version,
+            brokers: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            next_producer_id: 0,
+            last_broker_epoch: BrokerEpoch::default(),
+        }
+    }
+
     pub fn topic(&self, name: &str) -> Option<&TopicMetadata> {
         self.topics.get(name)
     }

@@ -268,14 +268,7 @@ mod tests {
     use crate::metadata::{BrokerInfo, PartitionState, TopicMetadata};
 
     fn sample(version: u64) -> ClusterMetadata {
-        let mut metadata = ClusterMetadata {
-            cluster_id: "MkU3OEVBNTcwNTJENDM2Qk".into(),
-            version,
-            brokers: BTreeMap::new(),
-            topics: BTreeMap::new(),
-            next_producer_id: 0,
-            last_broker_epoch: crate::registry::BrokerEpoch::default(),
-        };
+        let mut metadata = ClusterMetadata::empty("MkU3OEVBNTcwNTJENDM2Qk", version);
         metadata.brokers.insert(
             BrokerId(0),
             BrokerInfo::new(BrokerId(0), None, "127.0.0.1", 9092),

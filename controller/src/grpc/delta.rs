@@ -210,14 +210,7 @@ mod tests {
     use crate::metadata::PartitionState;
 
     fn image(version: u64) -> ClusterMetadata {
-        ClusterMetadata {
-            cluster_id: "c".into(),
-            version,
-            brokers: BTreeMap::new(),
-            topics: BTreeMap::new(),
-            next_producer_id: 0,
-            last_broker_epoch: BrokerEpoch(0),
-        }
+        ClusterMetadata::empty("c", version)
     }
 
     fn topic(name: &str, id: u128) -> TopicMetadata {

@@ -324,20 +324,11 @@ fn next_update(sent: &ClusterMetadata, next: &ClusterMetadata) -> Option<pb::Met
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
-    use crate::registry::BrokerEpoch;
 
     fn image(cluster_id: &str, version: u64) -> ClusterMetadata {
-        ClusterMetadata {
-            cluster_id: cluster_id.into(),
-            version,
-            brokers: BTreeMap::new(),
-            topics: BTreeMap::new(),
-            next_producer_id: 0,
-            last_broker_epoch: BrokerEpoch(0),
-        }
+        ClusterMetadata::empty(cluster_id, version)
     }
 
     fn kind(update: Option<pb::MetadataUpdate>) -> Option<&'static str> {

@@ -18,7 +18,6 @@
 //! [`RemoteControlPlane::watch_metadata`]: super::RemoteControlPlane
 //! [`ClientOptions::reconnect_backoff`]: super::ClientOptions::reconnect_backoff
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -32,7 +31,6 @@ use super::pb::{self, metadata_update};
 use super::status;
 use crate::controller::ControllerError;
 use crate::metadata::ClusterMetadata;
-use crate::registry::BrokerEpoch;
 
 type Images = watch::Sender<Arc<ClusterMetadata>>;
 
@@ -50,14 +48,7 @@ pub(crate) struct MetadataWatch {
 
 impl MetadataWatch {
     pub(crate) fn new(controllers: Arc<Controllers>, options: &ClientOptions) -> MetadataWatch {
-        let placeholder = Arc::new(ClusterMetadata {
-            cluster_id: String::new(),
-            version: 0,
-            brokers: BTreeMap::new(),
-            topics: BTreeMap::new(),
-            next_producer_id: 0,
-            last_broker_epoch: BrokerEpoch(0),
-        });
+        let placeholder = Arc::new(ClusterMetadata::empty(String::new(), 0));
         let (publish, images) = watch::channel(placeholder.clone());
         let last_error = Arc::new(Mutex::new(None));
         let follower = Follower {
@@ -334,14 +325,7 @@ mod tests {
     use super::*;
 
     fn image(cluster_id: &str, version: u64) -> ClusterMetadata {
-        ClusterMetadata {
-            cluster_id: cluster_id.into(),
-            version,
-            brokers: BTreeMap::new(),
-            topics: BTreeMap::new(),
-            next_producer_id: 0,
-            last_broker_epoch: BrokerEpoch(0),
-        }
+        ClusterMetadata::empty(cluster_id, version)
     }
 
     #[test]
