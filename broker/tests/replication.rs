@@ -566,10 +566,13 @@ async fn acks_1_divergent_tail_is_truncated_when_the_old_leader_returns() {
     let next = new_leader(&cluster, "diverge", 0, leader);
     let next_index = usize::try_from(next - 1).unwrap();
     for _ in 0..3 {
-        assert_eq!(
-            produce_raw(&cluster.brokers[next_index], "diverge", 0, -1),
-            0
-        );
+        // The new leader may apply the image that makes it leader a moment after another
+        // broker showed it; NOT_LEADER_OR_FOLLOWER (6) until then, which clients retry.
+        let code = eventually(Duration::from_secs(10), || {
+            let code = produce_raw(&cluster.brokers[next_index], "diverge", 0, -1);
+            (code != 6).then_some(code)
+        });
+        assert_eq!(code, Some(0));
     }
     cluster.broker(leader).restart();
     wait_isr(&bootstrap, "diverge", 3);
