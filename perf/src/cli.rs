@@ -88,6 +88,12 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub(crate) producers: u32,
 
+    /// Produce in transactions of this many records each (per producer): every producer gets
+    /// its own `transactional.id` and commits after every N records; the consumer reads with
+    /// `isolation.level=read_committed`, so latency runs to when a record became visible.
+    #[arg(long, value_name = "RECORDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) transaction_size: Option<u64>,
+
     /// Only produce: no consumer, so no end-to-end latency (like kafka-producer-perf-test).
     #[arg(long)]
     pub(crate) no_consume: bool,
@@ -210,8 +216,15 @@ impl Args {
         (self.throughput > 0).then(|| self.throughput as f64 / f64::from(self.producers))
     }
 
-    pub(crate) fn producer_config(&self, bootstrap: &str) -> ClientConfig {
+    /// The config of producer number `index` (its transactional id when transactional).
+    pub(crate) fn producer_config(&self, bootstrap: &str, run_id: u64, index: u32) -> ClientConfig {
         let mut config = ClientConfig::new();
+        if self.transaction_size.is_some() {
+            config.set(
+                "transactional.id",
+                format!("weir-perf-{run_id:016x}-{index}"),
+            );
+        }
         config
             .set("bootstrap.servers", bootstrap)
             .set("client.id", "weir-perf-producer")
@@ -238,6 +251,9 @@ impl Args {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false");
+        if self.transaction_size.is_some() {
+            config.set("isolation.level", "read_committed");
+        }
         apply_props(&mut config, &self.consumer_prop);
         config
     }
@@ -278,9 +294,14 @@ mod tests {
         assert_eq!(a.amount(), Amount::Records(10));
         assert_eq!(a.rate_per_producer(), None);
         assert_eq!(
-            a.producer_config("b:9092").get("compression.type"),
+            a.producer_config("b:9092", 1, 0).get("compression.type"),
             Some("none")
         );
+        assert_eq!(
+            a.producer_config("b:9092", 1, 0).get("transactional.id"),
+            None
+        );
+        assert_eq!(a.consumer_config("b:9092").get("isolation.level"), None);
     }
 
     #[test]
@@ -328,10 +349,49 @@ mod tests {
         a.validate().unwrap();
         assert_eq!(a.rate_per_producer(), Some(250.0));
         assert_eq!(a.amount(), Amount::Time(Duration::from_millis(2500)));
-        let c = a.producer_config("b");
+        let c = a.producer_config("b", 1, 0);
         assert_eq!(c.get("acks"), Some("all"));
         assert_eq!(c.get("linger.ms"), Some("0"));
         assert_eq!(c.get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn transactional_runs_give_each_producer_its_own_id_and_read_committed() {
+        let a = parse(&[
+            "--bootstrap",
+            "b",
+            "--num-records",
+            "1000",
+            "--transaction-size",
+            "100",
+        ])
+        .unwrap();
+        a.validate().unwrap();
+        let first = a.producer_config("b", 0xab, 0);
+        let second = a.producer_config("b", 0xab, 1);
+        assert_eq!(
+            first.get("transactional.id"),
+            Some("weir-perf-00000000000000ab-0")
+        );
+        assert_ne!(
+            first.get("transactional.id"),
+            second.get("transactional.id")
+        );
+        assert_eq!(
+            a.consumer_config("b").get("isolation.level"),
+            Some("read_committed")
+        );
+        assert!(
+            parse(&[
+                "--bootstrap",
+                "b",
+                "--num-records",
+                "1",
+                "--transaction-size",
+                "0"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

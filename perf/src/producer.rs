@@ -5,6 +5,7 @@
 //! full the producer waits (serving delivery reports) and stamps the record afresh, so time
 //! spent blocked on a full queue is back-pressure, not latency.
 
+use std::error::Error as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -20,6 +21,8 @@ use crate::stamp::{self, Clock, WARMUP};
 
 /// How long a producer may take to get every record acknowledged once it stops sending.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long InitProducerId and a commit may take.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// A producer sleeps (serving delivery reports) only when this far ahead of its schedule.
 const MIN_SLEEP: Duration = Duration::from_millis(1);
 
@@ -31,6 +34,16 @@ pub(crate) enum ProduceError {
     Send(#[source] KafkaError),
     #[error("warm-up records to topic {topic} were not acknowledged: {reason}")]
     WarmUp { topic: String, reason: String },
+    #[error("{step} failed")]
+    Transaction {
+        step: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+fn txn_step(step: &'static str) -> impl FnOnce(KafkaError) -> ProduceError {
+    move |source| ProduceError::Transaction { step, source }
 }
 
 /// What to produce: the share of one producer.
@@ -45,6 +58,8 @@ pub(crate) struct Plan {
     pub(crate) until_ns: u64,
     /// Records per second for this producer, or None for no limit.
     pub(crate) rate: Option<f64>,
+    /// Commit a transaction after every this many records (None: not transactional).
+    pub(crate) transaction_size: Option<u64>,
 }
 
 /// What one producer did.
@@ -73,6 +88,8 @@ struct Acks {
 /// Counts delivery reports; runs on the thread that polls the producer.
 #[derive(Debug)]
 pub(crate) struct Context {
+    /// The producer has a `transactional.id`.
+    transactional: bool,
     clock: Clock,
     run_id: u64,
     /// Records sent before this (ns on the run clock) are left out of the latency.
@@ -123,13 +140,17 @@ impl ProducerContext for Context {
 /// A producer with its delivery counters.
 pub(crate) type PerfProducer = BaseProducer<Context>;
 
+/// Creates a producer; a transactional one (`transaction_size` set) is initialised
+/// (InitProducerId) before it is returned.
 pub(crate) fn create(
     config: &ClientConfig,
     clock: Clock,
     run_id: u64,
+    transaction_size: Option<u64>,
 ) -> Result<PerfProducer, ProduceError> {
-    config
+    let producer: PerfProducer = config
         .create_with_context(Context {
+            transactional: transaction_size.is_some(),
             clock,
             run_id,
             warmup_until_ns: AtomicU64::new(u64::MAX),
@@ -143,7 +164,13 @@ pub(crate) fn create(
                 latency: Recorder::new(),
             }),
         })
-        .map_err(ProduceError::Create)
+        .map_err(ProduceError::Create)?;
+    if transaction_size.is_some() {
+        producer
+            .init_transactions(TRANSACTION_TIMEOUT)
+            .map_err(txn_step("init_transactions"))?;
+    }
+    Ok(producer)
 }
 
 /// Sends one warm-up record to every partition and waits for their acknowledgements, so
@@ -158,12 +185,24 @@ pub(crate) fn warm_up(
 ) -> Result<(), ProduceError> {
     let mut value = stamp::new_value(record_size, run_id);
     stamp::set_send_time(&mut value, WARMUP);
+    let transactional = producer.client().context().transactional;
+    if transactional {
+        producer
+            .begin_transaction()
+            .map_err(txn_step("begin_transaction"))?;
+    }
     for partition in 0..partitions {
         while !try_send(producer, topic, Some(partition), &value)? {
             producer.poll(Duration::from_millis(1));
         }
     }
-    let flushed = producer.flush(FLUSH_TIMEOUT);
+    let flushed = if transactional {
+        producer
+            .commit_transaction(TRANSACTION_TIMEOUT)
+            .map_err(txn_step("commit_transaction"))
+    } else {
+        producer.flush(FLUSH_TIMEOUT).map_err(ProduceError::Send)
+    };
     let acks = producer
         .context()
         .acks
@@ -176,7 +215,10 @@ pub(crate) fn warm_up(
         }),
         (Err(e), None) => Err(ProduceError::WarmUp {
             topic: topic.to_owned(),
-            reason: e.to_string(),
+            reason: format!(
+                "{e}: {}",
+                e.source().map(ToString::to_string).unwrap_or_default()
+            ),
         }),
         (Ok(()), None) if acks.warmup_acked < partitions as u64 => Err(ProduceError::WarmUp {
             topic: topic.to_owned(),
@@ -192,13 +234,27 @@ pub(crate) fn run(producer: &PerfProducer, plan: &Plan) -> Result<Outcome, Produ
     let start_ns = plan.clock.now_ns();
     let interval_ns = plan.rate.map(|r| 1e9 / r);
     let mut sent: u64 = 0;
+    let mut in_transaction: u64 = 0;
     loop {
+        if let Some(size) = plan.transaction_size
+            && in_transaction == size
+        {
+            producer
+                .commit_transaction(TRANSACTION_TIMEOUT)
+                .map_err(txn_step("commit_transaction"))?;
+            in_transaction = 0;
+        }
         if let Some(n) = plan.records {
             if sent >= n {
                 break;
             }
         } else if plan.clock.now_ns() >= plan.until_ns {
             break;
+        }
+        if plan.transaction_size.is_some() && in_transaction == 0 {
+            producer
+                .begin_transaction()
+                .map_err(txn_step("begin_transaction"))?;
         }
         if let Some(interval) = interval_ns {
             let due = start_ns + (sent as f64 * interval) as u64;
@@ -215,9 +271,14 @@ pub(crate) fn run(producer: &PerfProducer, plan: &Plan) -> Result<Outcome, Produ
             producer.poll(Duration::from_millis(1));
         }
         sent += 1;
+        in_transaction += 1;
         producer.poll(Duration::ZERO);
     }
-    let flushed = producer.flush(FLUSH_TIMEOUT);
+    let flushed = if in_transaction > 0 {
+        producer.commit_transaction(TRANSACTION_TIMEOUT)
+    } else {
+        producer.flush(FLUSH_TIMEOUT)
+    };
     let mut acks = producer
         .context()
         .acks

@@ -63,10 +63,15 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
         Some((plan, args.consumer_config(&bootstrap)))
     };
 
-    let producer_config = args.producer_config(&bootstrap);
     let mut producers = Vec::new();
-    for _ in 0..args.producers {
-        producers.push(producer::create(&producer_config, clock, run_id)?);
+    for index in 0..args.producers {
+        let config = args.producer_config(&bootstrap, run_id, index);
+        producers.push(producer::create(
+            &config,
+            clock,
+            run_id,
+            args.transaction_size,
+        )?);
     }
     // The consumer is assigned before the warm-up records exist, so it reads them.
     let consumer = match consumer {
@@ -116,6 +121,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
                     records,
                     until_ns,
                     rate: args.rate_per_producer(),
+                    transaction_size: args.transaction_size,
                 };
                 std::thread::Builder::new()
                     .name(format!("producer-{i}"))
