@@ -19,8 +19,11 @@ pub fn log_error_code(err: &LogError) -> i16 {
         LogError::Producer(
             ProducerError::OutOfOrderSequence { .. } | ProducerError::NewEpochNotAtZero { .. },
         ) => ResponseError::OutOfOrderSequenceNumber.code(),
-        LogError::Producer(ProducerError::TransactionalBatch { .. }) => {
+        LogError::Producer(ProducerError::InvalidTxnState { .. }) => {
             ResponseError::InvalidTxnState.code()
+        }
+        LogError::Producer(ProducerError::CoordinatorFenced { .. }) => {
+            ResponseError::TransactionCoordinatorFenced.code()
         }
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge.code(),
         LogError::RecordListTooLarge { .. } => ResponseError::RecordListTooLarge.code(),
@@ -74,10 +77,17 @@ mod tests {
             current_epoch: 1,
         };
         assert_eq!(code(fenced), 47); // INVALID_PRODUCER_EPOCH
-        assert_eq!(
-            code(ProducerError::TransactionalBatch { producer_id: 1 }),
-            48
-        ); // INVALID_TXN_STATE
+        let txn_open = ProducerError::InvalidTxnState {
+            producer_id: 1,
+            txn_first_offset: crate::types::Offset(3),
+        };
+        assert_eq!(code(txn_open), 48); // INVALID_TXN_STATE
+        let zombie = ProducerError::CoordinatorFenced {
+            producer_id: 1,
+            coordinator_epoch: 2,
+            current_coordinator_epoch: 3,
+        };
+        assert_eq!(code(zombie), 52); // TRANSACTION_COORDINATOR_FENCED
         let corrupt = ProducerError::CorruptSnapshot { reason: "test" };
         assert_eq!(code(corrupt), 56); // KAFKA_STORAGE_ERROR
     }

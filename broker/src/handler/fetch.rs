@@ -3,8 +3,10 @@
 //!
 //! Who fetches decides what is read (Kafka's `FetchParams`). The replica id is `replica_id`
 //! before v15 and `replica_state.replica_id` from v15:
-//! - consumers (-1) read from the leader only, below the high watermark (= the last stable
-//!   offset until transactions exist);
+//! - consumers (-1) read from the leader only: read_uncommitted below the high watermark,
+//!   read_committed (`isolation_level` 1) below the last stable offset, with the aborted
+//!   transactions overlapping the returned range listed (Kafka: from the fetch offset to the
+//!   end of the data returned) so the client can skip their records;
 //! - followers (a broker id) read from the leader only, up to the log end. The fetch offset is
 //!   the follower's log end: the leader records it, which may move the high watermark (waking
 //!   acks=all writes and consumers) and add the follower to the ISR. A follower that is not a
@@ -31,9 +33,11 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId as WireBrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{
+    BrokerId as WireBrokerId, FetchRequest, FetchResponse, ProducerId,
+};
 use tracing::debug;
 
 use super::ZeroCopy;
@@ -314,7 +318,8 @@ fn read_once(
                         return out.with_error_code(code);
                     }
                     let log = partition.log.read().unwrap_or_else(|e| e.into_inner());
-                    let (out, read) = read_partition(&log, p, fetcher, out, &mut totals);
+                    let (out, read) =
+                        read_partition(&log, p, fetcher, read_committed, out, &mut totals);
                     drop(log);
                     if let Some(leader_log_end) = read {
                         follower_reads.push(FollowerRead {
@@ -382,14 +387,16 @@ fn read_partition(
     log: &Log,
     p: &FetchPartition,
     fetcher: Fetcher,
+    read_committed: bool,
     out: PartitionData,
     totals: &mut Totals<'_>,
 ) -> (PartitionData, Option<Offset>) {
     let hw = log.high_watermark();
+    let lso = log.last_stable_offset();
     let log_end = log.log_end_offset();
     let out = out
         .with_high_watermark(hw.as_i64())
-        .with_last_stable_offset(hw.as_i64())
+        .with_last_stable_offset(lso.as_i64())
         .with_log_start_offset(log.log_start_offset().as_i64());
     let Some(offset) = Offset::from_i64(p.fetch_offset) else {
         totals.failed = true;
@@ -416,7 +423,9 @@ fn read_partition(
         }
     }
     let follower = matches!(fetcher, Fetcher::Follower { .. });
-    let upper = (!follower).then_some(hw);
+    // Followers replicate everything, markers and open transactions included.
+    let read_committed = read_committed && !follower;
+    let upper = (!follower).then_some(if read_committed { lso } else { hw });
     let budget =
         (p.partition_max_bytes.max(0) as usize).min(totals.max_bytes.saturating_sub(totals.bytes));
     let read = follower.then_some(log_end);
@@ -429,6 +438,27 @@ fn read_partition(
             out.with_records(Some(Bytes::new()))
         }
         Ok(Some(slice)) => {
+            let out = if read_committed {
+                let start = offset.max(log.log_start_offset());
+                match log.aborted_transactions(start, slice.next_offset) {
+                    Ok(aborted) => out.with_aborted_transactions(Some(
+                        aborted
+                            .into_iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset.as_i64())
+                            })
+                            .collect(),
+                    )),
+                    Err(e) => {
+                        totals.failed = true;
+                        return (out.with_error_code(log_error_code(&e)), None);
+                    }
+                }
+            } else {
+                out
+            };
             totals.bytes += slice.len as usize;
             totals.records += slice.next_offset - slice.first_offset;
             let marker = totals.markers.marker(totals.regions.len());

@@ -26,6 +26,7 @@ const DEBUGGING_REPLICA_ID: i32 = -2;
 pub(super) fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let replica_id = request.replica_id.0;
     let from_client = replica_id < 0 && replica_id != DEBUGGING_REPLICA_ID;
+    let read_committed = request.isolation_level == 1;
     let topics = request
         .topics
         .into_iter()
@@ -67,9 +68,12 @@ pub(super) fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffset
                     {
                         return out.with_error_code(ResponseError::OffsetNotAvailable.code());
                     }
-                    // What the requester may see: consumers up to the high watermark, replicas
-                    // the whole log.
-                    let visible = if from_client {
+                    // What the requester may see: read_committed consumers up to the last
+                    // stable offset, other consumers up to the high watermark, replicas the
+                    // whole log.
+                    let visible = if from_client && read_committed {
+                        log.last_stable_offset()
+                    } else if from_client {
                         hw
                     } else {
                         log.log_end_offset()

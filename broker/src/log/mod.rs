@@ -11,6 +11,7 @@
 //!     00000000000000000000.log          record batches (magic v2) exactly as on the wire
 //!     00000000000000000000.index        sparse offset index
 //!     00000000000000000000.timeindex    time index
+//!     00000000000000000000.txnindex     aborted transactions whose marker is in the segment (`txn_index`)
 //!     00000000000000000000.snapshot     producer state below that offset (`producer_state`)
 //!     leader-epoch-checkpoint           epoch -> first offset
 //!     partition.metadata                the topic id the directory belongs to
@@ -19,7 +20,10 @@
 //! - [`batch`]: the v2 batch format, validation, and the header rewrite that assigns offsets.
 //! - [`Log`]: one partition — append, read, lookups, roll, truncate, flush, retention.
 //! - [`producer_state`]: idempotent producers' epochs and sequences, checked on leader
-//!   appends, and the snapshot format; `producer_snapshots` keeps the snapshot files.
+//!   appends, their open transactions, and the snapshot format; `producer_snapshots` keeps the
+//!   snapshot files.
+//! - `txn`: transaction markers, coordinator appends, the last stable offset and the aborted
+//!   transactions of a read_committed fetch; `txn_index` is the `.txnindex` file format.
 //! - [`cleaner`](CleanTask): compaction of `cleanup.policy=compact` logs, crash-safe segment
 //!   swaps, and the cleaner's checkpoint.
 //! - [`LogManager`]: one data directory — lock, checkpoints, clean-shutdown marker, and the
@@ -43,6 +47,8 @@ mod recovery;
 mod retention;
 mod scan;
 mod segment;
+mod txn;
+mod txn_index;
 mod view;
 
 pub use cache::SegmentCache;
@@ -57,6 +63,8 @@ pub use partition::{AppendInfo, AppendOutcome, Log, LogSlice};
 pub use producer_state::{ProducerError, ProducerState};
 pub use recovery::OpenOptions;
 pub use retention::RetentionOutcome;
+pub use txn::{ControlType, TxnMarker};
+pub use txn_index::AbortedTxn;
 pub use view::TimestampOffset;
 
 /// Wall-clock milliseconds since the Unix epoch, Kafka's timestamp unit.

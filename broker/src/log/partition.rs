@@ -24,9 +24,11 @@ use super::config::LogConfig;
 use super::epoch::LeaderEpochCache;
 use super::error::{LogError, Result};
 use super::producer_snapshots::SnapshotFiles;
-use super::producer_state::{ProducerBatch, ProducerState};
+use super::producer_state::{AppendOrigin, ProducerBatch, ProducerState};
 use super::scan::MaxTimestamp;
 use super::segment::{ActiveSegment, SealedSegment};
+use super::txn::{self, MarkerRecord};
+use super::txn_index;
 use super::view::{SegmentView, TimestampOffset};
 use crate::types::{LeaderEpoch, Offset};
 
@@ -149,6 +151,7 @@ impl Log {
     /// Sets the high watermark, clamped to `[log start, log end]` as Kafka does.
     pub fn set_high_watermark(&mut self, offset: Offset) {
         self.high_watermark = offset.clamp(self.log_start_offset, self.log_end_offset());
+        self.producers.on_high_watermark(self.high_watermark);
     }
 
     /// Everything below this offset has been fsynced.
@@ -223,6 +226,17 @@ impl Log {
         leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendOutcome> {
+        self.append_from(batch, leader_epoch, now_ms, AppendOrigin::Client)
+    }
+
+    /// A leader append for `origin` (the producer checks differ; see `producer_state`).
+    pub(super) fn append_from(
+        &mut self,
+        batch: &[u8],
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+        origin: AppendOrigin,
+    ) -> Result<AppendOutcome> {
         if batch.len() > self.config.max_message_bytes {
             return Err(LogError::MessageTooLarge {
                 size: batch.len(),
@@ -241,7 +255,7 @@ impl Log {
         }
         let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
         if let Some(incoming) = ProducerBatch::from_header(&checked.header)
-            && let Some(original) = self.producers.check_leader_append(&incoming)?
+            && let Some(original) = self.producers.check_leader_append(&incoming, origin)?
         {
             return Ok(AppendOutcome::Duplicate(AppendInfo {
                 first_offset: original.first_offset(),
@@ -271,7 +285,7 @@ impl Log {
         self.epochs.assign(leader_epoch, first)?;
         self.active
             .append(&[&head, &batch[batch::HEADER_LEN..]], &[stored])?;
-        self.update_producers(&[stored]);
+        self.update_producers(&[(stored, None)])?;
         self.after_append(u64::from(stored.records_count as u32), now_ms)?;
         Ok(AppendOutcome::Appended(AppendInfo {
             first_offset: first,
@@ -282,16 +296,6 @@ impl Log {
             batches: 1,
             bytes: batch.len(),
         }))
-    }
-
-    /// Adds written batches to the producer state, which then reaches the log end.
-    fn update_producers(&mut self, written: &[BatchHeader]) {
-        for header in written {
-            if let Some(batch) = ProducerBatch::from_header(header) {
-                self.producers.apply(&batch);
-            }
-        }
-        self.producers.set_end_offset(self.log_end_offset());
     }
 
     /// Appends batches replicated from the leader, offsets already assigned. A partial batch
@@ -369,10 +373,17 @@ impl Log {
                 .iter()
                 .map(|(_, h)| *h)
                 .collect();
+            let markers: Vec<(BatchHeader, Option<MarkerRecord>)> = batches[run_start..run_end]
+                .iter()
+                .map(|&(pos, h)| {
+                    let marker = h.is_control().then(|| txn::parse_marker(&records[pos..]));
+                    (h, marker.flatten())
+                })
+                .collect();
             let bytes = &records[start_pos..start_pos + run_bytes as usize];
             self.active.append(&[bytes], &headers)?;
             // Before the next roll, whose snapshot must include this run.
-            self.update_producers(&headers);
+            self.update_producers(&markers)?;
             run_start = run_end;
         }
         let count = (last.last_offset() - first.base_offset + 1) as u64;
@@ -392,7 +403,7 @@ impl Log {
         }))
     }
 
-    fn after_append(&mut self, messages: u64, now_ms: i64) -> Result<()> {
+    pub(super) fn after_append(&mut self, messages: u64, now_ms: i64) -> Result<()> {
         self.unflushed_messages += messages;
         self.oldest_unflushed_ms.get_or_insert(now_ms);
         if self.unflushed_messages >= self.config.flush_messages {
@@ -410,7 +421,7 @@ impl Log {
 
     /// Starts a new active segment at `base` (the next batch's base offset), with a producer
     /// state snapshot at `base` as Kafka takes one on every roll.
-    fn roll_at(&mut self, base: Offset, now_ms: i64) -> Result<()> {
+    pub(super) fn roll_at(&mut self, base: Offset, now_ms: i64) -> Result<()> {
         if self.active.size == 0 && self.active.base == base {
             return Ok(());
         }
@@ -548,6 +559,8 @@ impl Log {
             old.paths.delete()?;
         }
         let leo = self.active.truncate_to(target, now_ms)?;
+        // Aborted transactions whose marker went go from the index too.
+        self.dir_dirty |= txn_index::truncate(&self.active.paths.txn_index, leo)?;
         self.log_start_offset = self.log_start_offset.min(leo);
         self.high_watermark = self.high_watermark.min(leo);
         self.recovery_point = self.recovery_point.min(leo);

@@ -20,10 +20,26 @@
 //! Replicated batches and batches replayed from the log update the state without checks
 //! ([`ProducerState::apply`]). Producers idle for `producer.id.expiration.ms` (measured from
 //! their last batch's max timestamp, as Kafka does) are forgotten, unless they have a
-//! transaction open. This broker has no transaction coordinator, so a leader refuses
-//! transactional batches (INVALID_TXN_STATE, what Kafka answers for a transactional write the
-//! coordinator never verified); transaction fields are still kept so that snapshots and logs
-//! written by Kafka round-trip.
+//! transaction open.
+//!
+//! # Transactions
+//!
+//! A transactional batch from a producer with no transaction open opens one at the batch's
+//! first offset (`current_txn_first_offset`); a control batch (COMMIT or ABORT marker) closes
+//! it ([`ProducerState::apply_marker`]). On leader appends, a non-transactional batch from a
+//! producer with a transaction open is refused (INVALID_TXN_STATE); a marker whose producer
+//! epoch is below the producer's is fenced (INVALID_PRODUCER_EPOCH) and one whose coordinator
+//! epoch is below the one the producer last saw is from a zombie coordinator
+//! (TRANSACTION_COORDINATOR_FENCED) — [`ProducerState::check_marker`]. A marker may carry a
+//! higher producer epoch (KIP-890 bumps it at the end of each transaction): the entry moves to
+//! it and forgets its batches.
+//!
+//! Undecided transactions are kept ordered by first offset (Kafka's `ongoingTxns`), and so are
+//! completed ones whose marker the high watermark has not passed yet (`unreplicatedTxns`), so
+//! the first unstable offset — and with it the last stable offset — never passes a marker the
+//! ISR has not got. The latter are not in snapshots (Kafka's are not either): a reopened log
+//! only knows the undecided transactions, which is what the LSO needs once the high watermark
+//! is past the markers.
 //!
 //! Invariant: the state describes exactly the batches below [`ProducerState::end_offset`];
 //! a snapshot file named for offset `S` describes the log's prefix `[0, S)`.
@@ -57,6 +73,7 @@ use std::collections::{BTreeMap, VecDeque};
 use thiserror::Error;
 
 use super::batch::BatchHeader;
+use super::txn::ControlType;
 use crate::types::Offset;
 
 /// Batches remembered per producer for duplicate detection (Kafka's `NUM_BATCHES_TO_RETAIN`,
@@ -105,9 +122,20 @@ pub enum ProducerError {
         first_seq: i32,
     },
     #[error(
-        "producer {producer_id} sent a transactional batch, but this broker runs no transaction coordinator"
+        "producer {producer_id} sent a non-transactional batch while its transaction from offset {txn_first_offset} is open"
     )]
-    TransactionalBatch { producer_id: i64 },
+    InvalidTxnState {
+        producer_id: i64,
+        txn_first_offset: Offset,
+    },
+    #[error(
+        "transaction marker for producer {producer_id} carries coordinator epoch {coordinator_epoch}, older than {current_coordinator_epoch}"
+    )]
+    CoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current_coordinator_epoch: i32,
+    },
     #[error("producer state snapshot is corrupt: {reason}")]
     CorruptSnapshot { reason: &'static str },
 }
@@ -154,6 +182,30 @@ pub fn decrement_sequence(sequence: i32, decrement: i32) -> i32 {
 /// Whether `next` is the sequence right after `last`.
 fn in_sequence(last: i32, next: i32) -> bool {
     i64::from(next) == i64::from(last) + 1 || (next == 0 && last == i32::MAX)
+}
+
+/// Who asks for a leader append (Kafka's `AppendOrigin`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOrigin {
+    /// A producer: epochs and sequences are checked.
+    Client,
+    /// The broker's own group or transaction coordinator: epochs are checked, sequences not
+    /// (its transactional writes carry no sequence).
+    Coordinator,
+}
+
+/// A transaction a marker completed (Kafka's `CompletedTxn`), with the last stable offset
+/// right after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: Offset,
+    /// The marker's offset.
+    pub last_offset: Offset,
+    pub aborted: bool,
+    /// The first offset of the next undecided transaction, else `last_offset + 1` (Kafka's
+    /// `lastStableOffset(completedTxn)`), as the transaction index records it.
+    pub last_stable_offset: Offset,
 }
 
 /// The producer fields of a batch with a producer id, offsets as stored (or, before the
@@ -255,6 +307,11 @@ impl ProducerEntry {
 pub struct ProducerState {
     producers: BTreeMap<i64, ProducerEntry>,
     end_offset: Offset,
+    /// Undecided transactions: first offset -> producer id (Kafka's `ongoingTxns`).
+    ongoing: BTreeMap<Offset, i64>,
+    /// Completed transactions whose marker is not below the high watermark yet:
+    /// first offset -> (producer id, marker offset) (Kafka's `unreplicatedTxns`).
+    unreplicated: BTreeMap<Offset, (i64, Offset)>,
 }
 
 impl ProducerState {
@@ -263,7 +320,31 @@ impl ProducerState {
         ProducerState {
             producers: BTreeMap::new(),
             end_offset,
+            ongoing: BTreeMap::new(),
+            unreplicated: BTreeMap::new(),
         }
+    }
+
+    /// The undecided transactions, oldest first: (producer id, first offset).
+    pub fn ongoing_transactions(&self) -> impl Iterator<Item = (i64, Offset)> + '_ {
+        self.ongoing.iter().map(|(&first, &pid)| (pid, first))
+    }
+
+    /// The first offset of the earliest transaction not yet decided or whose marker is not yet
+    /// below the high watermark (Kafka's `firstUnstableOffset`).
+    pub fn first_unstable_offset(&self) -> Option<Offset> {
+        let ongoing = self.ongoing.keys().next().copied();
+        let unreplicated = self.unreplicated.keys().next().copied();
+        match (ongoing, unreplicated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The high watermark moved to `hw`: completed transactions whose marker is below it are
+    /// replicated and no longer hold the LSO back (Kafka's `onHighWatermarkUpdated`).
+    pub fn on_high_watermark(&mut self, hw: Offset) {
+        self.unreplicated.retain(|_, &mut (_, marker)| marker >= hw);
     }
 
     /// The state covers exactly the batches below this offset.
@@ -298,14 +379,31 @@ impl ProducerState {
     pub fn check_leader_append(
         &self,
         batch: &ProducerBatch,
+        origin: AppendOrigin,
     ) -> Result<Option<BatchMetadata>, ProducerError> {
         let producer_id = batch.producer_id;
-        if batch.transactional {
-            return Err(ProducerError::TransactionalBatch { producer_id });
-        }
         let Some(current) = self.producers.get(&producer_id) else {
             return Ok(None);
         };
+        if !batch.transactional
+            && let Some(txn_first_offset) = current.current_txn_first_offset
+            && batch.epoch >= current.epoch
+        {
+            return Err(ProducerError::InvalidTxnState {
+                producer_id,
+                txn_first_offset,
+            });
+        }
+        if origin == AppendOrigin::Coordinator {
+            if batch.epoch < current.epoch {
+                return Err(ProducerError::InvalidProducerEpoch {
+                    producer_id,
+                    epoch: batch.epoch,
+                    current_epoch: current.epoch,
+                });
+            }
+            return Ok(None);
+        }
         if batch.epoch == current.epoch
             && let Some(original) = current
                 .batches
@@ -347,20 +445,46 @@ impl ProducerState {
         Ok(None)
     }
 
-    /// Adds a written batch to the state, without checks (leader appends after
-    /// [`Self::check_leader_append`], replication, replay). Moves the end offset past it.
+    /// The leader's checks on a transaction marker for `producer_id` (see the module docs).
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), ProducerError> {
+        let Some(current) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if producer_epoch < current.epoch {
+            return Err(ProducerError::InvalidProducerEpoch {
+                producer_id,
+                epoch: producer_epoch,
+                current_epoch: current.epoch,
+            });
+        }
+        if coordinator_epoch < current.coordinator_epoch {
+            return Err(ProducerError::CoordinatorFenced {
+                producer_id,
+                coordinator_epoch,
+                current_coordinator_epoch: current.coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds a written data batch to the state, without checks (leader appends after
+    /// [`Self::check_leader_append`], replication, replay); a transactional one opens its
+    /// producer's transaction if none is open. Moves the end offset past it. A control batch
+    /// given here (one whose marker record is gone: the cleaner emptied it) changes nothing
+    /// but the end offset, as in Kafka.
     pub fn apply(&mut self, batch: &ProducerBatch) {
-        let entry = self
-            .producers
-            .entry(batch.producer_id)
-            .or_insert_with(ProducerEntry::empty);
-        entry.set_epoch(batch.epoch);
-        entry.last_timestamp = batch.max_timestamp;
-        if batch.control {
-            // A transaction marker ends the open transaction. (Its coordinator epoch is in
-            // the marker record, which only a transaction coordinator needs to read.)
-            entry.current_txn_first_offset = None;
-        } else {
+        if !batch.control {
+            let entry = self
+                .producers
+                .entry(batch.producer_id)
+                .or_insert_with(ProducerEntry::empty);
+            entry.set_epoch(batch.epoch);
+            entry.last_timestamp = batch.max_timestamp;
             entry.push(BatchMetadata {
                 last_seq: batch.last_seq,
                 last_offset: batch.last_offset,
@@ -369,13 +493,56 @@ impl ProducerState {
             });
             if batch.transactional && entry.current_txn_first_offset.is_none() {
                 entry.current_txn_first_offset = Some(batch.first_offset);
+                self.ongoing.insert(batch.first_offset, batch.producer_id);
             }
         }
         self.end_offset = self.end_offset.max(batch.last_offset + 1);
     }
 
+    /// Adds a written transaction marker (the control batch at `offset`) to the state, without
+    /// checks (leader appends after [`Self::check_marker`], replication, replay): its producer's
+    /// open transaction, if any, is completed and returned. The entry takes the marker's
+    /// producer and coordinator epochs. Moves the end offset past the marker.
+    pub fn apply_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        control: ControlType,
+        offset: Offset,
+        timestamp: i64,
+    ) -> Option<CompletedTxn> {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(ProducerEntry::empty);
+        entry.set_epoch(producer_epoch);
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.last_timestamp = timestamp;
+        let first_offset = entry.current_txn_first_offset.take();
+        self.end_offset = self.end_offset.max(offset + 1);
+        let first_offset = first_offset?;
+        self.ongoing.remove(&first_offset);
+        self.unreplicated
+            .insert(first_offset, (producer_id, offset));
+        let last_stable_offset = self
+            .ongoing
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(offset + 1);
+        Some(CompletedTxn {
+            producer_id,
+            first_offset,
+            last_offset: offset,
+            aborted: control == ControlType::Abort,
+            last_stable_offset,
+        })
+    }
+
     /// Forgets producers idle for `expiration_ms` with no open transaction. Returns how many.
     pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        // Producers with a transaction open never expire, so `ongoing` is unaffected.
         let before = self.producers.len();
         self.producers
             .retain(|_, entry| !entry.is_expired(now_ms, expiration_ms));
@@ -454,6 +621,11 @@ impl ProducerState {
                     offset_delta,
                     timestamp,
                 });
+            }
+            if let Some(first) = entry.current_txn_first_offset
+                && state.ongoing.insert(first, producer_id).is_some()
+            {
+                return Err(corrupt("two open transactions start at the same offset"));
             }
             if state.producers.insert(producer_id, entry).is_some() {
                 return Err(corrupt("a producer id appears twice"));

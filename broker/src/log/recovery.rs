@@ -15,7 +15,13 @@
 //! log end are deleted, the newest one that reads back is loaded (producers already expired
 //! are dropped), and the batch headers after its offset are replayed from the segments. After
 //! a clean shutdown that is the snapshot `close` wrote at the log end, and nothing is
-//! replayed. A cleanly shut down directory with no snapshot at all predates producer state:
+//! replayed.
+//!
+//! Transaction indexes (`txn_index`) are rebuilt from the markers of every segment recovery
+//! re-scans, of every later one, and from the first segment whose index is torn or that a
+//! completed cleaner swap replaced: their `.txnindex` files are deleted and the producer state
+//! is replayed from a snapshot at or below the first of them, re-adding an entry for each
+//! ABORT marker from there on. A cleanly shut down directory with no snapshot at all predates producer state:
 //! as Kafka does on upgrade, it is taken to have no producers (rather than scanning every
 //! segment) and empty snapshots are written at the last two segments and the log end.
 
@@ -37,9 +43,13 @@ use super::error::{IoContext, LogError, Result};
 use super::index::OFFSET_ENTRY_SIZE;
 use super::partition::{Log, jitter};
 use super::producer_snapshots::{SNAPSHOT_SUFFIX, SnapshotFiles};
-use super::producer_state::{DEFAULT_PRODUCER_ID_EXPIRATION_MS, ProducerBatch, ProducerState};
+use super::producer_state::{
+    CompletedTxn, DEFAULT_PRODUCER_ID_EXPIRATION_MS, ProducerBatch, ProducerState,
+};
 use super::scan;
 use super::segment::{self, ActiveSegment, LOG_SUFFIX, SealedSegment, SegmentPaths};
+use super::txn;
+use super::txn_index;
 use crate::types::{LeaderEpoch, Offset};
 
 /// How to open a log: the data directory's checkpoints and shutdown state for it.
@@ -78,7 +88,7 @@ impl Log {
         cache: Arc<SegmentCache>,
     ) -> Result<Log> {
         fs::create_dir_all(dir).at(dir)?;
-        cleaner::complete_interrupted_swaps(dir, &config)?;
+        let swapped = cleaner::complete_interrupted_swaps(dir, &config)?;
         let (bases, snapshots) = list_segments(dir)?;
         let now = options.now_ms;
         let max_entries = (config.segment_index_bytes / OFFSET_ENTRY_SIZE).max(2);
@@ -94,6 +104,19 @@ impl Log {
                 .partition_point(|&b| b <= options.recovery_point)
                 .saturating_sub(1)
         };
+        // Transaction indexes from this offset on are rebuilt (see the module docs).
+        let mut reindex_from = swapped;
+        if let Some(&first) = bases.get(first_unflushed) {
+            reindex_from = Some(reindex_from.map_or(first, |r| r.min(first)));
+        }
+        for &base in &bases[..first_unflushed] {
+            let path = SegmentPaths::new(dir, base).txn_index;
+            if txn_index::is_damaged(&path)? {
+                warn!(index = %path.display(), "transaction index torn or corrupt; rebuilding");
+                reindex_from = Some(reindex_from.map_or(base, |r| r.min(base)));
+                break;
+            }
+        }
         let mut i = 0;
         while i < bases.len() {
             let base = bases[i];
@@ -181,10 +204,10 @@ impl Log {
         log.high_watermark = log.log_start_offset;
         log.epochs.truncate_from_end(log.log_end_offset())?;
         log.epochs.truncate_from_start(log.log_start_offset)?;
-        if options.clean_shutdown && log.snapshots.is_empty() {
+        if options.clean_shutdown && log.snapshots.is_empty() && reindex_from.is_none() {
             log.assume_no_producers()?;
         } else {
-            log.rebuild_producer_state(now)?;
+            log.rebuild_producer_state_reindexing(now, reindex_from)?;
         }
         Ok(log)
     }
@@ -206,57 +229,115 @@ impl Log {
     /// it (and at or above the log start; an older one could need batches already deleted),
     /// or an empty state at the log start, then the batches after that replayed.
     pub(super) fn rebuild_producer_state(&mut self, now_ms: i64) -> Result<()> {
+        self.rebuild_producer_state_reindexing(now_ms, None)
+    }
+
+    /// [`Log::rebuild_producer_state`], also rebuilding the transaction indexes of the
+    /// segments based at or after `reindex_from` (a segment base): their files are deleted
+    /// and the replay starts at or below it, indexing the aborts it finds from there on.
+    pub(super) fn rebuild_producer_state_reindexing(
+        &mut self,
+        now_ms: i64,
+        reindex_from: Option<Offset>,
+    ) -> Result<()> {
         let leo = self.log_end_offset();
         self.dir_dirty |= self.snapshots.delete_above(leo)?;
-        let (loaded, deleted) = self.snapshots.load_latest(self.log_start_offset, leo)?;
+        let newest = reindex_from.map_or(leo, |r| r.min(leo));
+        let (loaded, deleted) = self.snapshots.load_latest(self.log_start_offset, newest)?;
         self.dir_dirty |= deleted;
         let mut state = loaded.unwrap_or_else(|| ProducerState::new(self.log_start_offset));
         // As Kafka: producers already expired are not loaded.
         state.remove_expired(now_ms, self.producer_id_expiration_ms);
+        if let Some(reindex_from) = reindex_from {
+            let doomed = self
+                .sealed
+                .iter()
+                .map(|s| (s.base, &s.paths.txn_index))
+                .chain([(self.active.base, &self.active.paths.txn_index)])
+                .filter(|&(base, _)| base >= reindex_from);
+            for (_, path) in doomed {
+                txn_index::delete(path)?;
+            }
+            self.dir_dirty = true;
+        }
         let from = state.end_offset();
+        let mut aborted = Vec::new();
         if from < leo {
-            self.replay_producer_batches(&mut state, from, leo)?;
+            self.replay_producer_batches(&mut state, from, leo, |path, completed| {
+                if reindex_from.is_some_and(|r| completed.last_offset >= r) {
+                    aborted.push((path.to_path_buf(), completed));
+                }
+            })?;
             info!(dir = %self.dir.display(), %from, to = %leo, producers = state.len(), "rebuilt producer state from the log");
         }
         state.set_end_offset(leo);
+        state.on_high_watermark(self.high_watermark);
         self.producers = state;
+        for (path, completed) in aborted {
+            self.index_completed_txn(&completed, &path)?;
+        }
         Ok(())
     }
 
-    /// Applies the producer batches of `[from, to)` to `state`, reading only batch headers.
+    /// Applies the producer batches of `[from, to)` to `state`, reading only batch headers
+    /// (and the record of each control batch). `completed` gets each transaction a marker
+    /// completed, with the transaction index path of the segment holding the marker.
     fn replay_producer_batches(
         &self,
         state: &mut ProducerState,
         from: Offset,
         to: Offset,
+        mut completed: impl FnMut(&Path, CompletedTxn),
     ) -> Result<()> {
         let sealed = self
             .sealed
             .iter()
-            .map(|s| (s.base, s.end, &s.paths.log, s.size));
+            .map(|s| (s.base, s.end, &s.paths, s.size));
         let active = (
             self.active.base,
             self.active.next_offset,
-            &self.active.paths.log,
+            &self.active.paths,
             self.active.size,
         );
-        for (base, end, path, size) in sealed.chain([active]) {
+        for (base, end, paths, size) in sealed.chain([active]) {
             if end <= from {
                 continue;
             }
             if base >= to {
                 break;
             }
-            for_each_header(path, size, |header| {
+            for_each_header(&paths.log, size, |header, file, position| {
                 if header.base_offset >= to.as_i64() {
-                    return false;
+                    return Ok(false);
                 }
-                if header.last_offset() >= from.as_i64()
-                    && let Some(batch) = ProducerBatch::from_header(header)
-                {
+                if header.last_offset() < from.as_i64() {
+                    return Ok(true);
+                }
+                let Some(batch) = ProducerBatch::from_header(header) else {
+                    return Ok(true);
+                };
+                if !header.is_control() {
                     state.apply(&batch);
+                    return Ok(true);
                 }
-                true
+                let mut whole = vec![0u8; header.total_size()];
+                file.read_exact_at(&mut whole, position).at(&paths.log)?;
+                match txn::parse_marker(&whole) {
+                    Some(marker) => {
+                        if let Some(done) = state.apply_marker(
+                            batch.producer_id,
+                            batch.epoch,
+                            marker.coordinator_epoch,
+                            marker.control,
+                            batch.first_offset,
+                            batch.max_timestamp,
+                        ) {
+                            completed(&paths.txn_index, done);
+                        }
+                    }
+                    None => state.apply(&batch),
+                }
+                Ok(true)
             })?;
         }
         Ok(())
@@ -264,8 +345,13 @@ impl Log {
 }
 
 /// Walks the batch headers of the first `size` bytes of the segment file `path` (already
-/// recovered), reading 61 bytes per batch, until `f` returns false.
-fn for_each_header(path: &Path, size: u64, mut f: impl FnMut(&BatchHeader) -> bool) -> Result<()> {
+/// recovered), reading 61 bytes per batch, until `f` returns false. `f` also gets the open
+/// file and the batch's position, to read more of it.
+fn for_each_header(
+    path: &Path,
+    size: u64,
+    mut f: impl FnMut(&BatchHeader, &File, u64) -> Result<bool>,
+) -> Result<()> {
     let file = File::open(path).at(path)?;
     let mut buf = [0u8; batch::HEADER_LEN];
     let mut position = 0u64;
@@ -277,7 +363,7 @@ fn for_each_header(path: &Path, size: u64, mut f: impl FnMut(&BatchHeader) -> bo
         file.read_exact_at(&mut buf, position)
             .map_err(|_| corrupt())?;
         let header = BatchHeader::parse(&buf).map_err(|_| corrupt())?;
-        if !f(&header) {
+        if !f(&header, &file, position)? {
             break;
         }
         position += header.total_size() as u64;
@@ -303,6 +389,7 @@ fn list_segments(dir: &Path) -> Result<(Vec<Offset>, Vec<Offset>)> {
             snapshots.push(offset);
         } else if let Some(base) = segment::parse_base_offset(name, segment::INDEX_SUFFIX)
             .or_else(|| segment::parse_base_offset(name, segment::TIME_INDEX_SUFFIX))
+            .or_else(|| segment::parse_base_offset(name, segment::TXN_INDEX_SUFFIX))
         {
             indexes.push((base, entry.path()));
         }

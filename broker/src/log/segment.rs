@@ -1,7 +1,9 @@
 //! Segments: the one active segment a log appends to, and the sealed ones before it.
 //!
 //! A segment is three files named by its base offset, zero-padded to 20 digits:
-//! `<base>.log` (batches as on the wire), `<base>.index` and `<base>.timeindex` (see `index`).
+//! `<base>.log` (batches as on the wire), `<base>.index` and `<base>.timeindex` (see `index`),
+//! and a fourth when an aborted transaction completed in it: `<base>.txnindex` (`txn_index`),
+//! deleted and renamed with the others.
 //! The active segment keeps its `.log` open for appends and its indexes preallocated and
 //! mapped read-write. Sealing appends the final time index entry and trims both indexes.
 //! A sealed segment is only metadata until read; its files are opened through the
@@ -29,13 +31,16 @@ use crate::types::Offset;
 pub(crate) const LOG_SUFFIX: &str = ".log";
 pub(crate) const INDEX_SUFFIX: &str = ".index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = ".timeindex";
+pub(crate) const TXN_INDEX_SUFFIX: &str = ".txnindex";
 
-/// The three file paths of the segment based at `base` in `dir`.
+/// The file paths of the segment based at `base` in `dir`.
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentPaths {
     pub(crate) log: PathBuf,
     pub(crate) index: PathBuf,
     pub(crate) time_index: PathBuf,
+    /// May not exist: created with the segment's first aborted transaction.
+    pub(crate) txn_index: PathBuf,
 }
 
 impl SegmentPaths {
@@ -45,6 +50,7 @@ impl SegmentPaths {
             log: dir.join(format!("{stem}{LOG_SUFFIX}")),
             index: dir.join(format!("{stem}{INDEX_SUFFIX}")),
             time_index: dir.join(format!("{stem}{TIME_INDEX_SUFFIX}")),
+            txn_index: dir.join(format!("{stem}{TXN_INDEX_SUFFIX}")),
         }
     }
 
@@ -60,13 +66,17 @@ impl SegmentPaths {
             log: with(&self.log),
             index: with(&self.index),
             time_index: with(&self.time_index),
+            txn_index: with(&self.txn_index),
         }
     }
 
-    /// Renames the three files to `to`'s names: the indexes first and the `.log` last, so the
-    /// `.log` appearing under its new name is the step that commits the rename (recovery
-    /// treats index files without their `.log` as leftovers).
+    /// Renames the files to `to`'s names: the indexes first (the transaction index only if
+    /// it exists) and the `.log` last, so the `.log` appearing under its new name is the step
+    /// that commits the rename (recovery treats index files without their `.log` as leftovers).
     pub(crate) fn rename_to(&self, to: &SegmentPaths) -> Result<()> {
+        if self.txn_index.exists() {
+            fs::rename(&self.txn_index, &to.txn_index).at(&self.txn_index)?;
+        }
         for (from, to) in [
             (&self.index, &to.index),
             (&self.time_index, &to.time_index),
@@ -78,7 +88,7 @@ impl SegmentPaths {
     }
 
     pub(crate) fn delete(&self) -> Result<()> {
-        for path in [&self.log, &self.index, &self.time_index] {
+        for path in [&self.log, &self.index, &self.time_index, &self.txn_index] {
             match fs::remove_file(path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).at(path),
                 _ => {}
@@ -431,11 +441,12 @@ impl ActiveSegment {
         Ok(self.next_offset)
     }
 
-    /// fsyncs the log and both indexes.
+    /// fsyncs the log and the indexes.
     pub(crate) fn flush(&self) -> Result<()> {
         self.log.sync_data().at(&self.paths.log)?;
         self.offset_index.flush().at(&self.paths.index)?;
-        self.time_index.flush().at(&self.paths.time_index)
+        self.time_index.flush().at(&self.paths.time_index)?;
+        super::txn_index::sync(&self.paths.txn_index)
     }
 
     /// Seals the segment: final time index entry, indexes trimmed to their entries.
@@ -717,6 +728,6 @@ impl SealedSegment {
         for path in [&self.paths.log, &self.paths.index, &self.paths.time_index] {
             File::open(path).and_then(|f| f.sync_all()).at(path)?;
         }
-        Ok(())
+        super::txn_index::sync(&self.paths.txn_index)
     }
 }

@@ -21,7 +21,7 @@ use super::state::{
     FollowerFetchOutcome, IsrChange, IsrFailure, IsrProposal, ReplicaState, Role, Transition,
 };
 use crate::log::batch::BatchHeader;
-use crate::log::{AppendOutcome, Log, LogError, SharedLog};
+use crate::log::{AppendOutcome, Log, LogError, SharedLog, TxnMarker};
 use crate::types::{LeaderEpoch, Offset};
 
 /// Why a leader append was refused.
@@ -233,6 +233,47 @@ impl PartitionReplica {
         acks: i16,
         now_ms: i64,
     ) -> Result<LeaderAppend, LeaderAppendError> {
+        self.append_with(log, acks, now_ms, |log, epoch| {
+            log.append_as_leader(records, epoch, now_ms)
+        })
+    }
+
+    /// Writes a transaction marker as the leader, as an acks=1 append: the caller waits for
+    /// replication with [`Self::await_acks`] on the returned offset, as Kafka's marker writes
+    /// wait for the ISR.
+    pub fn append_marker_as_leader(
+        &self,
+        log: &SharedLog,
+        marker: &TxnMarker,
+        now_ms: i64,
+    ) -> Result<LeaderAppend, LeaderAppendError> {
+        self.append_with(log, 1, now_ms, |log, epoch| {
+            log.append_marker(marker, epoch, now_ms)
+                .map(AppendOutcome::Appended)
+        })
+    }
+
+    /// Appends a group or transaction coordinator's own batch as the leader
+    /// ([`Log::append_as_coordinator`]), acks=1; the caller waits with [`Self::await_acks`].
+    pub fn append_as_coordinator(
+        &self,
+        log: &SharedLog,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<LeaderAppend, LeaderAppendError> {
+        self.append_with(log, 1, now_ms, |log, epoch| {
+            log.append_as_coordinator(records, epoch, now_ms)
+        })
+    }
+
+    /// A leader append done by `append` under the log lock, once the role is checked.
+    fn append_with(
+        &self,
+        log: &SharedLog,
+        acks: i16,
+        now_ms: i64,
+        append: impl FnOnce(&mut Log, LeaderEpoch) -> Result<AppendOutcome, LogError>,
+    ) -> Result<LeaderAppend, LeaderAppendError> {
         let acks_all = acks == -1;
         let mut log = write(log);
         if !self.leading.load(Ordering::Acquire) {
@@ -243,7 +284,7 @@ impl PartitionReplica {
             self.lock().check_append(true)?;
         }
         let epoch = LeaderEpoch(self.leader_epoch.load(Ordering::Acquire));
-        let outcome = log.append_as_leader(records, epoch, now_ms)?;
+        let outcome = append(&mut log, epoch)?;
         let mut moved = false;
         if let AppendOutcome::Appended(_) = outcome {
             let log_end = log.log_end_offset();

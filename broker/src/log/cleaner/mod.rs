@@ -10,8 +10,8 @@
 //! A pass over one log:
 //! 1. **Where** ([`Log::cleanable`], Kafka's `cleanableOffsets`): the dirty section starts at
 //!    the checkpointed first dirty offset (the log start when there is none, or when it lies
-//!    outside the log) and ends at the first uncleanable offset: the active segment, the high
-//!    watermark (Kafka: the last stable offset), and the first segment whose newest record is
+//!    outside the log) and ends at the first uncleanable offset: the active segment, the last
+//!    stable offset (as Kafka), and the first segment whose newest record is
 //!    younger than `min.compaction.lag.ms` — rounded down to a segment base.
 //! 2. **Whether**: dirty bytes / (clean + dirty bytes) must be more than
 //!    `min.cleanable.dirty.ratio` (strictly, as Kafka compares), unless a dirty segment's first
@@ -35,8 +35,16 @@
 //! batch of each idempotent producer still in the producer state (so its last sequence
 //! survives a rebuild of the producer state from the log), the batch ending exactly at the
 //! first uncleanable offset, and the last batch of each group (so that a swap interrupted by a
-//! crash knows which segments it replaces; see `swap`). Control batches (transaction markers) are kept as they are; this
-//! broker writes none yet.
+//! crash knows which segments it replaces; see `swap`).
+//!
+//! **Transactions** are kept whole: transactional batches and control batches (markers) are
+//! copied byte for byte, their records are not put in the offset map (so an aborted
+//! transaction's record never shadows an older committed value), and nothing at or above the
+//! last stable offset is cleaned. This is the conservative subset of Kafka's behaviour, which
+//! also removes aborted transactions' records and, after `delete.retention.ms`, markers whose
+//! transaction's data is gone; here such records stay until retention deletes their segment.
+//! The transaction indexes of a group's segments are concatenated into the cleaned segment's
+//! (`<base>.txnindex.cleaned`, swapped with the rest).
 //!
 //! **Tombstones** (records with a null value) follow Kafka's legacy (pre-KIP-534) rule: the
 //! delete horizon is the time of the last segment of the clean section minus

@@ -113,8 +113,12 @@ impl Log {
 
 /// Finishes the swaps a crash interrupted in `dir` (see the module docs), before its segments
 /// are listed. Index `.swap` files are deleted; `.cleaned` files are left to the listing, which
-/// deletes them.
-pub(in crate::log) fn complete_interrupted_swaps(dir: &Path, config: &LogConfig) -> Result<()> {
+/// deletes them. Returns the base of the first segment swapped in, whose transaction index
+/// (and those of the later segments) the log's opening rebuilds.
+pub(in crate::log) fn complete_interrupted_swaps(
+    dir: &Path,
+    config: &LogConfig,
+) -> Result<Option<Offset>> {
     let log_swap = format!("{LOG_SUFFIX}{SWAP_SUFFIX}");
     let mut swaps = Vec::new();
     let mut bases = Vec::new();
@@ -133,9 +137,10 @@ pub(in crate::log) fn complete_interrupted_swaps(dir: &Path, config: &LogConfig)
         }
     }
     if swaps.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     swaps.sort_unstable();
+    let first = swaps.first().copied();
     for base in swaps {
         let paths = SegmentPaths::new(dir, base);
         let swap_log = dir.join(format!("{:020}{log_swap}", base.0));
@@ -166,7 +171,8 @@ pub(in crate::log) fn complete_interrupted_swaps(dir: &Path, config: &LogConfig)
         bases.push(base);
         info!(segment = %paths.log.display(), replaced = replaced.len(), "completed an interrupted cleaner swap");
     }
-    checkpoint::sync_dir(dir)
+    checkpoint::sync_dir(dir)?;
+    Ok(first)
 }
 
 #[cfg(test)]

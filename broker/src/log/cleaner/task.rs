@@ -17,6 +17,8 @@ use super::records::{self, RecordView};
 use super::{Cleanable, CleanerError, CleanerOptions, CleanerStats};
 use crate::log::batch::{self, BatchHeader, HEADER_LEN, MAGIC_V2};
 use crate::log::cache::SegmentKey;
+use crate::log::checkpoint;
+use crate::log::txn_index;
 use crate::log::config::LogConfig;
 use crate::log::error::IoContext;
 use crate::log::partition::Log;
@@ -61,7 +63,9 @@ impl Log {
             None => (start, false),
         };
         let dirty = |s: &&SealedSegment| s.end > first_dirty;
-        let mut uncleanable = self.active.base.min(self.high_watermark);
+        // Kafka cleans only below the last stable offset: an undecided transaction's records
+        // must not be compacted away (nor shadow other records) before its marker is known.
+        let mut uncleanable = self.active.base.min(self.last_stable_offset());
         let min_lag = self.config.min_compaction_lag_ms.max(0);
         if min_lag > 0 {
             for s in self.sealed.iter().filter(dirty) {
@@ -256,14 +260,14 @@ impl CleanTask {
         let first_dirty = self.first_dirty;
         'segments: for source in self.sources.iter().filter(|s| s.end > first_dirty) {
             let mut reader = BatchReader::open(source)?;
-            while let Some(batch) =
-                reader.next(|h| h.last_offset() >= first_dirty.as_i64() && !h.is_control())?
-            {
+            while let Some(batch) = reader.next(|h| {
+                h.last_offset() >= first_dirty.as_i64() && !h.is_control() && !h.is_transactional()
+            })? {
                 let last = Offset(batch.header.last_offset() as u64);
                 let Some(bytes) = batch.bytes else {
                     if last >= first_dirty {
-                        // A control batch. Aborted transactions will be tracked here, so
-                        // their records are left out of the map.
+                        // A control or transactional batch: kept whole (see the module docs),
+                        // so its records are left out of the map and shadow nothing.
                         map.cover_up_to(last);
                     }
                     continue;
@@ -342,6 +346,17 @@ impl CleanTask {
         }
         file.sync_all().at(&out.cleaned.log)?;
         drop(file);
+        // The group's aborted transactions move to the cleaned segment with their markers.
+        let mut aborted = Vec::new();
+        for source in group {
+            let path = SegmentPaths::new(&self.dir, source.base).txn_index;
+            for entry in txn_index::read(&path)? {
+                aborted.extend_from_slice(&entry.encode());
+            }
+        }
+        if !aborted.is_empty() {
+            checkpoint::write_atomic(&out.cleaned.txn_index, &aborted)?;
+        }
         // The indexes are rebuilt from the output, which also proves it reads back whole.
         let scanned = scan::scan_segment(
             &out.cleaned.log,
@@ -382,9 +397,8 @@ impl CleanTask {
         while let Some(batch) = reader.next(|_| true)? {
             let header = batch.header;
             let bytes = batch.bytes.expect("asked for every body");
-            if header.is_control() {
-                // Transaction markers stay until transactions are supported; removing aborted
-                // transactions' records and expired markers belongs here then.
+            if header.is_control() || header.is_transactional() {
+                // Transactions are kept whole, markers included (see the module docs).
                 write(&bytes, out)?;
                 continue;
             }
