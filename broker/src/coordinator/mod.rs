@@ -4,6 +4,10 @@
 //!   LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups,
 //!   OffsetDelete) and the `__consumer_offsets` record formats it persists.
 //!
+//! - [`txn`]: the transaction coordinator (InitProducerId with a transactional id,
+//!   AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, DescribeTransactions, ListTransactions) and
+//!   the `__transaction_state` record formats it persists.
+//!
 //! - [`group_service`]: the group coordinator's I/O — a coordinator per led
 //!   `__consumer_offsets` partition, loading, persisting, timers and parked requests.
 //!
@@ -13,3 +17,4 @@
 
 pub mod group;
 pub mod group_service;
+pub mod txn;

@@ -1,0 +1,447 @@
+//! The `__transaction_state` record formats, byte-compatible with Kafka's
+//! (`transaction-coordinator/src/main/resources/common/message/TransactionLog{Key,Value}.json`).
+//!
+//! Keys and values start with their schema version as a big-endian `int16`, followed by the
+//! fields of that version. Version 0 values use classic encodings (`int16`-length strings,
+//! `int32`-count arrays, -1 for null); version 1 is "flexible": compact lengths (an unsigned
+//! varint of length + 1, 0 for null) and tagged fields at the end of every struct.
+//!
+//! ```text
+//! key   v0  TransactionLogKey    transactionalId: string
+//!           (other key versions are skipped on load, as Kafka skips them)
+//! value v0  TransactionLogValue  producerId int64, producerEpoch int16,
+//!                                transactionTimeoutMs int32, transactionStatus int8,
+//!                                transactionPartitions [topic string, partitionIds [int32]]?,
+//!                                transactionLastUpdateTimestampMs int64,
+//!                                transactionStartTimestampMs int64
+//! value v1  as v0, flexible, with tagged fields 0 previousProducerId int64 (default -1),
+//!           1 nextProducerId int64 (default -1), 2 clientTransactionVersion int16 (default 0)
+//! ```
+//!
+//! Kafka writes value version 0 while the cluster's `transaction.version` is 0 and version 1
+//! from `transaction.version` 1 on (see [`TransactionVersion::log_value_version`]). Tagged
+//! fields are written only when they differ from their default, as Kafka's generated code
+//! does. An Empty transaction is written with null partitions. A null value (tombstone)
+//! removes the transactional id.
+
+use std::collections::BTreeSet;
+
+use bytes::{BufMut, Bytes};
+use thiserror::Error;
+
+use super::metadata::{TransactionVersion, TxnState};
+
+/// The only key version Kafka defines.
+const KEY_VERSION: i16 = 0;
+const TAG_PREVIOUS_PRODUCER_ID: u64 = 0;
+const TAG_NEXT_PRODUCER_ID: u64 = 1;
+const TAG_CLIENT_TRANSACTION_VERSION: u64 = 2;
+
+/// The decoded value of a `__transaction_state` record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnLogValue {
+    pub producer_id: i64,
+    /// -1 when absent (version 0, or the default).
+    pub previous_producer_id: i64,
+    /// -1 when absent.
+    pub next_producer_id: i64,
+    pub producer_epoch: i16,
+    pub transaction_timeout_ms: i32,
+    pub state: TxnState,
+    /// Kafka writes null for Empty; decoded null is an empty set.
+    pub partitions: BTreeSet<(String, i32)>,
+    pub last_update_timestamp_ms: i64,
+    /// -1 when no transaction has started.
+    pub start_timestamp_ms: i64,
+    pub client_transaction_version: TransactionVersion,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("{what} is truncated: {needed} bytes needed at byte {at}")]
+    Truncated {
+        what: &'static str,
+        at: usize,
+        needed: usize,
+    },
+    #[error("{what} has unsupported schema version {version}")]
+    UnsupportedVersion { what: &'static str, version: i16 },
+    #[error("{what} has an invalid length {length} at byte {at}")]
+    InvalidLength {
+        what: &'static str,
+        at: usize,
+        length: i64,
+    },
+    #[error("{what} holds a string that is not UTF-8 at byte {at}")]
+    InvalidUtf8 { what: &'static str, at: usize },
+    #[error("{what} holds null where a value is required, at byte {at}")]
+    UnexpectedNull { what: &'static str, at: usize },
+    #[error("transaction log value has unknown transaction status {status}")]
+    UnknownStatus { status: i8 },
+}
+
+/// The key of `transactional_id`'s records.
+pub fn encode_key(transactional_id: &str) -> Bytes {
+    let mut w = Writer::new(false);
+    w.i16(KEY_VERSION);
+    w.string(transactional_id);
+    w.finish()
+}
+
+/// The transactional id of a key; `None` for key versions Kafka does not define (Kafka logs
+/// and skips them while loading).
+pub fn decode_key(bytes: &[u8]) -> Result<Option<String>, RecordError> {
+    let mut r = Reader::new(bytes, "transaction log key", false);
+    let version = r.i16()?;
+    if version != KEY_VERSION {
+        return Ok(None);
+    }
+    // Bytes after the last field are ignored, as Kafka's generated readers ignore them.
+    Ok(Some(r.string()?))
+}
+
+/// `value` in the given schema version (0 or 1).
+pub fn encode_value(value: &TxnLogValue, version: i16) -> Bytes {
+    let flexible = version >= 1;
+    let mut w = Writer::new(flexible);
+    w.i16(version);
+    w.i64(value.producer_id);
+    w.i16(value.producer_epoch);
+    w.i32(value.transaction_timeout_ms);
+    w.buf.put_i8(value.state.id());
+    if value.state == TxnState::Empty {
+        w.length(None);
+    } else {
+        let topics = group_by_topic(&value.partitions);
+        w.length(Some(topics.len()));
+        for (topic, partitions) in topics {
+            w.string(topic);
+            w.length(Some(partitions.len()));
+            for p in partitions {
+                w.i32(p);
+            }
+            w.empty_tagged_fields();
+        }
+    }
+    w.i64(value.last_update_timestamp_ms);
+    w.i64(value.start_timestamp_ms);
+    if flexible {
+        let mut tagged: Vec<(u64, Vec<u8>)> = Vec::new();
+        if value.previous_producer_id != -1 {
+            tagged.push((
+                TAG_PREVIOUS_PRODUCER_ID,
+                value.previous_producer_id.to_be_bytes().to_vec(),
+            ));
+        }
+        if value.next_producer_id != -1 {
+            tagged.push((
+                TAG_NEXT_PRODUCER_ID,
+                value.next_producer_id.to_be_bytes().to_vec(),
+            ));
+        }
+        if value.client_transaction_version.0 != 0 {
+            tagged.push((
+                TAG_CLIENT_TRANSACTION_VERSION,
+                value.client_transaction_version.0.to_be_bytes().to_vec(),
+            ));
+        }
+        w.varint(tagged.len() as u64);
+        for (tag, data) in tagged {
+            w.varint(tag);
+            w.varint(data.len() as u64);
+            w.buf.put_slice(&data);
+        }
+    }
+    w.finish()
+}
+
+/// A value of either schema version.
+pub fn decode_value(bytes: &[u8]) -> Result<TxnLogValue, RecordError> {
+    const WHAT: &str = "transaction log value";
+    let version = Reader::new(bytes, WHAT, false).i16()?;
+    if !(0..=1).contains(&version) {
+        return Err(RecordError::UnsupportedVersion {
+            what: WHAT,
+            version,
+        });
+    }
+    let mut r = Reader::new(bytes, WHAT, version >= 1);
+    r.pos = 2;
+    let producer_id = r.i64()?;
+    let producer_epoch = r.i16()?;
+    let transaction_timeout_ms = r.i32()?;
+    let status = r.take(1)?[0] as i8;
+    let state = TxnState::from_id(status).ok_or(RecordError::UnknownStatus { status })?;
+    let mut partitions = BTreeSet::new();
+    if let Some(topics) = r.length()? {
+        for _ in 0..topics {
+            let topic = r.string()?;
+            let count = r.required()?;
+            for _ in 0..count {
+                partitions.insert((topic.clone(), r.i32()?));
+            }
+            r.skip_tagged_fields()?;
+        }
+    }
+    let last_update_timestamp_ms = r.i64()?;
+    let start_timestamp_ms = r.i64()?;
+    let mut value = TxnLogValue {
+        producer_id,
+        previous_producer_id: -1,
+        next_producer_id: -1,
+        producer_epoch,
+        transaction_timeout_ms,
+        state,
+        // Kafka ignores whatever an Empty record lists.
+        partitions: if state == TxnState::Empty {
+            BTreeSet::new()
+        } else {
+            partitions
+        },
+        last_update_timestamp_ms,
+        start_timestamp_ms,
+        client_transaction_version: TransactionVersion::TV_0,
+    };
+    if r.flexible {
+        let count = r.varint()?;
+        for _ in 0..count {
+            let tag = r.varint()?;
+            let size = r.varint()? as usize;
+            let at = r.pos;
+            let data = r.take(size)?;
+            let mut field = Reader::new(data, WHAT, false);
+            let wrong_size = || RecordError::InvalidLength {
+                what: WHAT,
+                at,
+                length: size as i64,
+            };
+            match tag {
+                TAG_PREVIOUS_PRODUCER_ID => {
+                    value.previous_producer_id = field.i64().map_err(|_| wrong_size())?
+                }
+                TAG_NEXT_PRODUCER_ID => {
+                    value.next_producer_id = field.i64().map_err(|_| wrong_size())?
+                }
+                TAG_CLIENT_TRANSACTION_VERSION => {
+                    value.client_transaction_version =
+                        TransactionVersion(field.i16().map_err(|_| wrong_size())?)
+                }
+                // Unknown tags are skipped, as Kafka's generated readers keep them aside.
+                _ => {}
+            }
+        }
+    }
+    Ok(value)
+}
+
+fn group_by_topic(partitions: &BTreeSet<(String, i32)>) -> Vec<(&str, Vec<i32>)> {
+    let mut out: Vec<(&str, Vec<i32>)> = Vec::new();
+    for (topic, p) in partitions {
+        match out.last_mut() {
+            Some((last, ps)) if *last == topic.as_str() => ps.push(*p),
+            _ => out.push((topic, vec![*p])),
+        }
+    }
+    out
+}
+
+struct Writer {
+    buf: Vec<u8>,
+    flexible: bool,
+}
+
+impl Writer {
+    fn new(flexible: bool) -> Self {
+        Writer {
+            buf: Vec::new(),
+            flexible,
+        }
+    }
+
+    fn finish(self) -> Bytes {
+        Bytes::from(self.buf)
+    }
+
+    fn i16(&mut self, v: i16) {
+        self.buf.put_i16(v);
+    }
+
+    fn i32(&mut self, v: i32) {
+        self.buf.put_i32(v);
+    }
+
+    fn i64(&mut self, v: i64) {
+        self.buf.put_i64(v);
+    }
+
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf.put_u8((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.buf.put_u8(v as u8);
+    }
+
+    /// An array count: `int32` (-1 for null) or compact (count + 1, 0 for null).
+    fn length(&mut self, len: Option<usize>) {
+        if self.flexible {
+            self.varint(len.map_or(0, |l| l as u64 + 1));
+        } else {
+            self.i32(len.map_or(-1, |l| l as i32));
+        }
+    }
+
+    /// A non-null string: `int16` length or compact length.
+    fn string(&mut self, s: &str) {
+        if self.flexible {
+            self.varint(s.len() as u64 + 1);
+        } else {
+            self.i16(s.len() as i16);
+        }
+        self.buf.put_slice(s.as_bytes());
+    }
+
+    fn empty_tagged_fields(&mut self) {
+        if self.flexible {
+            self.varint(0);
+        }
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    what: &'static str,
+    flexible: bool,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8], what: &'static str, flexible: bool) -> Self {
+        Reader {
+            buf,
+            pos: 0,
+            what,
+            flexible,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.buf.len())
+            .ok_or(RecordError::Truncated {
+                what: self.what,
+                at: self.pos,
+                needed: n,
+            })?;
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn i16(&mut self) -> Result<i16, RecordError> {
+        Ok(i16::from_be_bytes(self.array()?))
+    }
+
+    fn i32(&mut self) -> Result<i32, RecordError> {
+        Ok(i32::from_be_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, RecordError> {
+        Ok(i64::from_be_bytes(self.array()?))
+    }
+
+    fn varint(&mut self) -> Result<u64, RecordError> {
+        let at = self.pos;
+        let mut value = 0u64;
+        for shift in (0..35).step_by(7) {
+            let byte = self.take(1)?[0];
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        // Kafka's unsigned varints are 32-bit: at most 5 bytes.
+        Err(RecordError::InvalidLength {
+            what: self.what,
+            at,
+            length: -1,
+        })
+    }
+
+    /// An array count or string length; `None` for null.
+    fn length_of(&mut self, wide: bool) -> Result<Option<usize>, RecordError> {
+        let at = self.pos;
+        let len = if self.flexible {
+            self.varint()? as i64 - 1
+        } else if wide {
+            i64::from(self.i32()?)
+        } else {
+            i64::from(self.i16()?)
+        };
+        match len {
+            -1 => Ok(None),
+            // Every element takes at least one byte: a longer count is garbage, refused before
+            // anything is allocated for it.
+            len if len >= 0 && (len as usize) <= self.buf.len() - self.pos => {
+                Ok(Some(len as usize))
+            }
+            length => Err(RecordError::InvalidLength {
+                what: self.what,
+                at,
+                length,
+            }),
+        }
+    }
+
+    fn length(&mut self) -> Result<Option<usize>, RecordError> {
+        self.length_of(true)
+    }
+
+    fn required(&mut self) -> Result<usize, RecordError> {
+        let at = self.pos;
+        self.length()?.ok_or(RecordError::UnexpectedNull {
+            what: self.what,
+            at,
+        })
+    }
+
+    fn string(&mut self) -> Result<String, RecordError> {
+        let at = self.pos;
+        let len = self.length_of(false)?.ok_or(RecordError::UnexpectedNull {
+            what: self.what,
+            at,
+        })?;
+        let at = self.pos;
+        let raw = self.take(len)?;
+        let s = std::str::from_utf8(raw).map_err(|_| RecordError::InvalidUtf8 {
+            what: self.what,
+            at,
+        })?;
+        Ok(s.to_owned())
+    }
+
+    fn skip_tagged_fields(&mut self) -> Result<(), RecordError> {
+        if !self.flexible {
+            return Ok(());
+        }
+        let count = self.varint()?;
+        for _ in 0..count {
+            self.varint()?;
+            let size = self.varint()?;
+            self.take(size as usize)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "records_tests.rs"]
+mod tests;
