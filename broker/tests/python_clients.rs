@@ -8,7 +8,8 @@
 //! installs; without them these tests fail and say how to install them.
 //!
 //! `test_groups.py` holds consumer-group tests as `test_*` functions, one per run
-//! (`test_groups.py BOOTSTRAP NAME`), each ending with a `PASS: NAME` line.
+//! (`test_groups.py BOOTSTRAP NAME`), each ending with a `PASS: NAME` line;
+//! `test_transactions.py` does the same for transactions (issue 6).
 
 mod process;
 
@@ -322,4 +323,54 @@ fn kafka_python_consumer_group_commits_and_resumes() {
         output.contains("second member resumed at {0: 8, 1: 13}"),
         "{output}"
     );
+}
+
+const TRANSACTIONS: &str = "test_transactions.py";
+
+/// Runs `test_transactions.py`'s `test_{name}` against a standalone broker whose
+/// `__transaction_state` has 5 partitions and one replica. The settings go in `WEIR_*`
+/// variables (see `transactions.rs`): a broker without transactions then starts and the
+/// test fails at its first transactional request; the test asserts the broker knew them.
+fn run_transaction_test(name: &str) -> String {
+    require_python_packages();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start_with_env(
+        &dir.path().join("data"),
+        process::free_port(),
+        &[
+            "auto.create.topics.enable=false",
+            "group.initial.rebalance.delay.ms=0",
+        ],
+        &process::as_env(&[
+            "transaction.state.log.num.partitions=5",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+        ]),
+    );
+    let output = run_client(&broker, TRANSACTIONS, &[name]);
+    assert!(output.contains(&format!("PASS: {name}")), "{output}");
+    assert_eq!(
+        broker.ignored_env_keys(),
+        Vec::<String>::new(),
+        "the broker ignored settings the test relies on"
+    );
+    output
+}
+
+#[test]
+fn confluent_kafka_transactions_commit_and_abort_round_trip() {
+    let output = run_transaction_test("confluent_commit_and_abort_round_trip");
+    assert!(output.contains("markers skipped"), "{output}");
+}
+
+#[test]
+fn confluent_kafka_offsets_sent_in_a_transaction_are_visible_only_after_commit() {
+    let output = run_transaction_test("confluent_offsets_in_a_transaction_are_committed_with_it");
+    assert!(output.contains("not with the abort"), "{output}");
+}
+
+#[test]
+fn kafka_python_admin_lists_and_describes_open_and_committed_transactions() {
+    let output = run_transaction_test("kafka_python_admin_lists_and_describes_transactions");
+    assert!(output.contains("committed: CompleteCommit"), "{output}");
 }

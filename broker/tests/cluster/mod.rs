@@ -24,6 +24,17 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with `controller_extra` overrides for the controller.
     pub fn start_with(brokers: usize, extra: &[&str], controller_extra: &[&str]) -> Cluster {
+        Cluster::start_with_env(brokers, extra, controller_extra, &[])
+    }
+
+    /// Like [`Cluster::start_with`], with environment variables for every process (`WEIR_*`
+    /// settings: [`crate::process::as_env`]).
+    pub fn start_with_env(
+        brokers: usize,
+        extra: &[&str],
+        controller_extra: &[&str],
+        env: &[(String, String)],
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let controller_port = free_port();
         let mut controller_settings = vec![
@@ -33,10 +44,11 @@ impl Cluster {
             "broker.session.timeout.ms=3000",
         ];
         controller_settings.extend_from_slice(controller_extra);
-        let controller = BrokerProcess::start_with_roles(
+        let controller = BrokerProcess::start_with_env(
             &dir.path().join("controller"),
             controller_port,
             &controller_settings,
+            env,
         );
         let servers = format!("controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}");
         let brokers = (1..=brokers)
@@ -50,7 +62,12 @@ impl Cluster {
                     "controlled.shutdown.retry.backoff.ms=500",
                 ];
                 settings.extend_from_slice(extra);
-                BrokerProcess::start(&dir.path().join(format!("broker-{id}")), &settings)
+                BrokerProcess::start_with_env(
+                    &dir.path().join(format!("broker-{id}")),
+                    free_port(),
+                    &settings,
+                    env,
+                )
             })
             .collect();
         Cluster {

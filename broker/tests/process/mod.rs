@@ -16,6 +16,8 @@ pub struct BrokerProcess {
     /// Where the controller role (if the process has it) serves gRPC.
     pub controller_port: u16,
     pub extra: Vec<String>,
+    /// Environment variables of the process (`WEIR_*` settings, see [`as_env`]).
+    pub env: Vec<(String, String)>,
     log_path: PathBuf,
 }
 
@@ -39,6 +41,17 @@ impl BrokerProcess {
         controller_port: u16,
         extra: &[&str],
     ) -> BrokerProcess {
+        BrokerProcess::start_with_env(data_dir, controller_port, extra, &[])
+    }
+
+    /// Like [`BrokerProcess::start_with_roles`], with environment variables for the process
+    /// (`WEIR_*` broker settings: [`as_env`]).
+    pub fn start_with_env(
+        data_dir: &Path,
+        controller_port: u16,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> BrokerProcess {
         let mut broker = BrokerProcess {
             child: None,
             data_dir: data_dir.to_path_buf(),
@@ -46,6 +59,7 @@ impl BrokerProcess {
             http_port: free_port(),
             controller_port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.to_vec(),
             log_path: data_dir.with_extension("broker.log"),
         };
         broker.spawn();
@@ -83,6 +97,7 @@ impl BrokerProcess {
         for e in &self.extra {
             cmd.arg("--override").arg(e);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.child = Some(cmd.spawn().expect("start weir-broker"));
         self.wait_ready();
     }
@@ -130,6 +145,18 @@ impl BrokerProcess {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The config keys of `WEIR_*` environment settings the broker ignored because it does
+    /// not know them (its start-up warning), in the order logged.
+    pub fn ignored_env_keys(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("that is not a broker config key"))
+            .filter_map(|l| l.split("key=").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// SIGTERM and wait: a clean shutdown. Returns the exit status success.
@@ -186,6 +213,24 @@ fn unsafe_free_kill(pid: u32, signal: &str) {
         .status();
 }
 
+/// `key=value` broker settings as the `WEIR_*` environment variables the broker reads
+/// (`transaction.max.timeout.ms=1` → `WEIR_TRANSACTION_MAX_TIMEOUT_MS=1`). Unlike an
+/// `--override`, a key the broker does not know is skipped with a warning
+/// ([`BrokerProcess::ignored_env_keys`]) instead of stopping it: for settings of a feature
+/// a test proves before the broker has it.
+pub fn as_env(settings: &[&str]) -> Vec<(String, String)> {
+    settings
+        .iter()
+        .map(|s| {
+            let (key, value) = s.split_once('=').expect("key=value");
+            (
+                format!("WEIR_{}", key.to_ascii_uppercase().replace('.', "_")),
+                value.to_owned(),
+            )
+        })
+        .collect()
+}
+
 impl BrokerProcess {
     /// Sends one request encoded by `kafka-protocol` on a new connection and decodes the
     /// response, checking the correlation id and that nothing trails it.
@@ -194,14 +239,23 @@ impl BrokerProcess {
         version: i16,
         request: &R,
     ) -> R::Response {
+        self.try_call(version, request)
+            .unwrap_or_else(|e| panic!("{:?} v{version}: {e}", R::KEY))
+    }
+
+    /// Like [`BrokerProcess::call`], with an error instead of a panic when the broker cannot
+    /// be reached or closes the connection without an answer (an API it does not support).
+    pub fn try_call<R: kafka_protocol::protocol::Request>(
+        &self,
+        version: i16,
+        request: &R,
+    ) -> std::io::Result<R::Response> {
         use bytes::{Buf, BufMut, Bytes, BytesMut};
         use kafka_protocol::messages::{RequestHeader, ResponseHeader};
         use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
-        let mut stream = TcpStream::connect(("127.0.0.1", self.kafka_port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(15)))
-            .unwrap();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.kafka_port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
         let mut body = BytesMut::new();
         RequestHeader::default()
             .with_request_api_key(R::KEY)
@@ -214,18 +268,18 @@ impl BrokerProcess {
         let mut frame = BytesMut::new();
         frame.put_i32(body.len() as i32);
         frame.extend_from_slice(&body);
-        stream.write_all(&frame).unwrap();
+        stream.write_all(&frame)?;
         let mut size = [0u8; 4];
-        stream.read_exact(&mut size).unwrap();
+        stream.read_exact(&mut size)?;
         let mut response = vec![0u8; i32::from_be_bytes(size) as usize];
-        stream.read_exact(&mut response).unwrap();
+        stream.read_exact(&mut response)?;
         let mut response = Bytes::from(response);
         let header =
             ResponseHeader::decode(&mut response, R::Response::header_version(version)).unwrap();
         assert_eq!(header.correlation_id, 42);
         let decoded = R::Response::decode(&mut response, version).unwrap();
         assert_eq!(response.remaining(), 0, "trailing bytes in the response");
-        decoded
+        Ok(decoded)
     }
 }
 
