@@ -213,7 +213,10 @@ impl TxnCoordinator {
 
     /// InitProducerId with a transactional id. `fresh_producer_id` is an unused id from the
     /// caller's block, taken only where Kafka allocates one (a new transactional id, or an
-    /// exhausted epoch); [`TxnOutcome::used_fresh_producer_id`] says whether it was.
+    /// exhausted epoch); [`TxnOutcome::used_fresh_producer_id`] says whether it was. A negative
+    /// value means the caller has none at hand: where one is needed the request is answered
+    /// COORDINATOR_LOAD_IN_PROGRESS (what Kafka answers while its id block is not ready), and
+    /// the client retries.
     pub fn init_producer_id(
         &mut self,
         token: RequestToken,
@@ -254,6 +257,10 @@ impl TxnCoordinator {
         };
         let id = p.transactional_id;
         if !self.txns.contains_key(&id) {
+            if fresh_producer_id < 0 {
+                fail(&mut out, ResponseError::CoordinatorLoadInProgress);
+                return out;
+            }
             // Like Kafka, the new id is cached before its first record is written.
             let meta =
                 TxnMetadata::new(id.clone(), fresh_producer_id, p.transaction_timeout_ms, now);
@@ -282,6 +289,10 @@ impl TxnCoordinator {
             TxnState::Empty | TxnState::CompleteAbort | TxnState::CompleteCommit => {
                 let rotate = m.is_producer_epoch_exhausted()
                     && expected.is_none_or(|(_, epoch)| epoch == m.producer_epoch);
+                if rotate && fresh_producer_id < 0 {
+                    fail(&mut out, ResponseError::CoordinatorLoadInProgress);
+                    return out;
+                }
                 if rotate {
                     out.used_fresh_producer_id = true;
                     m.prepare_producer_id_rotation(

@@ -422,3 +422,22 @@ fn verify_only_says_per_partition_whether_it_is_in_the_transaction() {
         ResponseError::ConcurrentTransactions
     );
 }
+
+#[test]
+fn init_needing_a_new_producer_id_without_one_at_hand_answers_load_in_progress() {
+    let mut c = coordinator(TxnConfig::default());
+    let out = c.init_producer_id(tok(1), init_params("tx"), -1, 0);
+    assert!(!out.used_fresh_producer_id);
+    assert_eq!(
+        out.effects,
+        vec![Effect::Respond {
+            token: tok(1),
+            response: Response::InitProducerId(Err(ResponseError::CoordinatorLoadInProgress))
+        }]
+    );
+    assert!(c.metadata("tx").is_none(), "nothing cached");
+    // An existing id needs no new producer id.
+    init_ok(&mut c, "tx", PID, 0);
+    let out = c.init_producer_id(tok(2), init_params("tx"), -1, 1);
+    assert!(has_persist(&out.effects));
+}
