@@ -6,9 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use kafka_protocol::ResponseError;
 
 use super::api::{
-    AddOffsetsParams, AddPartitionsParams, Effect, EndTxnParams, InitProducerIdParams, ListedTxn,
-    ListedTxns, PersistId, RequestToken, Response, TxnDescription, TxnOutcome,
-    coordinator_error_for_append,
+    AddOffsetsParams, AddPartitionsParams, Effect, EndTxnParams, InitProducerIdParams, PersistId,
+    RequestToken, Response, TxnOutcome,
 };
 use super::config::TxnConfig;
 use super::metadata::{
@@ -17,12 +16,15 @@ use super::metadata::{
 };
 use super::records::{self, RecordError};
 
+#[path = "queries.rs"]
+mod queries;
+#[path = "timers.rs"]
+mod timers;
+#[path = "writes.rs"]
+mod writes;
+
 /// The topic AddOffsetsToTxn adds a partition of.
 pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
-
-/// How long a CompleteCommit/CompleteAbort write that failed with COORDINATOR_NOT_AVAILABLE
-/// waits before it is retried (Kafka retries it from its marker sender's next poll).
-const COMPLETE_RETRY_BACKOFF_MS: i64 = 100;
 
 /// The coordinator of the transactional ids of one `__transaction_state` partition, at one
 /// coordinator (leader) epoch. See the module docs of [`super`] for how to drive it.
@@ -211,7 +213,10 @@ impl TxnCoordinator {
 
     /// InitProducerId with a transactional id. `fresh_producer_id` is an unused id from the
     /// caller's block, taken only where Kafka allocates one (a new transactional id, or an
-    /// exhausted epoch); [`TxnOutcome::used_fresh_producer_id`] says whether it was.
+    /// exhausted epoch); [`TxnOutcome::used_fresh_producer_id`] says whether it was. A negative
+    /// value means the caller has none at hand: where one is needed the request is answered
+    /// COORDINATOR_LOAD_IN_PROGRESS (what Kafka answers while its id block is not ready), and
+    /// the client retries.
     pub fn init_producer_id(
         &mut self,
         token: RequestToken,
@@ -252,6 +257,10 @@ impl TxnCoordinator {
         };
         let id = p.transactional_id;
         if !self.txns.contains_key(&id) {
+            if fresh_producer_id < 0 {
+                fail(&mut out, ResponseError::CoordinatorLoadInProgress);
+                return out;
+            }
             // Like Kafka, the new id is cached before its first record is written.
             let meta =
                 TxnMetadata::new(id.clone(), fresh_producer_id, p.transaction_timeout_ms, now);
@@ -280,6 +289,10 @@ impl TxnCoordinator {
             TxnState::Empty | TxnState::CompleteAbort | TxnState::CompleteCommit => {
                 let rotate = m.is_producer_epoch_exhausted()
                     && expected.is_none_or(|(_, epoch)| epoch == m.producer_epoch);
+                if rotate && fresh_producer_id < 0 {
+                    fail(&mut out, ResponseError::CoordinatorLoadInProgress);
+                    return out;
+                }
                 if rotate {
                     out.used_fresh_producer_id = true;
                     m.prepare_producer_id_rotation(
@@ -672,488 +685,6 @@ impl TxnCoordinator {
             Empty => Err(ResponseError::InvalidTxnState),
             Dead | PrepareEpochFence => Err(ResponseError::UnknownServerError),
         }
-    }
-
-    /// The outcome of the [`Effect::Persist`] named `id`.
-    pub fn persisted(
-        &mut self,
-        id: PersistId,
-        result: Result<(), ResponseError>,
-        now: i64,
-    ) -> Vec<Effect> {
-        let mut effects = Vec::new();
-        let Some(txn_id) = self.persists.remove(&id) else {
-            return effects;
-        };
-        let Some(entry) = self.txns.get_mut(&txn_id) else {
-            return effects;
-        };
-        let is_this_write = matches!(
-            &entry.write,
-            Some(Write { phase: Phase::Persisting { id: current, .. }, .. }) if *current == id
-        );
-        if !is_this_write {
-            return effects;
-        }
-        let Some(Write {
-            transit,
-            phase: Phase::Persisting { waiter, .. },
-        }) = entry.write.take()
-        else {
-            return effects;
-        };
-        match result {
-            Ok(()) => self.write_succeeded(&txn_id, transit, waiter, now, &mut effects),
-            Err(error) => {
-                let error = coordinator_error_for_append(error);
-                let m = &mut entry.meta;
-                match waiter {
-                    // Kafka's marker sender retries a completion that could not be written for
-                    // now, keeping the transition pending.
-                    Waiter::Complete if error == ResponseError::CoordinatorNotAvailable => {
-                        entry.write = Some(Write {
-                            transit,
-                            phase: Phase::RetryAt(now.saturating_add(COMPLETE_RETRY_BACKOFF_MS)),
-                        });
-                    }
-                    Waiter::Complete | Waiter::Expire => m.abort_transition(),
-                    Waiter::InitProducerId(token) => {
-                        m.abort_transition();
-                        respond(&mut effects, token, Response::InitProducerId(Err(error)));
-                    }
-                    Waiter::AddPartitions { token, partitions } => {
-                        m.abort_transition();
-                        respond(
-                            &mut effects,
-                            token,
-                            all_partitions(&partitions, Some(error)),
-                        );
-                    }
-                    Waiter::AddOffsets(token) => {
-                        m.abort_transition();
-                        respond(&mut effects, token, Response::AddOffsets(Some(error)));
-                    }
-                    Waiter::EndTxn {
-                        origin,
-                        epoch_fence,
-                        ..
-                    } => {
-                        m.abort_transition();
-                        if epoch_fence {
-                            // The bumped epoch stays in memory, unwritten and never returned:
-                            // the next fence reuses it.
-                            m.has_failed_epoch_fence = true;
-                        }
-                        origin.respond(Err(error), &mut effects);
-                    }
-                }
-            }
-        }
-        effects
-    }
-
-    fn write_succeeded(
-        &mut self,
-        txn_id: &str,
-        transit: Transit,
-        waiter: Waiter,
-        now: i64,
-        effects: &mut Vec<Effect>,
-    ) {
-        let entry = self.txns.get_mut(txn_id).expect("caller looked it up");
-        let m = &mut entry.meta;
-        if let Waiter::Expire = waiter {
-            if m.pending_state == Some(TxnState::Dead) && m.producer_epoch == transit.producer_epoch
-            {
-                self.txns.remove(txn_id);
-            } else {
-                m.abort_transition();
-            }
-            return;
-        }
-        let completed = m.complete_transition(&transit);
-        if completed.is_err() {
-            m.abort_transition();
-        }
-        let ok = |r: Result<(i64, i16), ResponseError>| {
-            completed
-                .clone()
-                .map_err(|_| ResponseError::UnknownServerError)
-                .and(r)
-        };
-        match waiter {
-            Waiter::InitProducerId(token) => respond(
-                effects,
-                token,
-                Response::InitProducerId(ok(Ok((transit.producer_id, transit.producer_epoch)))),
-            ),
-            Waiter::AddPartitions { token, partitions } => {
-                let error = ok(Ok((0, 0))).err();
-                respond(effects, token, all_partitions(&partitions, error));
-            }
-            Waiter::AddOffsets(token) => {
-                respond(effects, token, Response::AddOffsets(ok(Ok((0, 0))).err()));
-            }
-            Waiter::Complete => {
-                if completed.is_ok() {
-                    match transit.state {
-                        TxnState::CompleteCommit => self.commits += 1,
-                        _ => self.aborts += 1,
-                    }
-                }
-            }
-            Waiter::EndTxn {
-                origin,
-                producer_id,
-                producer_epoch,
-                commit,
-                ..
-            } => {
-                if completed.is_err() {
-                    origin.respond(Err(ResponseError::UnknownServerError), effects);
-                    return;
-                }
-                // Kafka's checks between the Prepare* write and the markers.
-                let result = if m.producer_id != producer_id {
-                    Err(ResponseError::InvalidProducerIdMapping)
-                } else if m.producer_epoch != producer_epoch
-                    && !end_txn_epoch_bumped(m, producer_epoch)
-                {
-                    Err(ResponseError::ProducerFenced)
-                } else if m.pending_transition_in_progress() {
-                    Err(ResponseError::ConcurrentTransactions)
-                } else if (m.state == TxnState::PrepareCommit && commit)
-                    || (m.state == TxnState::PrepareAbort && !commit)
-                {
-                    m.prepare_complete(now)
-                        .map_err(|_| ResponseError::UnknownServerError)
-                } else {
-                    Err(ResponseError::InvalidTxnState)
-                };
-                match result {
-                    Ok(complete) => {
-                        // When a TV2 bump overflowed, the producer continues with the new id
-                        // at epoch 0 (what the Complete* record stores).
-                        let answer = if m.next_producer_id != NO_PRODUCER_ID {
-                            (complete.producer_id, complete.producer_epoch)
-                        } else {
-                            (m.producer_id, m.producer_epoch)
-                        };
-                        origin.respond(Ok(answer), effects);
-                        self.send_markers(txn_id, complete, effects);
-                    }
-                    Err(error) => origin.respond(Err(error), effects),
-                }
-            }
-            Waiter::Expire => {}
-        }
-    }
-
-    /// Markers for the prepared transaction of `txn_id`, whose Complete* transition is
-    /// `complete` (already pending); without partitions, the completion is written at once.
-    fn send_markers(&mut self, txn_id: &str, complete: Transit, effects: &mut Vec<Effect>) {
-        let entry = self.txns.get_mut(txn_id).expect("caller looked it up");
-        let m = &entry.meta;
-        if m.topic_partitions.is_empty() {
-            self.persist(txn_id, complete, Waiter::Complete, effects);
-            return;
-        }
-        effects.push(Effect::WriteMarkers {
-            transactional_id: txn_id.to_owned(),
-            producer_id: m.producer_id,
-            producer_epoch: m.producer_epoch,
-            coordinator_epoch: self.coordinator_epoch,
-            commit: m.state == TxnState::PrepareCommit,
-            partitions: m.topic_partitions.iter().cloned().collect(),
-        });
-        entry.write = Some(Write {
-            transit: complete,
-            phase: Phase::AwaitingMarkers,
-        });
-    }
-
-    /// Every marker of the [`Effect::WriteMarkers`] for this id, producer id and epoch has
-    /// landed (or its partition is gone): write CompleteCommit/CompleteAbort. Stale reports
-    /// are ignored.
-    pub fn markers_written(
-        &mut self,
-        transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        _now: i64,
-    ) -> Vec<Effect> {
-        let mut effects = Vec::new();
-        let Some(entry) = self.txns.get_mut(transactional_id) else {
-            return effects;
-        };
-        let awaiting = matches!(
-            entry.write,
-            Some(Write {
-                phase: Phase::AwaitingMarkers,
-                ..
-            })
-        );
-        if !awaiting
-            || entry.meta.producer_id != producer_id
-            || entry.meta.producer_epoch != producer_epoch
-        {
-            return effects;
-        }
-        let write = entry.write.take().expect("checked above");
-        // Kafka stamps the completion when the markers are queued, not when they land.
-        self.persist(
-            transactional_id,
-            write.transit,
-            Waiter::Complete,
-            &mut effects,
-        );
-        effects
-    }
-
-    /// Timers: aborts transactions open longer than their timeout (fencing the producer, as
-    /// Kafka does), retries completions that could not be written, and every
-    /// `transaction.remove.expired.transaction.cleanup.interval.ms` expires ids idle for
-    /// `transactional.id.expiration.ms`. Call it at [`next_deadline`](Self::next_deadline)
-    /// (late is fine, early does nothing harmful).
-    pub fn tick(&mut self, now: i64) -> Vec<Effect> {
-        let mut effects = Vec::new();
-        if self.loading {
-            return effects;
-        }
-        let timed_out: Vec<String> = self
-            .txns
-            .iter()
-            .filter(|(_, e)| {
-                !e.meta.pending_transition_in_progress()
-                    && e.meta.state == TxnState::Ongoing
-                    && e.meta
-                        .txn_start_timestamp
-                        .saturating_add(i64::from(e.meta.txn_timeout_ms))
-                        < now
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in timed_out {
-            let m = &mut self.txns.get_mut(&id).expect("listed above").meta;
-            let Ok(fence) = m.prepare_fence_producer_epoch() else {
-                continue;
-            };
-            let tv = self.config.transaction_version;
-            let (aborted, _) = self.end_transaction(
-                &id,
-                EndOrigin::Timeout,
-                fence.producer_id,
-                fence.producer_epoch,
-                false,
-                tv,
-                false,
-                None,
-                now,
-            );
-            effects.extend(aborted);
-        }
-
-        let retries: Vec<String> = self
-            .txns
-            .iter()
-            .filter(|(_, e)| matches!(&e.write, Some(Write { phase: Phase::RetryAt(at), .. }) if *at <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in retries {
-            let write = self
-                .txns
-                .get_mut(&id)
-                .and_then(|e| e.write.take())
-                .expect("listed above");
-            self.persist(&id, write.transit, Waiter::Complete, &mut effects);
-        }
-
-        if now >= self.next_expiry_check {
-            self.next_expiry_check = now.saturating_add(
-                self.config
-                    .remove_expired_transactional_id_cleanup_interval_ms,
-            );
-            let horizon = now.saturating_sub(self.config.transactional_id_expiration_ms);
-            let expired: Vec<String> = self
-                .txns
-                .iter()
-                .filter(|(_, e)| {
-                    !e.meta.pending_transition_in_progress()
-                        && e.meta.state.is_expiration_allowed()
-                        && e.meta.txn_last_update_timestamp <= horizon
-                })
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in expired {
-                let m = &mut self.txns.get_mut(&id).expect("listed above").meta;
-                if let Ok(dead) = m.prepare_dead() {
-                    self.persist(&id, dead, Waiter::Expire, &mut effects);
-                }
-            }
-        }
-        effects
-    }
-
-    /// When [`tick`](Self::tick) has something to do next; `None` while loading.
-    pub fn next_deadline(&self) -> Option<i64> {
-        if self.loading {
-            return None;
-        }
-        let timeouts = self.txns.values().filter_map(|e| {
-            (e.meta.state == TxnState::Ongoing && !e.meta.pending_transition_in_progress()).then(
-                || {
-                    e.meta
-                        .txn_start_timestamp
-                        .saturating_add(i64::from(e.meta.txn_timeout_ms))
-                        .saturating_add(1)
-                },
-            )
-        });
-        let retries = self.txns.values().filter_map(|e| match &e.write {
-            Some(Write {
-                phase: Phase::RetryAt(at),
-                ..
-            }) => Some(*at),
-            _ => None,
-        });
-        timeouts
-            .chain(retries)
-            .chain(std::iter::once(self.next_expiry_check))
-            .min()
-    }
-
-    /// DescribeTransactions for one id. `now` is unused: Kafka's answer does not depend on it.
-    pub fn describe(
-        &self,
-        transactional_id: &str,
-        _now: i64,
-    ) -> Result<TxnDescription, ResponseError> {
-        if self.loading {
-            return Err(ResponseError::CoordinatorLoadInProgress);
-        }
-        if transactional_id.is_empty() {
-            return Err(ResponseError::InvalidRequest);
-        }
-        let m = match self.txns.get(transactional_id) {
-            Some(entry) if entry.meta.state != TxnState::Dead => &entry.meta,
-            _ => return Err(ResponseError::TransactionalIdNotFound),
-        };
-        let mut topics: Vec<(String, Vec<i32>)> = Vec::new();
-        for (topic, partition) in &m.topic_partitions {
-            match topics.last_mut() {
-                Some((last, ps)) if last == topic => ps.push(*partition),
-                _ => topics.push((topic.clone(), vec![*partition])),
-            }
-        }
-        Ok(TxnDescription {
-            transactional_id: transactional_id.to_owned(),
-            state: m.state.name(),
-            transaction_timeout_ms: m.txn_timeout_ms,
-            transaction_start_time_ms: m.txn_start_timestamp,
-            producer_id: m.producer_id,
-            producer_epoch: m.producer_epoch,
-            topics,
-        })
-    }
-
-    /// ListTransactions over this partition's ids. Empty filters match everything; a
-    /// negative `duration_filter_ms` is no filter, otherwise only transactions started more
-    /// than that long ago are listed (Kafka's test, which lists ids with no transaction too).
-    pub fn list(
-        &self,
-        state_filters: &[String],
-        producer_id_filters: &[i64],
-        duration_filter_ms: i64,
-        now: i64,
-    ) -> Result<ListedTxns, ResponseError> {
-        if self.loading {
-            return Err(ResponseError::CoordinatorLoadInProgress);
-        }
-        let mut states = Vec::new();
-        let mut unknown_state_filters = Vec::new();
-        for name in state_filters {
-            match TxnState::from_name(name) {
-                Some(state) => states.push(state),
-                None => unknown_state_filters.push(name.clone()),
-            }
-        }
-        let transactions = self
-            .txns
-            .values()
-            .map(|e| &e.meta)
-            .filter(|m| {
-                m.state != TxnState::Dead
-                    && (producer_id_filters.is_empty()
-                        || producer_id_filters.contains(&m.producer_id))
-                    && (state_filters.is_empty() || states.contains(&m.state))
-                    && !(duration_filter_ms >= 0
-                        && now.saturating_sub(m.txn_start_timestamp) <= duration_filter_ms)
-            })
-            .map(|m| ListedTxn {
-                transactional_id: m.transactional_id.clone(),
-                producer_id: m.producer_id,
-                state: m.state.name(),
-            })
-            .collect();
-        Ok(ListedTxns {
-            transactions,
-            unknown_state_filters,
-        })
-    }
-
-    /// Transactions between their first partition and their completion (Ongoing, Prepare*).
-    pub fn open_transactions(&self) -> usize {
-        self.txns
-            .values()
-            .filter(|e| {
-                matches!(
-                    e.meta.state,
-                    TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
-                )
-            })
-            .count()
-    }
-
-    /// Transactions completed by this coordinator: (commits, aborts).
-    pub fn counters(&self) -> (u64, u64) {
-        (self.commits, self.aborts)
-    }
-
-    /// The state of one id, for tests and debugging.
-    pub fn metadata(&self, transactional_id: &str) -> Option<&TxnMetadata> {
-        self.txns.get(transactional_id).map(|e| &e.meta)
-    }
-
-    /// Leadership lost: every waiting request is answered NOT_COORDINATOR. Markers in flight
-    /// should be dropped by the caller; the next coordinator resends them.
-    pub fn unload(self) -> Vec<Effect> {
-        let mut effects = Vec::new();
-        for entry in self.txns.into_values() {
-            let Some(Write {
-                phase: Phase::Persisting { waiter, .. },
-                ..
-            }) = entry.write
-            else {
-                continue;
-            };
-            let error = ResponseError::NotCoordinator;
-            match waiter {
-                Waiter::InitProducerId(token) => {
-                    respond(&mut effects, token, Response::InitProducerId(Err(error)))
-                }
-                Waiter::AddPartitions { token, partitions } => respond(
-                    &mut effects,
-                    token,
-                    all_partitions(&partitions, Some(error)),
-                ),
-                Waiter::AddOffsets(token) => {
-                    respond(&mut effects, token, Response::AddOffsets(Some(error)))
-                }
-                Waiter::EndTxn { origin, .. } => origin.respond(Err(error), &mut effects),
-                Waiter::Complete | Waiter::Expire => {}
-            }
-        }
-        effects
     }
 
     /// Writes `transit` for `txn_id` (whose pending state it already is).
