@@ -7,6 +7,9 @@
 //! - LeaveGroup before v3 names one member and reports its error at the top level.
 //! - DescribeGroups v6+ answers GROUP_ID_NOT_FOUND for unknown groups; older versions report
 //!   them as Dead without an error.
+//! - TxnOffsetCommit names a member and generation from v3 and a leader epoch from v2; before
+//!   v2 COORDINATOR_LOAD_IN_PROGRESS is answered COORDINATOR_NOT_AVAILABLE (clients before
+//!   Kafka 2.0 do not retry it, KAFKA-7296).
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -18,10 +21,14 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     GroupId as WireGroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
     JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest,
-    OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse, TopicName, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -29,6 +36,7 @@ use super::api::{
     CommitPartition, CommitTopic, GroupDescription, HeartbeatParams, JoinGroupParams,
     JoinGroupResult, LeaveGroupParams, LeaveGroupResult, LeavingMember, ListedGroup,
     OffsetCommitParams, OffsetCommitResult, Protocol, SyncGroupParams, SyncGroupResult,
+    TxnOffsetCommitParams, TxnProducer,
 };
 use super::ids::{GenerationId, GroupId, InstanceId, MemberId};
 use super::state::GroupState;
@@ -239,6 +247,86 @@ pub fn offset_commit_response(result: OffsetCommitResult) -> OffsetCommitRespons
                             .into_iter()
                             .map(|p| {
                                 OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition)
+                                    .with_error_code(code(p.error))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+/// TxnOffsetCommit v0+.
+pub fn txn_offset_commit_params(
+    request: &TxnOffsetCommitRequest,
+    version: i16,
+) -> TxnOffsetCommitParams {
+    let v3 = version >= 3;
+    TxnOffsetCommitParams {
+        transactional_id: request.transactional_id.to_string(),
+        group_id: GroupId::from(request.group_id.as_str()),
+        producer: TxnProducer {
+            producer_id: request.producer_id.0,
+            producer_epoch: request.producer_epoch,
+        },
+        generation_id: GenerationId(if v3 { request.generation_id } else { -1 }),
+        member_id: if v3 {
+            MemberId::from(request.member_id.as_str())
+        } else {
+            MemberId::default()
+        },
+        group_instance_id: if v3 {
+            instance(&request.group_instance_id)
+        } else {
+            None
+        },
+        topics: request
+            .topics
+            .iter()
+            .map(|t| CommitTopic {
+                name: t.name.to_string(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| CommitPartition {
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 2 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+pub fn txn_offset_commit_response(
+    result: OffsetCommitResult,
+    version: i16,
+) -> TxnOffsetCommitResponse {
+    let code = |error: Option<ResponseError>| match error {
+        Some(ResponseError::CoordinatorLoadInProgress) if version < 2 => {
+            ResponseError::CoordinatorNotAvailable.code()
+        }
+        other => code(other),
+    };
+    TxnOffsetCommitResponse::default().with_topics(
+        result
+            .topics
+            .into_iter()
+            .map(|t| {
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(TopicName(str_bytes(t.name)))
+                    .with_partitions(
+                        t.partitions
+                            .into_iter()
+                            .map(|p| {
+                                TxnOffsetCommitResponsePartition::default()
                                     .with_partition_index(p.partition)
                                     .with_error_code(code(p.error))
                             })
