@@ -5,8 +5,9 @@
 //!   coordinator behind a mutex. A shard is *loading* (its records being replayed on a
 //!   blocking thread: requests get COORDINATOR_LOAD_IN_PROGRESS) and then *loaded*. A
 //!   partition this broker stops leading is unloaded: parked requests get NOT_COORDINATOR.
-//! - **Requests.** A parked request (JoinGroup, SyncGroup, OffsetCommit) registers a oneshot
-//!   under a fresh [`RequestToken`] before the coordinator sees it, then waits outside the lock.
+//! - **Requests.** A parked request (JoinGroup, SyncGroup, OffsetCommit, TxnOffsetCommit)
+//!   registers a oneshot under a fresh [`RequestToken`] before the coordinator sees it, then
+//!   waits outside the lock.
 //! - **Effects** run under the shard's lock, in order: a response completes its oneshot; a
 //!   persist appends one batch to the partition and reports the outcome back at once, so
 //!   records reach the log in the order the coordinator emitted them and a commit is answered
@@ -32,6 +33,7 @@ use kafka_protocol::records::RecordBatchDecoder;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
+use super::group::batch::encode_batch;
 use super::group::{
     Effect, GroupConfig, GroupCoordinator, GroupId, GroupState, JoinGroupParams, JoinGroupResult,
     Loader, OffsetCommitParams, OffsetCommitResult, OffsetsRecord, RequestToken, Response,
@@ -39,7 +41,6 @@ use super::group::{
 };
 use crate::broker::{Broker, Partition};
 use crate::kafka_error::log_error_code;
-use crate::log::batch::{self, BatchError};
 use crate::log::now_ms;
 use crate::replication::{AckOutcome, LeaderAppend, LeaderAppendError};
 use crate::types::Offset;
@@ -207,68 +208,6 @@ fn append_coordinator_batch(
         .append_as_leader(&partition.log, batch, 1, now)
 }
 
-/// Encodes group records as one uncompressed batch. Without `transaction` it is the broker's
-/// own plain batch (no producer id); with it, the producer's transactional batch as Kafka's
-/// `GroupMetadataManager.generateOffsetRecords` builds it: its producer id and epoch, the
-/// transactional attribute, base sequence -1 (`NO_SEQUENCE`; the coordinator's writes are
-/// not sequenced, the epoch fences).
-fn encode_batch(
-    records: &[OffsetsRecord],
-    transaction: Option<TxnProducer>,
-    now: i64,
-) -> Result<Bytes, BatchError> {
-    let pairs = records
-        .iter()
-        .map(|r| (Some(r.key.clone()), r.value.clone()));
-    let Some(producer) = transaction else {
-        return batch::encode_plain_batch(pairs, now);
-    };
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let records: Vec<Record> = pairs
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: producer.producer_id,
-            producer_epoch: producer.producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder takes the base sequence from the first record (and starts a new
-            // batch where `offset - sequence` changes): base sequence -1, one batch.
-            sequence: i as i32 - 1,
-            timestamp: now,
-            key,
-            value,
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).map_err(|e| {
-        BatchError::Undecodable {
-            reason: e.to_string(),
-        }
-    })?;
-    Ok(buf.freeze())
-}
-
-/// The transaction marker a control record's key names (Kafka's `ControlRecordType`: an i16
-/// version, then an i16 type: 0 ABORT, 1 COMMIT). `None` for other control records.
-fn marker_type(key: Option<&[u8]>) -> Option<bool> {
-    match key? {
-        [_, _, 0, 0, ..] => Some(false),
-        [_, _, 0, 1, ..] => Some(true),
-        _ => None,
-    }
-}
-
 /// Replays a partition's records, from its log start to its log end. This broker leads the
 /// partition, so its whole log is what the followers converge to; the high watermark of a
 /// new leader can lag behind records the previous leader had already committed.
@@ -296,26 +235,12 @@ fn load(
                 if record.offset < next.as_i64() {
                     continue;
                 }
-                if record.control {
-                    // A transaction marker ends the producer's transactional commits.
-                    if let Some(commit) = marker_type(record.key.as_deref()) {
-                        loader.end_transaction(record.producer_id, commit);
-                    }
-                    continue;
-                }
-                let Some(key) = record.key.as_deref() else {
-                    continue;
-                };
-                let value = record.value.as_deref();
-                let replayed = if record.transactional {
-                    loader.replay_transactional(record.producer_id, key, value)
-                } else {
-                    loader.replay(key, value)
-                };
-                replayed.map_err(|source| LoadError::Record {
-                    offset: record.offset,
-                    source,
-                })?;
+                loader
+                    .replay_record(&record)
+                    .map_err(|source| LoadError::Record {
+                        offset: record.offset,
+                        source,
+                    })?;
             }
         }
         next = slice.next_offset;
@@ -882,33 +807,4 @@ pub async fn create_offsets_topic(
         );
     }
     Ok(created)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn persisted_batches_pass_the_logs_client_batch_checks() {
-        let records = vec![
-            OffsetsRecord {
-                key: Bytes::from_static(b"key-1"),
-                value: Some(Bytes::from_static(b"value")),
-            },
-            OffsetsRecord {
-                key: Bytes::from_static(b"key-2"),
-                value: None,
-            },
-        ];
-        let batch = encode_batch(&records, None, 1_700_000_000_000).unwrap();
-        crate::log::batch::validate_client_batch(&batch).unwrap();
-        let decoded = RecordBatchDecoder::decode_all(&mut batch.clone()).unwrap();
-        assert_eq!(decoded.len(), 1, "one batch");
-        let first = &decoded[0].records[0];
-        assert_eq!((first.producer_id, first.sequence), (-1, -1));
-        assert_eq!(
-            decoded[0].records[1].value, None,
-            "the tombstone stays null"
-        );
-    }
 }

@@ -176,6 +176,30 @@ impl Loader {
         }
     }
 
+    /// Replays one record as decoded from the partition's log: a transaction marker ends its
+    /// producer's transactional commits, a transactional batch's record is held for its
+    /// producer, any other record applies at once. Records without a key are skipped.
+    pub fn replay_record(
+        &mut self,
+        record: &kafka_protocol::records::Record,
+    ) -> Result<(), RecordError> {
+        if record.control {
+            if let Some(commit) = super::batch::marker_type(record.key.as_deref()) {
+                self.end_transaction(record.producer_id, commit);
+            }
+            return Ok(());
+        }
+        let Some(key) = record.key.as_deref() else {
+            return Ok(());
+        };
+        let value = record.value.as_deref();
+        if record.transactional {
+            self.replay_transactional(record.producer_id, key, value)
+        } else {
+            self.replay(key, value)
+        }
+    }
+
     fn entry(&mut self, group: String) -> &mut LoadedGroup {
         self.groups.entry(GroupId(group)).or_default()
     }

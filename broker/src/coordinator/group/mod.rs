@@ -14,7 +14,7 @@
 //!
 //! 1. **Requests.** Decodes a request into its params (see [`wire`] for the conversions,
 //!    which apply the version-dependent defaults) and calls the method for it:
-//!    - JoinGroup, SyncGroup and OffsetCommit may be *parked*: the caller picks a
+//!    - JoinGroup, SyncGroup, OffsetCommit and TxnOffsetCommit may be *parked*: the caller picks a
 //!      [`RequestToken`] unique among its outstanding requests, calls
 //!      [`GroupCoordinator::join_group`] / [`sync_group`](GroupCoordinator::sync_group) /
 //!      [`commit_offsets`](GroupCoordinator::commit_offsets), executes the returned effects,
@@ -58,6 +58,7 @@
 //! marker with [`GroupCoordinator::complete_transaction`] (see [`txn_offsets`]).
 
 mod api;
+pub(crate) mod batch;
 mod config;
 mod coordinator;
 mod ctx;

@@ -408,6 +408,68 @@ mod tests {
     use super::*;
     use crate::coordinator::group::api::LeftMember;
 
+    fn txn_request() -> TxnOffsetCommitRequest {
+        use kafka_protocol::messages::txn_offset_commit_request::{
+            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+        };
+        TxnOffsetCommitRequest::default()
+            .with_transactional_id(str_bytes("tx").into())
+            .with_group_id(WireGroupId(str_bytes("g")))
+            .with_producer_id(17.into())
+            .with_producer_epoch(3)
+            .with_generation_id(5)
+            .with_member_id(str_bytes("m"))
+            .with_group_instance_id(Some(str_bytes("i")))
+            .with_topics(vec![
+                TxnOffsetCommitRequestTopic::default()
+                    .with_name(TopicName(str_bytes("t")))
+                    .with_partitions(vec![
+                        TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(1)
+                            .with_committed_offset(42)
+                            .with_committed_leader_epoch(9)
+                            .with_committed_metadata(None),
+                    ]),
+            ])
+    }
+
+    #[test]
+    fn txn_offset_commit_names_a_member_from_v3_and_a_leader_epoch_from_v2() {
+        let request = txn_request();
+        let v3 = txn_offset_commit_params(&request, 3);
+        assert_eq!(v3.producer.producer_id, 17);
+        assert_eq!(v3.producer.producer_epoch, 3);
+        assert_eq!(v3.generation_id, GenerationId(5));
+        assert_eq!(v3.member_id, MemberId::from("m"));
+        assert_eq!(v3.group_instance_id, Some(InstanceId::from("i")));
+        assert_eq!(v3.topics[0].partitions[0].leader_epoch, 9);
+        let v1 = txn_offset_commit_params(&request, 1);
+        assert_eq!(v1.generation_id, GenerationId::NONE);
+        assert!(v1.member_id.is_empty());
+        assert_eq!(v1.group_instance_id, None);
+        assert_eq!(v1.topics[0].partitions[0].leader_epoch, -1);
+        assert_eq!(v1.topics[0].partitions[0].offset, 42);
+    }
+
+    #[test]
+    fn txn_offset_commit_before_v2_answers_load_in_progress_as_not_available() {
+        let result = OffsetCommitResult::all(
+            &txn_offset_commit_params(&txn_request(), 1).topics,
+            Some(ResponseError::CoordinatorLoadInProgress),
+        );
+        let code = |version| {
+            txn_offset_commit_response(result.clone(), version).topics[0].partitions[0].error_code
+        };
+        assert_eq!(code(1), ResponseError::CoordinatorNotAvailable.code());
+        assert_eq!(code(2), ResponseError::CoordinatorLoadInProgress.code());
+        for version in 0..=4 {
+            let mut buf = bytes::BytesMut::new();
+            txn_offset_commit_response(result.clone(), version)
+                .encode(&mut buf, version)
+                .expect("encodes");
+        }
+    }
+
     #[test]
     fn join_group_v0_uses_the_session_timeout_as_rebalance_timeout() {
         let request = JoinGroupRequest::default()
