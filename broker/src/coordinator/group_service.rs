@@ -5,13 +5,18 @@
 //!   coordinator behind a mutex. A shard is *loading* (its records being replayed on a
 //!   blocking thread: requests get COORDINATOR_LOAD_IN_PROGRESS) and then *loaded*. A
 //!   partition this broker stops leading is unloaded: parked requests get NOT_COORDINATOR.
-//! - **Requests.** A parked request (JoinGroup, SyncGroup, OffsetCommit) registers a oneshot
-//!   under a fresh [`RequestToken`] before the coordinator sees it, then waits outside the lock.
+//! - **Requests.** A parked request (JoinGroup, SyncGroup, OffsetCommit, TxnOffsetCommit)
+//!   registers a oneshot under a fresh [`RequestToken`] before the coordinator sees it, then
+//!   waits outside the lock.
 //! - **Effects** run under the shard's lock, in order: a response completes its oneshot; a
 //!   persist appends one batch to the partition and reports the outcome back at once, so
 //!   records reach the log in the order the coordinator emitted them and a commit is answered
 //!   only once its records are in the log. (With one replica, appended is committed; with
 //!   replication the outcome must wait for the high watermark.)
+//! - **Transactions.** A TxnOffsetCommit's records are appended as the producer's
+//!   transactional batch (producer id and epoch, no sequence); its offsets stay pending until
+//!   the WriteTxnMarkers handler, having appended the COMMIT or ABORT marker to the partition,
+//!   calls [`GroupService::complete_transaction`]. Loading replays markers the same way.
 //! - **Time.** [`GroupService::tick_all`] runs every shard's due timers; the broker calls it
 //!   from a ticker task every [`TICK_INTERVAL`].
 //! - **The topic.** `__consumer_offsets` is created on first use (FindCoordinator for a group),
@@ -28,16 +33,16 @@ use kafka_protocol::records::RecordBatchDecoder;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
+use super::group::batch::encode_batch;
 use super::group::{
     Effect, GroupConfig, GroupCoordinator, GroupId, GroupState, JoinGroupParams, JoinGroupResult,
     Loader, OffsetCommitParams, OffsetCommitResult, OffsetsRecord, RequestToken, Response,
-    SyncGroupParams, SyncGroupResult, partition_for,
+    SyncGroupParams, SyncGroupResult, TxnOffsetCommitParams, TxnProducer, partition_for,
 };
 use crate::broker::{Broker, Partition};
 use crate::kafka_error::log_error_code;
-use crate::log::batch::{self, BatchError};
 use crate::log::now_ms;
-use crate::replication::{AckOutcome, LeaderAppendError};
+use crate::replication::{AckOutcome, LeaderAppend, LeaderAppendError};
 use crate::types::Offset;
 
 /// The internal topic holding committed offsets and group metadata.
@@ -77,6 +82,11 @@ struct ShardInner {
     log: Arc<Partition>,
     state: ShardState,
     waiters: HashMap<RequestToken, oneshot::Sender<Response>>,
+    /// Transaction markers (producer id, commit) reported while loading, applied once loaded:
+    /// the load may have read the log before the marker was appended. One it did read
+    /// finds nothing left to complete (no later commit of that producer can be in the log:
+    /// TxnOffsetCommit is refused until loaded).
+    markers_while_loading: Vec<(i64, bool)>,
 }
 
 #[derive(Debug)]
@@ -113,8 +123,13 @@ impl ShardInner {
                         let _ = tx.send(response);
                     }
                 }
-                Effect::Persist { id, group, records } => {
-                    let result = append(&self.log, &records, now);
+                Effect::Persist {
+                    id,
+                    group,
+                    records,
+                    transaction,
+                } => {
+                    let result = append(&self.log, &records, transaction, now);
                     if let Err(error) = result {
                         warn!(
                             group = group.as_str(),
@@ -158,14 +173,17 @@ async fn replicated(partition: &Partition) -> Result<(), ResponseError> {
     }
 }
 
-/// Appends `records` to the partition as one batch, as its leader.
-fn append(partition: &Partition, records: &[OffsetsRecord], now: i64) -> Result<(), ResponseError> {
-    let batch = encode_batch(records, now).map_err(|_| ResponseError::UnknownServerError)?;
-    // As the leader with acks=1: the high watermark moves as far as the ISR allows.
-    match partition
-        .replica
-        .append_as_leader(&partition.log, &batch, 1, now)
-    {
+/// Appends `records` to the partition as one batch, as its leader: `transaction`'s
+/// transactional batch when given.
+fn append(
+    partition: &Partition,
+    records: &[OffsetsRecord],
+    transaction: Option<TxnProducer>,
+    now: i64,
+) -> Result<(), ResponseError> {
+    let batch =
+        encode_batch(records, transaction, now).map_err(|_| ResponseError::UnknownServerError)?;
+    match append_coordinator_batch(partition, &batch, now) {
         Ok(_) => Ok(()),
         // Leadership moved: the group is coordinated elsewhere now.
         Err(LeaderAppendError::Refused(_)) => Err(ResponseError::NotCoordinator),
@@ -174,13 +192,20 @@ fn append(partition: &Partition, records: &[OffsetsRecord], now: i64) -> Result<
     }
 }
 
-fn encode_batch(records: &[OffsetsRecord], now: i64) -> Result<Bytes, BatchError> {
-    batch::encode_plain_batch(
-        records
-            .iter()
-            .map(|r| (Some(r.key.clone()), r.value.clone())),
-        now,
-    )
+/// The one place group records enter the log.
+// TODO(txn log merge): switch to `partition.replica.append_as_coordinator(&partition.log,
+// batch, now)`: `append_as_leader` refuses transactional batches without a sequence
+// (ProducerError::TransactionalBatch, answered INVALID_TXN_STATE), so TxnOffsetCommit fails
+// until then; regular group records are unaffected.
+fn append_coordinator_batch(
+    partition: &Partition,
+    batch: &[u8],
+    now: i64,
+) -> Result<LeaderAppend, LeaderAppendError> {
+    // As the leader with acks=1: the high watermark moves as far as the ISR allows.
+    partition
+        .replica
+        .append_as_leader(&partition.log, batch, 1, now)
 }
 
 /// Replays a partition's records, from its log start to its log end. This broker leads the
@@ -206,16 +231,12 @@ fn load(
         })?;
         for batch in batches {
             for record in batch.records {
-                // Control records (transaction markers) carry no group state; records below
-                // `next` belong to a batch the previous read already covered.
-                if record.control || record.offset < next.as_i64() {
+                // Records below `next` belong to a batch the previous read already covered.
+                if record.offset < next.as_i64() {
                     continue;
                 }
-                let Some(key) = record.key.as_deref() else {
-                    continue;
-                };
                 loader
-                    .replay(key, record.value.as_deref())
+                    .replay_record(&record)
                     .map_err(|source| LoadError::Record {
                         offset: record.offset,
                         source,
@@ -344,25 +365,7 @@ impl GroupService {
         broker: &Broker,
         mut p: OffsetCommitParams,
     ) -> OffsetCommitResult {
-        let metadata = broker.metadata();
-        let mut unknown = Vec::new();
-        for topic in &mut p.topics {
-            let partitions = metadata
-                .topic(&topic.name)
-                .map_or(0, |t| t.partitions.len() as i32);
-            let (known, missing): (Vec<_>, Vec<_>) = topic
-                .partitions
-                .drain(..)
-                .partition(|part| (0..partitions).contains(&part.partition));
-            topic.partitions = known;
-            if !missing.is_empty() {
-                unknown.push(super::group::CommitTopic {
-                    name: topic.name.clone(),
-                    partitions: missing,
-                });
-            }
-        }
-        p.topics.retain(|t| !t.partitions.is_empty());
+        let unknown = take_unknown_partitions(broker, &mut p.topics);
         let group = p.group_id.clone();
         let mut result = if p.topics.is_empty() {
             OffsetCommitResult { topics: Vec::new() }
@@ -388,6 +391,71 @@ impl GroupService {
             result.topics.extend(refused.topics);
         }
         result
+    }
+
+    /// TxnOffsetCommit: answered once the producer's transactional batch is in the log (and
+    /// replicated); the offsets become visible when [`GroupService::complete_transaction`]
+    /// reports the transaction's COMMIT marker. Unknown partitions are refused per partition
+    /// with UNKNOWN_TOPIC_OR_PARTITION, as Kafka does.
+    pub async fn commit_transactional_offsets(
+        &self,
+        broker: &Broker,
+        mut p: TxnOffsetCommitParams,
+    ) -> OffsetCommitResult {
+        let unknown = take_unknown_partitions(broker, &mut p.topics);
+        let group = p.group_id.clone();
+        let mut result = if p.topics.is_empty() {
+            OffsetCommitResult { topics: Vec::new() }
+        } else {
+            let topics = p.topics.clone();
+            match self
+                .call(broker, &group, |c, token, now| {
+                    c.commit_transactional_offsets(token, p, now)
+                })
+                .await
+            {
+                Ok(Response::TxnOffsetCommit(result)) => result,
+                Ok(other) => unexpected(
+                    other,
+                    OffsetCommitResult::all(&topics, Some(ResponseError::UnknownServerError)),
+                ),
+                Err(error) => OffsetCommitResult::all(&topics, Some(error)),
+            }
+        };
+        if !unknown.is_empty() {
+            let refused =
+                OffsetCommitResult::all(&unknown, Some(ResponseError::UnknownTopicOrPartition));
+            result.topics.extend(refused.topics);
+        }
+        result
+    }
+
+    /// A COMMIT (`commit`) or ABORT marker of `producer_id` has been appended to
+    /// `__consumer_offsets` partition `offsets_partition`, which this broker leads: the
+    /// transactional offset commits of that producer in the partition's groups become visible
+    /// or are dropped (Kafka's `GroupCoordinator.scheduleHandleTxnCompletion`). Nothing is
+    /// written. While the partition loads, the marker is applied once loaded; a partition not
+    /// coordinated here is left alone (whoever loads it replays the marker from the log).
+    pub fn complete_transaction(&self, offsets_partition: u32, producer_id: i64, commit: bool) {
+        let Some(shard) = self.shards().get(&offsets_partition).cloned() else {
+            debug!(
+                partition = offsets_partition,
+                producer_id,
+                "transaction marker for a __consumer_offsets partition not coordinated here"
+            );
+            return;
+        };
+        let mut inner = shard.lock();
+        let now = now_ms();
+        let effects = match &mut inner.state {
+            ShardState::Loaded(c) => c.complete_transaction(producer_id, commit, now),
+            ShardState::Loading => {
+                inner.markers_while_loading.push((producer_id, commit));
+                return;
+            }
+            ShardState::Failed => return,
+        };
+        inner.run(effects, now);
     }
 
     pub fn heartbeat(
@@ -416,14 +484,17 @@ impl GroupService {
         })
     }
 
+    /// OffsetFetch of one group; `require_stable` (v7+) answers UNSTABLE_OFFSET_COMMIT for
+    /// partitions with a pending commit.
     pub fn fetch_offsets(
         &self,
         broker: &Broker,
         group: &GroupId,
         topics: Option<&[super::group::TopicPartitions]>,
+        require_stable: bool,
     ) -> Result<Vec<super::group::FetchedTopic>, ResponseError> {
         self.with_coordinator(broker, group, |c, _| {
-            (c.fetch_offsets(group, topics), Vec::new())
+            (c.fetch_offsets(group, topics, require_stable), Vec::new())
         })
     }
 
@@ -524,6 +595,7 @@ impl GroupService {
                     log: log.clone(),
                     state: ShardState::Loading,
                     waiters: HashMap::new(),
+                    markers_while_loading: Vec::new(),
                 }),
             });
             shards.insert(partition, shard.clone());
@@ -532,13 +604,19 @@ impl GroupService {
                 let started = std::time::Instant::now();
                 let loaded = load(&log, config, now_ms());
                 let mut inner = shard.lock();
+                let markers = std::mem::take(&mut inner.markers_while_loading);
                 inner.state = match loaded {
-                    Ok(c) => {
+                    Ok(mut c) => {
                         debug!(
                             partition = shard.partition,
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "loaded groups of __consumer_offsets partition"
                         );
+                        let now = now_ms();
+                        for (producer_id, commit) in markers {
+                            let effects = c.complete_transaction(producer_id, commit, now);
+                            debug_assert!(effects.is_empty(), "completing writes nothing");
+                        }
                         ShardState::Loaded(Box::new(c))
                     }
                     Err(e) => {
@@ -640,6 +718,35 @@ impl GroupService {
     }
 }
 
+/// Removes the partitions of `topics` that do not exist (unknown topic, or partition index out
+/// of range) and returns them, for UNKNOWN_TOPIC_OR_PARTITION; topics left without partitions
+/// are dropped.
+fn take_unknown_partitions(
+    broker: &Broker,
+    topics: &mut Vec<super::group::CommitTopic>,
+) -> Vec<super::group::CommitTopic> {
+    let metadata = broker.metadata();
+    let mut unknown = Vec::new();
+    for topic in topics.iter_mut() {
+        let partitions = metadata
+            .topic(&topic.name)
+            .map_or(0, |t| t.partitions.len() as i32);
+        let (known, missing): (Vec<_>, Vec<_>) = topic
+            .partitions
+            .drain(..)
+            .partition(|part| (0..partitions).contains(&part.partition));
+        topic.partitions = known;
+        if !missing.is_empty() {
+            unknown.push(super::group::CommitTopic {
+                name: topic.name.clone(),
+                partitions: missing,
+            });
+        }
+    }
+    topics.retain(|t| !t.partitions.is_empty());
+    unknown
+}
+
 fn state_label(state: GroupState) -> &'static str {
     state.name()
 }
@@ -700,33 +807,4 @@ pub async fn create_offsets_topic(
         );
     }
     Ok(created)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn persisted_batches_pass_the_logs_client_batch_checks() {
-        let records = vec![
-            OffsetsRecord {
-                key: Bytes::from_static(b"key-1"),
-                value: Some(Bytes::from_static(b"value")),
-            },
-            OffsetsRecord {
-                key: Bytes::from_static(b"key-2"),
-                value: None,
-            },
-        ];
-        let batch = encode_batch(&records, 1_700_000_000_000).unwrap();
-        crate::log::batch::validate_client_batch(&batch).unwrap();
-        let decoded = RecordBatchDecoder::decode_all(&mut batch.clone()).unwrap();
-        assert_eq!(decoded.len(), 1, "one batch");
-        let first = &decoded[0].records[0];
-        assert_eq!((first.producer_id, first.sequence), (-1, -1));
-        assert_eq!(
-            decoded[0].records[1].value, None,
-            "the tombstone stays null"
-        );
-    }
 }

@@ -27,6 +27,7 @@ mod partition_reassignments;
 mod produce;
 mod sync_group;
 mod topics;
+mod txn_offset_commit;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
@@ -74,6 +75,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::TxnOffsetCommit, 0, 4),
 ];
 
 /// The error for a request naming `requested` as the current leader epoch when the
@@ -175,6 +177,9 @@ pub(crate) async fn handle(
         }
         RequestKind::OffsetFetch(r) => {
             ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, version))
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, r, version).await)
         }
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(offset_delete::handle(broker, r))
@@ -281,6 +286,11 @@ pub(crate) fn error_codes(response: &ResponseKind) -> Vec<i16> {
                 );
             }
         }
+        ResponseKind::TxnOffsetCommit(r) => codes.extend(
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        ),
         ResponseKind::OffsetDelete(r) => {
             codes.push(r.error_code);
             codes.extend(

@@ -2,7 +2,9 @@
 //! (v2+) asks for every committed partition of the group. A partition without a commit
 //! answers offset -1. A group-level error (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS,
 //! INVALID_GROUP_ID) goes in the group's error code from v2 on, and in every partition's
-//! before that, as Kafka answers.
+//! before that, as Kafka answers. With `require_stable` (v7+) a partition whose commit is
+//! pending (a transaction not yet ended) answers UNSTABLE_OFFSET_COMMIT, and the consumer
+//! retries; otherwise the last committed offset is returned.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -20,6 +22,7 @@ pub(super) fn handle(
     request: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
+    let require_stable = version >= 7 && request.require_stable;
     if version >= 8 {
         let groups = request
             .groups
@@ -33,7 +36,12 @@ pub(super) fn handle(
                         })
                         .collect::<Vec<_>>()
                 });
-                let (error, fetched) = fetch(broker, g.group_id.as_str(), topics.as_deref());
+                let (error, fetched) = fetch(
+                    broker,
+                    g.group_id.as_str(),
+                    topics.as_deref(),
+                    require_stable,
+                );
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_error_code(error.map_or(0, |e| e.code()))
@@ -54,6 +62,9 @@ pub(super) fn handle(
                                                     .with_metadata(Some(StrBytes::from_string(
                                                         p.metadata,
                                                     )))
+                                                    .with_error_code(
+                                                        p.error.map_or(0, |e| e.code()),
+                                                    )
                                             })
                                             .collect(),
                                     )
@@ -72,7 +83,12 @@ pub(super) fn handle(
             })
             .collect::<Vec<_>>()
     });
-    let (error, fetched) = fetch(broker, request.group_id.as_str(), topics.as_deref());
+    let (error, fetched) = fetch(
+        broker,
+        request.group_id.as_str(),
+        topics.as_deref(),
+        require_stable,
+    );
     // Before v2 there is no group-level error: each requested partition carries it.
     let fetched = match (error, version < 2, &topics) {
         (Some(_), true, Some(requested)) => requested
@@ -87,6 +103,7 @@ pub(super) fn handle(
                         offset: -1,
                         leader_epoch: -1,
                         metadata: String::new(),
+                        error: None,
                     })
                     .collect(),
             })
@@ -115,7 +132,9 @@ pub(super) fn handle(
                                         .with_committed_offset(p.offset)
                                         .with_committed_leader_epoch(p.leader_epoch)
                                         .with_metadata(Some(StrBytes::from_string(p.metadata)))
-                                        .with_error_code(partition_error.map_or(0, |e| e.code()))
+                                        .with_error_code(
+                                            partition_error.or(p.error).map_or(0, |e| e.code()),
+                                        )
                                 })
                                 .collect(),
                         )
@@ -128,10 +147,11 @@ fn fetch(
     broker: &Broker,
     group: &str,
     topics: Option<&[TopicPartitions]>,
+    require_stable: bool,
 ) -> (Option<ResponseError>, Vec<FetchedTopic>) {
     match broker
         .groups
-        .fetch_offsets(broker, &GroupId::from(group), topics)
+        .fetch_offsets(broker, &GroupId::from(group), topics, require_stable)
     {
         Ok(fetched) => (None, fetched),
         Err(error) => (Some(error), Vec::new()),

@@ -180,6 +180,32 @@ pub struct OffsetCommitParams {
     pub api_version: i16,
 }
 
+/// TxnOffsetCommit: offsets a transactional producer commits for a group, visible to
+/// OffsetFetch only once its transaction commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnOffsetCommitParams {
+    pub transactional_id: String,
+    pub group_id: GroupId,
+    pub producer: TxnProducer,
+    /// v3+; -1 before (the producer does not say which generation it consumed in).
+    pub generation_id: GenerationId,
+    /// v3+; empty before.
+    pub member_id: MemberId,
+    /// v3+.
+    pub group_instance_id: Option<InstanceId>,
+    pub topics: Vec<CommitTopic>,
+}
+
+/// The transactional producer a write belongs to. Its batch carries this producer id and
+/// epoch with the transactional attribute set and no sequence number (Kafka's
+/// `NO_SEQUENCE`), so the partition's producer state fences stale epochs and the transaction
+/// markers complete it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TxnProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionResult {
     pub partition: i32,
@@ -254,6 +280,9 @@ pub struct FetchedPartition {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: String,
+    /// UNSTABLE_OFFSET_COMMIT when the fetch requires stable offsets and a commit of the
+    /// partition is pending (a transaction not yet ended, or a write in flight).
+    pub error: Option<ResponseError>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -305,6 +334,8 @@ pub enum Response {
     JoinGroup(JoinGroupResult),
     SyncGroup(SyncGroupResult),
     OffsetCommit(OffsetCommitResult),
+    /// TxnOffsetCommit answers per partition like OffsetCommit.
+    TxnOffsetCommit(OffsetCommitResult),
 }
 
 /// What the caller must do after handing the coordinator an event.
@@ -324,6 +355,8 @@ pub enum Effect {
         id: PersistId,
         group: GroupId,
         records: Vec<OffsetsRecord>,
+        /// `Some` for a TxnOffsetCommit: the batch is the producer's, transactional.
+        transaction: Option<TxnProducer>,
     },
 }
 

@@ -13,7 +13,7 @@ use super::api::{
     DescribedMember, Effect, FetchedTopic, GroupDescription, HeartbeatParams, JoinGroupParams,
     JoinGroupResult, LeaveGroupParams, LeaveGroupResult, LeftMember, ListedGroup,
     OffsetCommitParams, OffsetCommitResult, OffsetDeleteResult, Outcome, Response, SyncGroupParams,
-    SyncGroupResult, TopicPartitions, coordinator_error_for_append,
+    SyncGroupResult, TopicPartitions, TxnOffsetCommitParams, coordinator_error_for_append,
 };
 use super::config::GroupConfig;
 use super::ctx::{Ctx, PendingWrite, PendingWrites, Stats};
@@ -247,15 +247,68 @@ impl GroupCoordinator {
         effects
     }
 
+    /// TxnOffsetCommit. A group that does not exist is created Empty (a transactional
+    /// producer need not be a member). Answered once the producer's transactional batch is
+    /// stored; the offsets stay invisible until [`GroupCoordinator::complete_transaction`]
+    /// commits them.
+    pub fn commit_transactional_offsets(
+        &mut self,
+        token: RequestToken,
+        p: TxnOffsetCommitParams,
+        now: i64,
+    ) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if !self.groups.contains_key(&p.group_id) {
+            self.groups
+                .insert(p.group_id.clone(), Group::new(p.group_id.clone(), now));
+        }
+        let group_id = p.group_id.clone();
+        self.on_group(&group_id, now, &mut effects, |group, ctx| {
+            group.commit_txn_offsets(token, &p, ctx);
+        });
+        effects
+    }
+
+    /// A COMMIT (`commit`) or ABORT transaction marker of `producer_id` was appended to this
+    /// coordinator's partition: every group's pending transactional commits of that producer
+    /// become visible (each unless a regular commit of the partition is later in the log) or
+    /// are dropped. Writes nothing: the marker is the record. Markers of producers without
+    /// pending commits here (the usual case for data partitions' transactions) change nothing.
+    pub fn complete_transaction(
+        &mut self,
+        producer_id: i64,
+        commit: bool,
+        now: i64,
+    ) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        // Every group is looked at: a marker per transaction and coordinator partition is rare
+        // next to commits, and an index by producer would be one more thing to keep in step.
+        let ids: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.open_transactions().any(|p| p == producer_id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.on_group(&id, now, &mut effects, |group, _| {
+                group.complete_transaction(producer_id, commit);
+            });
+        }
+        effects
+    }
+
     /// OffsetFetch of one group: the named partitions, or every committed one when `topics`
-    /// is `None`. Commits still being written are not visible.
+    /// is `None`. Commits still being written, and transactional commits whose transaction
+    /// has not committed, are not visible; with `require_stable` (OffsetFetch v7+) their
+    /// partitions answer UNSTABLE_OFFSET_COMMIT instead of the last committed offset.
     pub fn fetch_offsets(
         &self,
         group: &GroupId,
         topics: Option<&[TopicPartitions]>,
+        require_stable: bool,
     ) -> Vec<FetchedTopic> {
         match self.groups.get(group) {
-            Some(group) => group.fetch_offsets(topics),
+            Some(group) => group.fetch_offsets(topics, require_stable),
             None => fetch_unknown_group(topics),
         }
     }
@@ -428,6 +481,27 @@ impl GroupCoordinator {
                     response: Response::OffsetCommit(response),
                 });
             }
+            PendingWrite::TxnOffsetCommit {
+                group,
+                token,
+                producer_id,
+                partitions,
+                response,
+            } => {
+                let response = match self.groups.get_mut(&group) {
+                    Some(g) => {
+                        g.on_txn_commit_persisted(id, producer_id, &partitions, response, result)
+                    }
+                    None => match result {
+                        Ok(()) => response,
+                        Err(error) => response.with_error(coordinator_error_for_append(error)),
+                    },
+                };
+                effects.push(Effect::Respond {
+                    token,
+                    response: Response::TxnOffsetCommit(response),
+                });
+            }
         }
         effects
     }
@@ -492,17 +566,22 @@ impl GroupCoordinator {
             self.on_group(&id, now, &mut effects, |group, ctx| group.unload(ctx));
         }
         for write in self.writes.waiting.into_values() {
-            if let PendingWrite::OffsetCommit {
-                token, response, ..
-            } = write
-            {
-                effects.push(Effect::Respond {
+            let (token, response) = match write {
+                PendingWrite::OffsetCommit {
+                    token, response, ..
+                } => (
                     token,
-                    response: Response::OffsetCommit(
-                        response.with_error(ResponseError::NotCoordinator),
-                    ),
-                });
-            }
+                    Response::OffsetCommit(response.with_error(ResponseError::NotCoordinator)),
+                ),
+                PendingWrite::TxnOffsetCommit {
+                    token, response, ..
+                } => (
+                    token,
+                    Response::TxnOffsetCommit(response.with_error(ResponseError::NotCoordinator)),
+                ),
+                PendingWrite::SyncAssignment { .. } | PendingWrite::StaticReplace(_) => continue,
+            };
+            effects.push(Effect::Respond { token, response });
         }
         effects
     }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 
 use super::api::{
-    Effect, JoinGroupResult, OffsetCommitResult, Protocol, Response, SyncGroupResult,
+    Effect, JoinGroupResult, OffsetCommitResult, Protocol, Response, SyncGroupResult, TxnProducer,
 };
 use super::config::GroupConfig;
 use super::ids::{GenerationId, GroupId, InstanceId, MemberId, PersistId, RequestToken};
@@ -44,6 +44,15 @@ pub(super) enum PendingWrite {
         group: GroupId,
         token: RequestToken,
         offsets: Vec<(TopicPartition, OffsetAndMetadata)>,
+        response: OffsetCommitResult,
+    },
+    /// A TxnOffsetCommit: once stored, the offsets are pending for the producer's
+    /// transaction (not visible until it commits), and the request is answered.
+    TxnOffsetCommit {
+        group: GroupId,
+        token: RequestToken,
+        producer_id: i64,
+        partitions: Vec<TopicPartition>,
         response: OffsetCommitResult,
     },
 }
@@ -115,6 +124,17 @@ impl Ctx<'_> {
         records: Vec<OffsetsRecord>,
         waiter: Option<PendingWrite>,
     ) -> PersistId {
+        self.persist_as(group, records, None, waiter)
+    }
+
+    /// Emits a write, as `transaction`'s batch when given.
+    pub(super) fn persist_as(
+        &mut self,
+        group: &GroupId,
+        records: Vec<OffsetsRecord>,
+        transaction: Option<TxnProducer>,
+        waiter: Option<PendingWrite>,
+    ) -> PersistId {
         let id = PersistId(self.writes.next_id);
         self.writes.next_id += 1;
         if let Some(waiter) = waiter {
@@ -124,6 +144,7 @@ impl Ctx<'_> {
             id,
             group: group.clone(),
             records,
+            transaction,
         });
         id
     }

@@ -8,8 +8,16 @@
 //! that are gone expire and trigger a rebalance.
 //!
 //! Records of other group types (key version 3+, written by KIP-848 coordinators) are skipped
-//! and counted. Transactional offset commits are not handled: the caller replays only
-//! non-transactional batches.
+//! and counted.
+//!
+//! Transactions: the caller replays the records of a transactional batch with
+//! [`Loader::replay_transactional`] and a transaction marker with
+//! [`Loader::end_transaction`]. A transactional offset commit is held for its producer until
+//! the producer's marker: COMMIT applies it unless the partition's committed offset is later
+//! in the log, ABORT drops it (Kafka's loader). A transaction still open at the end of the log
+//! stays pending in the loaded coordinator; its marker arrives later through
+//! [`GroupCoordinator::complete_transaction`]. An offset tombstone deletes the partition's
+//! pending transactional commits too, as deleting it live does.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,7 +26,7 @@ use super::api::Protocol;
 use super::config::GroupConfig;
 use super::ids::{GenerationId, GroupId, InstanceId, MemberId};
 use super::member::Member;
-use super::offsets::OffsetAndMetadata;
+use super::offsets::{Committed, LogPosition, OffsetAndMetadata, TxnOffset};
 use super::records::{
     GroupMetadataValue, RecordError, RecordKey, decode_group_metadata_value, decode_key,
     decode_offset_commit_value,
@@ -29,7 +37,9 @@ use crate::types::TopicPartition;
 #[derive(Debug, Default)]
 struct LoadedGroup {
     metadata: Option<GroupMetadataValue>,
-    offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    offsets: BTreeMap<TopicPartition, Committed>,
+    /// Open transactions' commits, per producer id.
+    transactions: BTreeMap<i64, BTreeMap<TopicPartition, TxnOffset>>,
 }
 
 /// Accumulates replayed records; [`Loader::finish`] builds the coordinator.
@@ -37,6 +47,8 @@ struct LoadedGroup {
 pub struct Loader {
     groups: BTreeMap<GroupId, LoadedGroup>,
     skipped: u64,
+    /// Records replayed so far: the log order of what they wrote.
+    position: u64,
 }
 
 impl Loader {
@@ -44,9 +56,11 @@ impl Loader {
         Loader::default()
     }
 
-    /// Applies one record; `value: None` is a tombstone. A record that cannot be decoded fails
-    /// the load, as it does in Kafka: skipping it could resurrect deleted state.
+    /// Applies one record of a non-transactional batch; `value: None` is a tombstone. A
+    /// record that cannot be decoded fails the load, as it does in Kafka: skipping it could
+    /// resurrect deleted state.
     pub fn replay(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), RecordError> {
+        self.position += 1;
         let Some(key) = decode_key(key)? else {
             self.skipped += 1;
             return Ok(());
@@ -60,20 +74,19 @@ impl Loader {
                 let tp = TopicPartition::new(topic, partition);
                 match value {
                     Some(value) => {
-                        let value = decode_offset_commit_value(value)?;
-                        let offset = OffsetAndMetadata {
-                            offset: value.offset,
-                            leader_epoch: (value.leader_epoch >= 0).then_some(value.leader_epoch),
-                            metadata: value.metadata,
-                            commit_timestamp: value.commit_timestamp,
-                            expire_timestamp: (value.expire_timestamp >= 0)
-                                .then_some(value.expire_timestamp),
-                        };
-                        self.entry(group).offsets.insert(tp, offset);
+                        let offset = decode_offset(value)?;
+                        let at = LogPosition::Loaded(self.position);
+                        self.entry(group)
+                            .offsets
+                            .insert(tp, Committed { offset, at });
                     }
                     None => {
                         if let Some(loaded) = self.groups.get_mut(group.as_str()) {
                             loaded.offsets.remove(&tp);
+                            loaded.transactions.retain(|_, offsets| {
+                                offsets.remove(&tp);
+                                !offsets.is_empty()
+                            });
                         }
                     }
                 }
@@ -92,6 +105,101 @@ impl Loader {
         Ok(())
     }
 
+    /// Applies one record of `producer_id`'s transactional batch: an offset commit is held
+    /// until the producer's marker. Group metadata is never written transactionally; if
+    /// present it applies at once, as Kafka's loader does.
+    pub fn replay_transactional(
+        &mut self,
+        producer_id: i64,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), RecordError> {
+        let Some(RecordKey::OffsetCommit {
+            group,
+            topic,
+            partition,
+        }) = decode_key(key)?
+        else {
+            return self.replay(key, value);
+        };
+        self.position += 1;
+        let tp = TopicPartition::new(topic, partition);
+        match value {
+            Some(value) => {
+                let pending = TxnOffset {
+                    offset: decode_offset(value)?,
+                    at: LogPosition::Loaded(self.position),
+                    stored: true,
+                };
+                let loaded = self.entry(group);
+                loaded
+                    .transactions
+                    .entry(producer_id)
+                    .or_default()
+                    .insert(tp, pending);
+            }
+            None => {
+                if let Some(loaded) = self.groups.get_mut(group.as_str())
+                    && let Some(offsets) = loaded.transactions.get_mut(&producer_id)
+                {
+                    offsets.remove(&tp);
+                    if offsets.is_empty() {
+                        loaded.transactions.remove(&producer_id);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a transaction marker (a control record) of `producer_id`: COMMIT (`commit`)
+    /// makes its held commits the committed offsets, each unless the partition's committed
+    /// offset is later in the log; ABORT drops them.
+    pub fn end_transaction(&mut self, producer_id: i64, commit: bool) {
+        self.position += 1;
+        for loaded in self.groups.values_mut() {
+            let Some(offsets) = loaded.transactions.remove(&producer_id) else {
+                continue;
+            };
+            if !commit {
+                continue;
+            }
+            for (tp, pending) in offsets {
+                if loaded.offsets.get(&tp).is_none_or(|c| c.at < pending.at) {
+                    let committed = Committed {
+                        offset: pending.offset,
+                        at: pending.at,
+                    };
+                    loaded.offsets.insert(tp, committed);
+                }
+            }
+        }
+    }
+
+    /// Replays one record as decoded from the partition's log: a transaction marker ends its
+    /// producer's transactional commits, a transactional batch's record is held for its
+    /// producer, any other record applies at once. Records without a key are skipped.
+    pub fn replay_record(
+        &mut self,
+        record: &kafka_protocol::records::Record,
+    ) -> Result<(), RecordError> {
+        if record.control {
+            if let Some(commit) = super::batch::marker_type(record.key.as_deref()) {
+                self.end_transaction(record.producer_id, commit);
+            }
+            return Ok(());
+        }
+        let Some(key) = record.key.as_deref() else {
+            return Ok(());
+        };
+        let value = record.value.as_deref();
+        if record.transactional {
+            self.replay_transactional(record.producer_id, key, value)
+        } else {
+            self.replay(key, value)
+        }
+    }
+
     fn entry(&mut self, group: String) -> &mut LoadedGroup {
         self.groups.entry(GroupId(group)).or_default()
     }
@@ -105,7 +213,10 @@ impl Loader {
     pub fn finish(self, config: GroupConfig, now: i64) -> GroupCoordinator {
         let mut coordinator = GroupCoordinator::new(config, now);
         for (id, loaded) in self.groups {
-            if loaded.metadata.is_none() && loaded.offsets.is_empty() {
+            if loaded.metadata.is_none()
+                && loaded.offsets.is_empty()
+                && loaded.transactions.is_empty()
+            {
                 continue;
             }
             let mut group = match &loaded.metadata {
@@ -113,10 +224,22 @@ impl Loader {
                 None => Group::new(id.clone(), now),
             };
             group.offsets.committed = loaded.offsets;
+            group.offsets.transactions = loaded.transactions;
             coordinator.insert_loaded(group, now);
         }
         coordinator
     }
+}
+
+fn decode_offset(value: &[u8]) -> Result<OffsetAndMetadata, RecordError> {
+    let value = decode_offset_commit_value(value)?;
+    Ok(OffsetAndMetadata {
+        offset: value.offset,
+        leader_epoch: (value.leader_epoch >= 0).then_some(value.leader_epoch),
+        metadata: value.metadata,
+        commit_timestamp: value.commit_timestamp,
+        expire_timestamp: (value.expire_timestamp >= 0).then_some(value.expire_timestamp),
+    })
 }
 
 fn restore_group(id: GroupId, value: &GroupMetadataValue, now: i64) -> Group {

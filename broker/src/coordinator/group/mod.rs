@@ -14,7 +14,7 @@
 //!
 //! 1. **Requests.** Decodes a request into its params (see [`wire`] for the conversions,
 //!    which apply the version-dependent defaults) and calls the method for it:
-//!    - JoinGroup, SyncGroup and OffsetCommit may be *parked*: the caller picks a
+//!    - JoinGroup, SyncGroup, OffsetCommit and TxnOffsetCommit may be *parked*: the caller picks a
 //!      [`RequestToken`] unique among its outstanding requests, calls
 //!      [`GroupCoordinator::join_group`] / [`sync_group`](GroupCoordinator::sync_group) /
 //!      [`commit_offsets`](GroupCoordinator::commit_offsets), executes the returned effects,
@@ -49,9 +49,16 @@
 //!   leaks.
 //! - OffsetDelete and DeleteGroups answer before their tombstones are stored (as Kafka's
 //!   original coordinator did; the newer one waits).
-//! - Transactional offset commits (TxnOffsetCommit) are not handled yet.
+//!
+//! # Transactional offset commits
+//!
+//! TxnOffsetCommit is parked like OffsetCommit; its records go out as an [`Effect::Persist`]
+//! with `transaction: Some(producer)`, which the caller appends as that producer's
+//! transactional batch. The offsets stay pending until the caller reports the transaction's
+//! marker with [`GroupCoordinator::complete_transaction`] (see [`txn_offsets`]).
 
 mod api;
+pub(crate) mod batch;
 mod config;
 mod coordinator;
 mod ctx;
@@ -63,6 +70,7 @@ mod offsets;
 pub mod records;
 mod state;
 mod sync;
+mod txn_offsets;
 pub mod wire;
 
 pub use api::{
@@ -70,7 +78,8 @@ pub use api::{
     GroupDescription, HeartbeatParams, JoinGroupParams, JoinGroupResult, JoinedMember,
     LeaveGroupParams, LeaveGroupResult, LeavingMember, LeftMember, ListedGroup, OffsetCommitParams,
     OffsetCommitResult, OffsetDeleteResult, Outcome, PartitionResult, Protocol, Response,
-    SyncGroupParams, SyncGroupResult, TopicPartitions, TopicResult, coordinator_error_for_append,
+    SyncGroupParams, SyncGroupResult, TopicPartitions, TopicResult, TxnOffsetCommitParams,
+    TxnProducer, coordinator_error_for_append,
 };
 pub use config::{ConfigError, GroupConfig};
 pub use coordinator::GroupCoordinator;

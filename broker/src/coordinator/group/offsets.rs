@@ -1,11 +1,13 @@
 //! Committed offsets of one group: OffsetCommit validation and staging, OffsetFetch,
-//! OffsetDelete and retention.
+//! OffsetDelete and retention. Transactional commits are in [`super::txn_offsets`].
 //!
 //! Invariants: a commit becomes visible (to OffsetFetch, expiry, metrics) only once its write
-//! succeeded; until then its partitions are in `pending`, with the ids of the writes in flight
-//! for them (never an empty list). Deleting an offset drops its pending writes too, so a commit
-//! that was in flight when its offset was deleted is acknowledged but not applied — its record
-//! precedes the tombstone in the log, so the log agrees.
+//! succeeded; until then its partitions are in `in_flight`, with the ids of the writes in flight
+//! for them (never an empty list). Deleting an offset drops its in-flight writes and pending
+//! transactional commits too, so a commit that was in flight when its offset was deleted is
+//! acknowledged but not applied — its record precedes the tombstone in the log, so the log
+//! agrees. Of two commits of one partition, the one later in the log wins (see
+//! [`LogPosition`]), whichever lands or completes first.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,8 +15,8 @@ use kafka_protocol::ResponseError;
 
 use super::api::Response;
 use super::api::{
-    FetchedPartition, FetchedTopic, OffsetCommitParams, OffsetCommitResult, OffsetDeleteResult,
-    PartitionResult, TopicPartitions, TopicResult,
+    CommitTopic, FetchedPartition, FetchedTopic, OffsetCommitParams, OffsetCommitResult,
+    OffsetDeleteResult, PartitionResult, TopicPartitions, TopicResult,
 };
 use super::ctx::{Ctx, PendingWrite};
 use super::ids::{PersistId, RequestToken};
@@ -35,21 +37,98 @@ pub struct OffsetAndMetadata {
     pub expire_timestamp: Option<i64>,
 }
 
+/// Where a commit's record sits in the partition's log. Kafka keeps, of two commits of one
+/// partition, the one whose batch is later in the log: a transactional commit whose
+/// transaction ends after a later regular commit landed does not replace it. Every write since
+/// loading is later than every loaded record, and writes reach the log in the order they are
+/// emitted (so in [`PersistId`] order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum LogPosition {
+    /// The n-th record replayed while loading.
+    Loaded(u64),
+    /// Written by this coordinator since it loaded.
+    Written(PersistId),
+}
+
+/// A visible committed offset and where its record is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Committed {
+    pub(super) offset: OffsetAndMetadata,
+    pub(super) at: LogPosition,
+}
+
+/// A transactional commit waiting for its transaction to end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct TxnOffset {
+    pub(super) offset: OffsetAndMetadata,
+    pub(super) at: LogPosition,
+    /// In the log; `false` while its write is in flight (Kafka's "no appended batch offset").
+    pub(super) stored: bool,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct OffsetStore {
-    pub(super) committed: BTreeMap<TopicPartition, OffsetAndMetadata>,
-    pub(super) pending: HashMap<TopicPartition, Vec<PersistId>>,
+    pub(super) committed: BTreeMap<TopicPartition, Committed>,
+    /// Regular commits whose writes are in flight.
+    pub(super) in_flight: HashMap<TopicPartition, Vec<PersistId>>,
+    /// Transactional commits per producer id, until a marker ends the transaction.
+    pub(super) transactions: BTreeMap<i64, BTreeMap<TopicPartition, TxnOffset>>,
 }
 
 impl OffsetStore {
+    /// No offsets at all: none committed, in flight or in an open transaction (Kafka's
+    /// `!hasOffsets`, which keeps a group with an open transaction from being deleted).
     pub(super) fn is_empty(&self) -> bool {
-        self.committed.is_empty() && self.pending.is_empty()
+        self.committed.is_empty() && self.in_flight.is_empty() && self.transactions.is_empty()
     }
 
-    /// Forgets `tp` (committed and in flight); whether a committed offset existed.
+    /// Whether an open transaction commits `tp`.
+    pub(super) fn in_transaction(&self, tp: &TopicPartition) -> bool {
+        self.transactions.values().any(|t| t.contains_key(tp))
+    }
+
+    /// Whether a commit of `tp` is not settled yet: in flight, or in an open transaction
+    /// (Kafka's `hasPendingOffsetCommitsForTopicPartition`).
+    pub(super) fn is_pending(&self, tp: &TopicPartition) -> bool {
+        self.in_flight.contains_key(tp) || self.in_transaction(tp)
+    }
+
+    /// Every partition with an offset: committed, in flight or in a transaction.
+    pub(super) fn partitions(&self) -> Vec<TopicPartition> {
+        let mut tps: Vec<TopicPartition> = self
+            .committed
+            .keys()
+            .chain(self.in_flight.keys())
+            .chain(self.transactions.values().flat_map(|t| t.keys()))
+            .cloned()
+            .collect();
+        tps.sort();
+        tps.dedup();
+        tps
+    }
+
+    /// Makes `offset` the committed one unless the current one is later in the log.
+    pub(super) fn commit(
+        &mut self,
+        tp: TopicPartition,
+        offset: OffsetAndMetadata,
+        at: LogPosition,
+    ) {
+        if self.committed.get(&tp).is_none_or(|c| c.at < at) {
+            self.committed.insert(tp, Committed { offset, at });
+        }
+    }
+
+    /// Forgets `tp` (committed, in flight and in open transactions); whether anything existed.
     fn remove(&mut self, tp: &TopicPartition) -> bool {
-        self.pending.remove(tp);
-        self.committed.remove(tp).is_some()
+        let in_flight = self.in_flight.remove(tp).is_some();
+        let mut in_transaction = false;
+        self.transactions.retain(|_, offsets| {
+            in_transaction |= offsets.remove(tp).is_some();
+            !offsets.is_empty()
+        });
+        let committed = self.committed.remove(tp).is_some();
+        committed || in_flight || in_transaction
     }
 }
 
@@ -103,38 +182,7 @@ impl Group {
             member.reschedule_session(ctx.now);
         }
         let expire_timestamp = (p.retention_time_ms != -1).then(|| ctx.now + p.retention_time_ms);
-        let mut response = OffsetCommitResult { topics: Vec::new() };
-        let mut offsets = Vec::new();
-        for topic in &p.topics {
-            let mut partitions = Vec::with_capacity(topic.partitions.len());
-            for partition in &topic.partitions {
-                let metadata = partition.metadata.clone().unwrap_or_default();
-                let error = if java_length(&metadata) > ctx.config.offset_metadata_max_bytes {
-                    Some(ResponseError::OffsetMetadataTooLarge)
-                } else {
-                    offsets.push((
-                        TopicPartition::new(topic.name.clone(), partition.partition),
-                        OffsetAndMetadata {
-                            offset: partition.offset,
-                            leader_epoch: (partition.leader_epoch >= 0)
-                                .then_some(partition.leader_epoch),
-                            metadata,
-                            commit_timestamp: ctx.now,
-                            expire_timestamp,
-                        },
-                    ));
-                    None
-                };
-                partitions.push(PartitionResult {
-                    partition: partition.partition,
-                    error,
-                });
-            }
-            response.topics.push(TopicResult {
-                name: topic.name.clone(),
-                partitions,
-            });
-        }
+        let (response, offsets) = offsets_to_commit(&p.topics, ctx, expire_timestamp);
         if offsets.is_empty() {
             ctx.respond(token, Response::OffsetCommit(response));
             return;
@@ -152,7 +200,7 @@ impl Group {
         };
         let id = ctx.persist(&self.id, records, Some(waiter));
         for tp in tps {
-            self.offsets.pending.entry(tp).or_default().push(id);
+            self.offsets.in_flight.entry(tp).or_default().push(id);
         }
     }
 
@@ -167,7 +215,7 @@ impl Group {
         result: Result<(), ResponseError>,
     ) -> OffsetCommitResult {
         for (tp, offset) in offsets {
-            let Some(writes) = self.offsets.pending.get_mut(&tp) else {
+            let Some(writes) = self.offsets.in_flight.get_mut(&tp) else {
                 continue; // deleted while in flight
             };
             let Some(at) = writes.iter().position(|&w| w == id) else {
@@ -175,12 +223,10 @@ impl Group {
             };
             writes.remove(at);
             if writes.is_empty() {
-                self.offsets.pending.remove(&tp);
+                self.offsets.in_flight.remove(&tp);
             }
-            // Writes complete in log order, so a later commit of `tp` still in flight will
-            // overwrite this one when it lands.
             if result.is_ok() {
-                self.offsets.committed.insert(tp, offset);
+                self.offsets.commit(tp, offset, LogPosition::Written(id));
             }
         }
         match result {
@@ -190,16 +236,31 @@ impl Group {
     }
 
     /// OffsetFetch for `topics`, or for every committed partition when `None`. Partitions
-    /// without a committed offset answer offset -1.
-    pub(super) fn fetch_offsets(&self, topics: Option<&[TopicPartitions]>) -> Vec<FetchedTopic> {
-        let fetched = |tp: &TopicPartition| match self.offsets.committed.get(tp) {
-            Some(o) => FetchedPartition {
-                partition: tp.partition,
-                offset: o.offset,
-                leader_epoch: o.leader_epoch.unwrap_or(-1),
-                metadata: o.metadata.clone(),
-            },
-            None => unknown_partition(tp.partition),
+    /// without a committed offset answer offset -1. With `require_stable` (OffsetFetch v7+),
+    /// a partition whose commit is pending answers UNSTABLE_OFFSET_COMMIT (per partition, as
+    /// Kafka's `getOffsets`), so the client retries; without it, the last committed offset.
+    pub(super) fn fetch_offsets(
+        &self,
+        topics: Option<&[TopicPartitions]>,
+        require_stable: bool,
+    ) -> Vec<FetchedTopic> {
+        let fetched = |tp: &TopicPartition| {
+            if require_stable && self.offsets.is_pending(tp) {
+                return FetchedPartition {
+                    error: Some(ResponseError::UnstableOffsetCommit),
+                    ..unknown_partition(tp.partition)
+                };
+            }
+            match self.offsets.committed.get(tp) {
+                Some(Committed { offset: o, .. }) => FetchedPartition {
+                    partition: tp.partition,
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch.unwrap_or(-1),
+                    metadata: o.metadata.clone(),
+                    error: None,
+                },
+                None => unknown_partition(tp.partition),
+            }
         };
         match topics {
             Some(topics) => topics
@@ -252,8 +313,7 @@ impl Group {
                     Some(ResponseError::GroupSubscribedToTopic)
                 } else {
                     let tp = TopicPartition::new(topic.name.clone(), partition);
-                    let in_flight = self.offsets.pending.contains_key(&tp);
-                    if self.offsets.remove(&tp) || in_flight {
+                    if self.offsets.remove(&tp) {
                         tombstones.push(records::offset_tombstone(&self.id, &tp));
                     }
                     None
@@ -275,16 +335,8 @@ impl Group {
     /// Removes the offsets of a deleted topic (Kafka's `onPartitionsDeleted`); returns their
     /// tombstones.
     pub(super) fn delete_topic_offsets(&mut self, topic: &str) -> Vec<OffsetsRecord> {
-        let mut tps: Vec<TopicPartition> = self
-            .offsets
-            .committed
-            .keys()
-            .chain(self.offsets.pending.keys())
-            .filter(|tp| tp.topic == topic)
-            .cloned()
-            .collect();
-        tps.sort();
-        tps.dedup();
+        let mut tps = self.offsets.partitions();
+        tps.retain(|tp| tp.topic == topic);
         for tp in &tps {
             self.offsets.remove(tp);
         }
@@ -293,16 +345,11 @@ impl Group {
             .collect()
     }
 
-    /// Removes every offset (DeleteGroups); returns their tombstones.
+    /// Removes every offset (DeleteGroups), open transactions' included; returns their
+    /// tombstones (one per partition, as Kafka's newer coordinator writes them). A marker that
+    /// ends such a transaction later finds nothing to complete.
     pub(super) fn delete_all_offsets(&mut self) -> Vec<OffsetsRecord> {
-        let mut tps: Vec<TopicPartition> = self.offsets.committed.keys().cloned().collect();
-        tps.extend(
-            self.offsets
-                .pending
-                .keys()
-                .filter(|tp| !self.offsets.committed.contains_key(*tp))
-                .cloned(),
-        );
+        let tps = self.offsets.partitions();
         self.offsets = OffsetStore::default();
         tps.iter()
             .map(|tp| records::offset_tombstone(&self.id, tp))
@@ -318,7 +365,9 @@ impl Group {
     /// - any other group keeps its offsets.
     ///
     /// Commits with an explicit expire timestamp expire then. Offsets with a commit in flight
-    /// are kept. Returns the tombstones and whether the group is left without offsets.
+    /// or in an open transaction are kept (as Kafka's newer coordinator does), and pending
+    /// transactional commits never expire. Returns the tombstones and whether the group is
+    /// left without offsets.
     pub(super) fn expire_offsets(
         &mut self,
         now: i64,
@@ -349,9 +398,8 @@ impl Group {
             .offsets
             .committed
             .iter()
-            .filter(|(tp, offset)| {
-                if self.is_subscribed_to_topic(&tp.topic) || self.offsets.pending.contains_key(*tp)
-                {
+            .filter(|(tp, Committed { offset, .. })| {
+                if self.is_subscribed_to_topic(&tp.topic) || self.offsets.is_pending(tp) {
                     return false;
                 }
                 match offset.expire_timestamp {
@@ -379,8 +427,51 @@ impl Group {
 
     /// Committed offsets, for metrics.
     pub(super) fn committed(&self) -> impl Iterator<Item = (&TopicPartition, &OffsetAndMetadata)> {
-        self.offsets.committed.iter()
+        self.offsets.committed.iter().map(|(tp, c)| (tp, &c.offset))
     }
+}
+
+/// The per-partition results and the offsets to write for the partitions of `topics` a
+/// commit accepts: all but those with metadata over `offset.metadata.max.bytes`
+/// (OFFSET_METADATA_TOO_LARGE, as Kafka's `storeOffsets` refuses them).
+pub(super) fn offsets_to_commit(
+    topics: &[CommitTopic],
+    ctx: &Ctx<'_>,
+    expire_timestamp: Option<i64>,
+) -> (OffsetCommitResult, Vec<(TopicPartition, OffsetAndMetadata)>) {
+    let mut response = OffsetCommitResult { topics: Vec::new() };
+    let mut offsets = Vec::new();
+    for topic in topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for partition in &topic.partitions {
+            let metadata = partition.metadata.clone().unwrap_or_default();
+            let error = if java_length(&metadata) > ctx.config.offset_metadata_max_bytes {
+                Some(ResponseError::OffsetMetadataTooLarge)
+            } else {
+                offsets.push((
+                    TopicPartition::new(topic.name.clone(), partition.partition),
+                    OffsetAndMetadata {
+                        offset: partition.offset,
+                        leader_epoch: (partition.leader_epoch >= 0)
+                            .then_some(partition.leader_epoch),
+                        metadata,
+                        commit_timestamp: ctx.now,
+                        expire_timestamp,
+                    },
+                ));
+                None
+            };
+            partitions.push(PartitionResult {
+                partition: partition.partition,
+                error,
+            });
+        }
+        response.topics.push(TopicResult {
+            name: topic.name.clone(),
+            partitions,
+        });
+    }
+    (response, offsets)
 }
 
 fn unknown_partition(partition: i32) -> FetchedPartition {
@@ -389,6 +480,7 @@ fn unknown_partition(partition: i32) -> FetchedPartition {
         offset: -1,
         leader_epoch: -1,
         metadata: String::new(),
+        error: None,
     }
 }
 

@@ -7,6 +7,9 @@
 //! - LeaveGroup before v3 names one member and reports its error at the top level.
 //! - DescribeGroups v6+ answers GROUP_ID_NOT_FOUND for unknown groups; older versions report
 //!   them as Dead without an error.
+//! - TxnOffsetCommit names a member and generation from v3 and a leader epoch from v2; before
+//!   v2 COORDINATOR_LOAD_IN_PROGRESS is answered COORDINATOR_NOT_AVAILABLE (clients before
+//!   Kafka 2.0 do not retry it, KAFKA-7296).
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -18,10 +21,14 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     GroupId as WireGroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
     JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest,
-    OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse, TopicName, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -29,6 +36,7 @@ use super::api::{
     CommitPartition, CommitTopic, GroupDescription, HeartbeatParams, JoinGroupParams,
     JoinGroupResult, LeaveGroupParams, LeaveGroupResult, LeavingMember, ListedGroup,
     OffsetCommitParams, OffsetCommitResult, Protocol, SyncGroupParams, SyncGroupResult,
+    TxnOffsetCommitParams, TxnProducer,
 };
 use super::ids::{GenerationId, GroupId, InstanceId, MemberId};
 use super::state::GroupState;
@@ -249,6 +257,86 @@ pub fn offset_commit_response(result: OffsetCommitResult) -> OffsetCommitRespons
     )
 }
 
+/// TxnOffsetCommit v0+.
+pub fn txn_offset_commit_params(
+    request: &TxnOffsetCommitRequest,
+    version: i16,
+) -> TxnOffsetCommitParams {
+    let v3 = version >= 3;
+    TxnOffsetCommitParams {
+        transactional_id: request.transactional_id.to_string(),
+        group_id: GroupId::from(request.group_id.as_str()),
+        producer: TxnProducer {
+            producer_id: request.producer_id.0,
+            producer_epoch: request.producer_epoch,
+        },
+        generation_id: GenerationId(if v3 { request.generation_id } else { -1 }),
+        member_id: if v3 {
+            MemberId::from(request.member_id.as_str())
+        } else {
+            MemberId::default()
+        },
+        group_instance_id: if v3 {
+            instance(&request.group_instance_id)
+        } else {
+            None
+        },
+        topics: request
+            .topics
+            .iter()
+            .map(|t| CommitTopic {
+                name: t.name.to_string(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| CommitPartition {
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 2 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+pub fn txn_offset_commit_response(
+    result: OffsetCommitResult,
+    version: i16,
+) -> TxnOffsetCommitResponse {
+    let code = |error: Option<ResponseError>| match error {
+        Some(ResponseError::CoordinatorLoadInProgress) if version < 2 => {
+            ResponseError::CoordinatorNotAvailable.code()
+        }
+        other => code(other),
+    };
+    TxnOffsetCommitResponse::default().with_topics(
+        result
+            .topics
+            .into_iter()
+            .map(|t| {
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(TopicName(str_bytes(t.name)))
+                    .with_partitions(
+                        t.partitions
+                            .into_iter()
+                            .map(|p| {
+                                TxnOffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition)
+                                    .with_error_code(code(p.error))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
 /// One DescribeGroups entry; `description` is `None` for a group the coordinator does not
 /// know.
 pub fn described_group(
@@ -319,6 +407,68 @@ mod tests {
 
     use super::*;
     use crate::coordinator::group::api::LeftMember;
+
+    fn txn_request() -> TxnOffsetCommitRequest {
+        use kafka_protocol::messages::txn_offset_commit_request::{
+            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+        };
+        TxnOffsetCommitRequest::default()
+            .with_transactional_id(str_bytes("tx").into())
+            .with_group_id(WireGroupId(str_bytes("g")))
+            .with_producer_id(17.into())
+            .with_producer_epoch(3)
+            .with_generation_id(5)
+            .with_member_id(str_bytes("m"))
+            .with_group_instance_id(Some(str_bytes("i")))
+            .with_topics(vec![
+                TxnOffsetCommitRequestTopic::default()
+                    .with_name(TopicName(str_bytes("t")))
+                    .with_partitions(vec![
+                        TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(1)
+                            .with_committed_offset(42)
+                            .with_committed_leader_epoch(9)
+                            .with_committed_metadata(None),
+                    ]),
+            ])
+    }
+
+    #[test]
+    fn txn_offset_commit_names_a_member_from_v3_and_a_leader_epoch_from_v2() {
+        let request = txn_request();
+        let v3 = txn_offset_commit_params(&request, 3);
+        assert_eq!(v3.producer.producer_id, 17);
+        assert_eq!(v3.producer.producer_epoch, 3);
+        assert_eq!(v3.generation_id, GenerationId(5));
+        assert_eq!(v3.member_id, MemberId::from("m"));
+        assert_eq!(v3.group_instance_id, Some(InstanceId::from("i")));
+        assert_eq!(v3.topics[0].partitions[0].leader_epoch, 9);
+        let v1 = txn_offset_commit_params(&request, 1);
+        assert_eq!(v1.generation_id, GenerationId::NONE);
+        assert!(v1.member_id.is_empty());
+        assert_eq!(v1.group_instance_id, None);
+        assert_eq!(v1.topics[0].partitions[0].leader_epoch, -1);
+        assert_eq!(v1.topics[0].partitions[0].offset, 42);
+    }
+
+    #[test]
+    fn txn_offset_commit_before_v2_answers_load_in_progress_as_not_available() {
+        let result = OffsetCommitResult::all(
+            &txn_offset_commit_params(&txn_request(), 1).topics,
+            Some(ResponseError::CoordinatorLoadInProgress),
+        );
+        let code = |version| {
+            txn_offset_commit_response(result.clone(), version).topics[0].partitions[0].error_code
+        };
+        assert_eq!(code(1), ResponseError::CoordinatorNotAvailable.code());
+        assert_eq!(code(2), ResponseError::CoordinatorLoadInProgress.code());
+        for version in 0..=4 {
+            let mut buf = bytes::BytesMut::new();
+            txn_offset_commit_response(result.clone(), version)
+                .encode(&mut buf, version)
+                .expect("encodes");
+        }
+    }
 
     #[test]
     fn join_group_v0_uses_the_session_timeout_as_rebalance_timeout() {

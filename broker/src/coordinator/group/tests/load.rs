@@ -81,22 +81,22 @@ fn a_reloaded_coordinator_has_the_groups_and_offsets_the_log_describes() {
     expected.sort();
     assert_eq!(assignments, expected);
     assert_eq!(
-        loaded.fetch_offsets(&gid("g"), None),
-        h.c.fetch_offsets(&gid("g"), None)
+        loaded.fetch_offsets(&gid("g"), None, false),
+        h.c.fetch_offsets(&gid("g"), None, false)
     );
     assert_eq!(loaded.group_state(&gid("simple")), Some(GroupState::Empty));
     assert_eq!(
-        loaded.fetch_offsets(&gid("simple"), None),
-        h.c.fetch_offsets(&gid("simple"), None)
+        loaded.fetch_offsets(&gid("simple"), None, false),
+        h.c.fetch_offsets(&gid("simple"), None, false)
     );
     assert_eq!(
-        loaded.fetch_offsets(&gid("simple"), None)[0]
+        loaded.fetch_offsets(&gid("simple"), None, false)[0]
             .partitions
             .len(),
         1
     );
     assert_eq!(loaded.group_state(&gid("doomed")), None);
-    assert!(loaded.fetch_offsets(&gid("doomed"), None).is_empty());
+    assert!(loaded.fetch_offsets(&gid("doomed"), None, false).is_empty());
 }
 
 #[test]
@@ -183,7 +183,7 @@ fn later_records_win_and_tombstones_delete() {
         name: "t".to_owned(),
         partitions: vec![0, 1],
     }];
-    let g: Vec<i64> = c.fetch_offsets(&gid("g"), Some(&topics))[0]
+    let g: Vec<i64> = c.fetch_offsets(&gid("g"), Some(&topics), false)[0]
         .partitions
         .iter()
         .map(|p| p.offset)
@@ -196,7 +196,10 @@ fn later_records_win_and_tombstones_delete() {
     );
     // The group tombstone removed h's membership but not the offset committed before it.
     assert_eq!(c.group_state(&gid("h")), Some(GroupState::Empty));
-    assert_eq!(c.fetch_offsets(&gid("h"), None)[0].partitions[0].offset, 9);
+    assert_eq!(
+        c.fetch_offsets(&gid("h"), None, false)[0].partitions[0].offset,
+        9
+    );
     assert_eq!(c.group_state(&gid("gone")), None);
 }
 

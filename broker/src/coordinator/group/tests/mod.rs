@@ -7,6 +7,7 @@ mod membership;
 mod offsets;
 mod rebalance;
 mod static_members;
+mod txn_offsets;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -73,6 +74,9 @@ pub(super) struct Harness {
     pub(super) writes: VecDeque<(PersistId, GroupId, Vec<OffsetsRecord>)>,
     /// Every record written so far, in order, as the log would hold them.
     pub(super) log: Vec<OffsetsRecord>,
+    /// The same records as the batches they were written in, with the producer of
+    /// transactional ones.
+    pub(super) batches: Vec<(Option<TxnProducer>, Vec<OffsetsRecord>)>,
     /// Report writes as successful as soon as they are emitted.
     pub(super) auto_persist: bool,
 }
@@ -91,6 +95,7 @@ impl Harness {
             taken: Default::default(),
             writes: VecDeque::new(),
             log: Vec::new(),
+            batches: Vec::new(),
             auto_persist: true,
         }
     }
@@ -110,8 +115,14 @@ impl Harness {
                     );
                     self.answered.insert(token, response);
                 }
-                Effect::Persist { id, group, records } => {
+                Effect::Persist {
+                    id,
+                    group,
+                    records,
+                    transaction,
+                } => {
                     self.log.extend(records.iter().cloned());
+                    self.batches.push((transaction, records.clone()));
                     self.writes.push_back((id, group, records));
                 }
             }
@@ -156,6 +167,13 @@ impl Harness {
         match self.take(token) {
             Some(Response::OffsetCommit(result)) => result,
             other => panic!("expected an OffsetCommit response for {token:?}, got {other:?}"),
+        }
+    }
+
+    pub(super) fn txn_commit_result(&mut self, token: RequestToken) -> OffsetCommitResult {
+        match self.take(token) {
+            Some(Response::TxnOffsetCommit(result)) => result,
+            other => panic!("expected a TxnOffsetCommit response for {token:?}, got {other:?}"),
         }
     }
 
@@ -329,7 +347,7 @@ impl Harness {
             name: topic.to_owned(),
             partitions: vec![partition],
         }];
-        self.c.fetch_offsets(&gid(group), Some(&topics))[0].partitions[0].offset
+        self.c.fetch_offsets(&gid(group), Some(&topics), false)[0].partitions[0].offset
     }
 }
 

@@ -28,7 +28,7 @@ fn a_member_commits_and_the_offset_is_visible_once_stored() {
     h.complete_write(Ok(()));
     assert_eq!(all_errors(&h.commit_result(token)), [None, None]);
     assert_eq!(h.fetch("g", "t", 0), 42);
-    let all = h.c.fetch_offsets(&gid("g"), None);
+    let all = h.c.fetch_offsets(&gid("g"), None, false);
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].partitions.len(), 2);
     assert_eq!(all[0].partitions[0].leader_epoch, 3);
@@ -161,7 +161,7 @@ fn oversized_metadata_is_refused_per_partition() {
     );
     assert_eq!(h.fetch("simple", "t", 0), -1);
     assert_eq!(h.fetch("simple", "t", 1), 2);
-    let fetched = h.c.fetch_offsets(&gid("simple"), None);
+    let fetched = h.c.fetch_offsets(&gid("simple"), None, false);
     assert_eq!(
         fetched[0].partitions[1].metadata, "",
         "null metadata is stored as empty"
@@ -176,7 +176,7 @@ fn fetching_unknown_groups_and_partitions_answers_minus_one() {
         name: "t".to_owned(),
         partitions: vec![0, 1],
     }];
-    let fetched = h.c.fetch_offsets(&gid("nope"), Some(&topics));
+    let fetched = h.c.fetch_offsets(&gid("nope"), Some(&topics), false);
     assert_eq!(
         fetched[0]
             .partitions
@@ -185,7 +185,7 @@ fn fetching_unknown_groups_and_partitions_answers_minus_one() {
             .collect::<Vec<_>>(),
         [-1, -1]
     );
-    assert!(h.c.fetch_offsets(&gid("nope"), None).is_empty());
+    assert!(h.c.fetch_offsets(&gid("nope"), None, false).is_empty());
 }
 
 #[test]
@@ -456,7 +456,7 @@ fn a_commit_in_flight_when_its_group_is_deleted_is_acknowledged_but_not_applied(
         partitions: vec![0],
     }];
     assert_eq!(
-        reloaded.fetch_offsets(&gid("simple"), Some(&topics))[0].partitions[0].offset,
+        reloaded.fetch_offsets(&gid("simple"), Some(&topics), false)[0].partitions[0].offset,
         3
     );
 }
@@ -488,7 +488,7 @@ fn deleting_a_topic_tombstones_its_offsets_in_every_group_and_keeps_the_others()
             name: topic.to_owned(),
             partitions: vec![0],
         }];
-        loaded.fetch_offsets(&gid(group), Some(&topics))[0].partitions[0].offset
+        loaded.fetch_offsets(&gid(group), Some(&topics), false)[0].partitions[0].offset
     };
     assert_eq!(
         (fetch("a", "gone"), fetch("a", "kept"), fetch("b", "gone")),
