@@ -22,6 +22,8 @@ use weir_controller::{
 use crate::config::BrokerConfig;
 use crate::controller_link::{ControllerLink, JoinError};
 use crate::coordinator::group_service::GroupService;
+use crate::coordinator::txn::TxnConfig;
+use crate::coordinator::txn_service::TxnService;
 use crate::log::{LogConfig, LogError, LogManager, SharedLog, TopicIdCheck};
 use crate::metrics::Metrics;
 use crate::replication::{PartitionReplica, ReplicaManager};
@@ -75,6 +77,8 @@ pub struct Broker {
     pub groups: Arc<GroupService>,
     /// Leadership, ISR and follower fetching of the served partitions.
     pub replication: ReplicaManager,
+    /// The transaction coordinators of the `__transaction_state` partitions led here.
+    pub transactions: Arc<TxnService>,
 }
 
 /// How long a request that changed metadata waits for this broker to apply the change.
@@ -131,6 +135,17 @@ impl Broker {
             },
         )?;
         let groups = Arc::new(GroupService::new(config.group.clone()));
+        let transactions = Arc::new(TxnService::new(
+            TxnConfig {
+                transaction_max_timeout_ms: config.transactions.max_timeout_ms,
+                transactional_id_expiration_ms: config.transactions.id_expiration_ms,
+                remove_expired_transactional_id_cleanup_interval_ms: config
+                    .transactions
+                    .remove_expired_interval_ms,
+                ..TxnConfig::default()
+            },
+            config.transactions.abort_timed_out_interval_ms,
+        ));
         let broker = Arc::new(Broker {
             config,
             logs: Mutex::new(logs),
@@ -145,7 +160,9 @@ impl Broker {
             metrics: Metrics::new(),
             groups,
             replication: ReplicaManager::default(),
+            transactions,
         });
+        broker.transactions.set_broker(Arc::downgrade(&broker));
         broker
             .replication
             .set_control_plane(Arc::clone(&broker.control));
@@ -378,10 +395,11 @@ impl Broker {
         drop(logs);
         self.replication
             .apply(&self.config, &self.metrics, &metadata, &served);
-        let led = served
+        let led: Vec<Arc<Partition>> = served
             .into_iter()
             .filter(|p| p.replica.is_leader())
             .collect();
+        self.transactions.sync(led.clone());
         self.groups.sync(led);
         Ok(())
     }
@@ -481,11 +499,14 @@ impl Broker {
             logs,
             partitions,
             groups,
+            transactions,
             ..
         } = broker;
         // The coordinators hold their partitions' logs; parked requests get NOT_COORDINATOR.
         groups.sync(Vec::new());
+        transactions.sync(Vec::new());
         drop(groups);
+        drop(transactions);
         drop(partitions);
         logs.into_inner()
             .unwrap_or_else(|p| p.into_inner())

@@ -7,10 +7,12 @@
 //! the dedicated flags. Unknown keys are refused so a typo is never silently ignored.
 //! [`BrokerConfig::validate`] checks cross-field rules; every error names the key.
 
+mod transactions;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+pub use transactions::TransactionSettings;
 
 use thiserror::Error;
 
@@ -152,6 +154,8 @@ pub struct BrokerConfig {
     pub offsets_topic_segment_bytes: i32,
     /// The `replica.*` settings: follower fetching and ISR membership.
     pub replication: ReplicationConfig,
+    /// The transaction coordinator's `transaction.*` settings.
+    pub transactions: TransactionSettings,
     /// Every key that was set explicitly, as given (for logging and DescribeConfigs).
     pub explicit: BTreeMap<String, String>,
 }
@@ -281,6 +285,7 @@ impl Default for BrokerConfig {
             offsets_topic_replication_factor: 3,
             offsets_topic_segment_bytes: 104_857_600,
             replication: ReplicationConfig::default(),
+            transactions: TransactionSettings::default(),
             explicit: BTreeMap::new(),
         }
     }
@@ -524,6 +529,14 @@ impl BrokerConfig {
             "replica.socket.timeout.ms" => {
                 self.replication.socket_timeout_ms = int(1, i32::MAX as i64)? as u64
             }
+            _ if let Some(outcome) = self.transactions.set(key, value) => {
+                outcome.map_err(|refusal| match refusal {
+                    transactions::Refusal::NotAnInteger => invalid("not an integer"),
+                    transactions::Refusal::OutOfRange { min, max } => {
+                        invalid(&format!("must be between {min} and {max}"))
+                    }
+                })?
+            }
             _ => {
                 let Some(&(_, topic_key, unit)) =
                     LOG_DEFAULT_KEYS.iter().find(|(k, _, _)| *k == key)
@@ -694,6 +707,7 @@ impl BrokerConfig {
             "replica.fetch.min.bytes" => self.replication.fetch_min_bytes.to_string(),
             "replica.fetch.backoff.ms" => self.replication.fetch_backoff_ms.to_string(),
             "replica.socket.timeout.ms" => self.replication.socket_timeout_ms.to_string(),
+            _ if let Some(value) = self.transactions.get(key) => value,
             _ => {
                 let &(_, topic_key, unit) = LOG_DEFAULT_KEYS.iter().find(|(k, _, _)| *k == key)?;
                 let default = LogConfig::default().get(topic_key)?;
@@ -716,6 +730,7 @@ impl BrokerConfig {
         BROKER_KEYS
             .iter()
             .copied()
+            .chain(transactions::KEYS.iter().copied())
             .chain(LOG_DEFAULT_KEYS.iter().map(|(k, _, _)| *k))
     }
 }

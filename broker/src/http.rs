@@ -72,8 +72,20 @@ async fn metrics(
             .log_segments
             .with_label_values(&labels)
             .set(log.segment_count() as i64);
+        if partition.replica.is_leader() {
+            let lag = log
+                .high_watermark()
+                .0
+                .saturating_sub(log.last_stable_offset().0);
+            broker
+                .metrics
+                .lso_lag
+                .with_label_values(&labels)
+                .set(lag as i64);
+        }
     }
     broker.groups.update_metrics(&broker);
+    broker.transactions.update_metrics(&broker);
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],

@@ -426,7 +426,8 @@ fn spawn_housekeeping(broker: Arc<Broker>, every: Duration) -> tokio::task::Join
     })
 }
 
-/// Group coordinators' timers: session timeouts, rebalance deadlines, offset expiry.
+/// Coordinators' timers: session timeouts, rebalance deadlines, offset expiry; timed-out
+/// transactions and expired transactional ids.
 fn spawn_group_ticker(broker: Arc<Broker>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every =
@@ -435,6 +436,7 @@ fn spawn_group_ticker(broker: Arc<Broker>) -> tokio::task::JoinHandle<()> {
         loop {
             every.tick().await;
             broker.groups.tick_all();
+            broker.transactions.tick_all();
         }
     })
 }

@@ -40,6 +40,13 @@ pub struct Metrics {
     /// Per partition followed here: the leader's high watermark minus this replica's log end
     /// offset as of the last fetch (Kafka's follower-side `FetcherLagMetrics` `ConsumerLag`).
     pub replication_lag: IntGaugeVec,
+    /// Transactions open (Ongoing or being completed) at the coordinators here.
+    pub open_transactions: IntGauge,
+    /// Transactions completed by the coordinators here, by `result` (`commit`, `abort`).
+    pub transactions_completed: IntCounterVec,
+    /// Per partition led here: the high watermark minus the last stable offset (records
+    /// read_committed consumers cannot see yet because a transaction is undecided).
+    pub lso_lag: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -186,6 +193,20 @@ impl Metrics {
             "Per partition followed here: the leader's high watermark minus this replica's log end offset at the last fetch",
             &["topic", "partition"],
         );
+        let open_transactions = gauge(
+            "open_transactions",
+            "Transactions open at the transaction coordinators here",
+        );
+        let transactions_completed = counter(
+            "transactions_completed_total",
+            "Transactions completed by the transaction coordinators here, by result",
+            &["result"],
+        );
+        let lso_lag = gauge_vec(
+            "last_stable_offset_lag",
+            "Per partition led here: high watermark minus last stable offset",
+            &["topic", "partition"],
+        );
         Metrics {
             registry,
             bytes_in,
@@ -207,6 +228,9 @@ impl Metrics {
             isr_expands,
             leader_count,
             replication_lag,
+            open_transactions,
+            transactions_completed,
+            lso_lag,
         }
     }
 

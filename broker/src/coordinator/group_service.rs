@@ -192,20 +192,18 @@ fn append(
     }
 }
 
-/// The one place group records enter the log.
-// TODO(txn log merge): switch to `partition.replica.append_as_coordinator(&partition.log,
-// batch, now)`: `append_as_leader` refuses transactional batches without a sequence
-// (ProducerError::TransactionalBatch, answered INVALID_TXN_STATE), so TxnOffsetCommit fails
-// until then; regular group records are unaffected.
+/// The one place group records enter the log: as the coordinator (Kafka's
+/// `AppendOrigin.COORDINATOR`), so a TxnOffsetCommit's transactional batch, which carries no
+/// sequence, passes the producer epoch checks without sequence checks. As the leader with
+/// acks=1: the high watermark moves as far as the ISR allows.
 fn append_coordinator_batch(
     partition: &Partition,
     batch: &[u8],
     now: i64,
 ) -> Result<LeaderAppend, LeaderAppendError> {
-    // As the leader with acks=1: the high watermark moves as far as the ISR allows.
     partition
         .replica
-        .append_as_leader(&partition.log, batch, 1, now)
+        .append_as_coordinator(&partition.log, batch, now)
 }
 
 /// Replays a partition's records, from its log start to its log end. This broker leads the

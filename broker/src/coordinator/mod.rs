@@ -11,6 +11,10 @@
 //! - [`group_service`]: the group coordinator's I/O — a coordinator per led
 //!   `__consumer_offsets` partition, loading, persisting, timers and parked requests.
 //!
+//! - [`txn_service`]: the transaction coordinator's I/O — a coordinator per led
+//!   `__transaction_state` partition, loading, persisting (acks=all), timers — and
+//!   [`txn_markers`]: sending COMMIT/ABORT markers to partition leaders, and writing them as one.
+//!
 //! Everything else here is pure: no sockets, no tasks, no files and no clock reads. Callers pass the
 //! current time in, hand each parked request a token, and execute the effects the state
 //! machines return (send a response, append records to `__consumer_offsets`).
@@ -18,3 +22,5 @@
 pub mod group;
 pub mod group_service;
 pub mod txn;
+pub mod txn_markers;
+pub mod txn_service;

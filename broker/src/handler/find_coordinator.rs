@@ -1,8 +1,9 @@
 //! FindCoordinator (v0-4, batched keys from v4).
 //!
 //! A group's coordinator is the leader of `__consumer_offsets` partition
-//! `abs(java_hash(group)) % partitions`; the topic is created on the first lookup. Transaction
-//! coordinators come with transactions: that key type is answered COORDINATOR_NOT_AVAILABLE,
+//! `abs(java_hash(group)) % partitions`, a transactional id's the leader of
+//! `__transaction_state` partition `abs(java_hash(id)) % partitions`; each topic is created on
+//! its first lookup. Until the partition has a leader the answer is COORDINATOR_NOT_AVAILABLE,
 //! which clients retry on. (librdkafka also reads this API's presence: it enables LZ4 only
 //! for brokers that list FindCoordinator from v0.)
 
@@ -17,6 +18,9 @@ use tracing::warn;
 use crate::broker::Broker;
 use crate::coordinator::group::{GroupId, partition_for};
 use crate::coordinator::group_service::{OFFSETS_TOPIC, create_offsets_topic};
+use crate::coordinator::txn_service::{
+    TRANSACTION_STATE_TOPIC, create_transaction_state_topic, partition_for_transactional_id,
+};
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -71,37 +75,55 @@ async fn find(
     key_type: i8,
     key: &str,
 ) -> Result<Endpoint, (ResponseError, &'static str)> {
-    match key_type {
-        KEY_TYPE_GROUP => {}
-        KEY_TYPE_TRANSACTION => {
+    let (topic_name, not_available) = match key_type {
+        KEY_TYPE_GROUP if key.is_empty() => {
+            return Err((ResponseError::InvalidRequest, "the group id is empty"));
+        }
+        KEY_TYPE_TRANSACTION if key.is_empty() => {
             return Err((
-                ResponseError::CoordinatorNotAvailable,
-                "the transaction coordinator is not available in this release",
+                ResponseError::InvalidRequest,
+                "the transactional id is empty",
             ));
         }
+        KEY_TYPE_GROUP => (
+            OFFSETS_TOPIC,
+            (
+                ResponseError::CoordinatorNotAvailable,
+                "__consumer_offsets is not available yet",
+            ),
+        ),
+        KEY_TYPE_TRANSACTION => (
+            TRANSACTION_STATE_TOPIC,
+            (
+                ResponseError::CoordinatorNotAvailable,
+                "__transaction_state is not available yet",
+            ),
+        ),
         _ => {
             return Err((
                 ResponseError::InvalidRequest,
                 "unknown coordinator key type",
             ));
         }
-    }
-    if key.is_empty() {
-        return Err((ResponseError::InvalidRequest, "the group id is empty"));
-    }
-    let not_available = (
-        ResponseError::CoordinatorNotAvailable,
-        "__consumer_offsets is not available yet",
-    );
-    if broker.metadata().topic(OFFSETS_TOPIC).is_none()
-        && let Err(e) = create_offsets_topic(broker).await
-    {
-        warn!(error = %e, "creating __consumer_offsets failed");
-        return Err(not_available);
+    };
+    if broker.metadata().topic(topic_name).is_none() {
+        let created = if key_type == KEY_TYPE_GROUP {
+            create_offsets_topic(broker).await
+        } else {
+            create_transaction_state_topic(broker).await
+        };
+        if let Err(e) = created {
+            warn!(error = %e, topic = topic_name, "creating an internal topic failed");
+            return Err(not_available);
+        }
     }
     let metadata = broker.metadata();
-    let topic = metadata.topic(OFFSETS_TOPIC).ok_or(not_available)?;
-    let partition = partition_for(&GroupId::from(key), topic.partitions.len() as u32);
+    let topic = metadata.topic(topic_name).ok_or(not_available)?;
+    let partition = if key_type == KEY_TYPE_GROUP {
+        partition_for(&GroupId::from(key), topic.partitions.len() as u32)
+    } else {
+        partition_for_transactional_id(key, topic.partitions.len() as u32)
+    };
     let leader = topic
         .partitions
         .get(partition as usize)

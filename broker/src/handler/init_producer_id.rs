@@ -1,5 +1,4 @@
-//! InitProducerId for idempotent producers: producer ids from a block the controller
-//! allocated to this broker.
+//! InitProducerId: producer ids from a block the controller allocated to this broker.
 //!
 //! - No transactional id, no producer id (`-1`/`-1`): the next id of the block, epoch 0. An
 //!   exhausted block is replaced by a new one from [`weir_controller::Controller`], committed
@@ -13,12 +12,12 @@
 //!   requests a new id whatever they carry; Java clients bump idempotent epochs locally and
 //!   librdkafka sends no id, so both behave the same with either answer.)
 //! - Only one of producer id and epoch set: INVALID_REQUEST, as Kafka.
-//! - A transactional id: this broker runs no transaction coordinator. An empty one is
-//!   INVALID_REQUEST (Kafka's check); any other is UNSUPPORTED_VERSION, what Kafka brokers
-//!   answered InitProducerId when the cluster could not do transactions (an inter-broker
-//!   protocol before 0.11). Unlike TRANSACTIONAL_ID_AUTHORIZATION_FAILED it does not send the
-//!   user looking for a missing ACL, and unlike COORDINATOR_NOT_AVAILABLE clients do not retry
-//!   it until they time out.
+//! - A transactional id: the transaction coordinator of that id answers (it must be this
+//!   broker: NOT_COORDINATOR otherwise). It bumps the id's epoch, fencing older instances, and
+//!   first aborts a transaction the previous instance left open (CONCURRENT_TRANSACTIONS
+//!   until that is done; the client retries). An empty transactional id is INVALID_REQUEST.
+//!   PRODUCER_FENCED is answered INVALID_PRODUCER_EPOCH below v4, as Kafka does for clients
+//!   that predate the code.
 
 use std::ops::Range;
 
@@ -27,6 +26,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 use tracing::{debug, info};
 
 use crate::broker::Broker;
+use crate::coordinator::txn::InitProducerIdParams;
 use crate::kafka_error::controller_error_code;
 
 /// Producer ids asked of the controller at a time (Kafka's `PRODUCER_ID_BLOCK_SIZE`).
@@ -91,9 +91,10 @@ impl ProducerIdBlock {
 pub(super) async fn handle(
     broker: &Broker,
     request: InitProducerIdRequest,
+    version: i16,
 ) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default();
-    match init(broker, &request).await {
+    match init(broker, &request, version).await {
         Ok((producer_id, epoch)) => response
             .with_producer_id(producer_id.into())
             .with_producer_epoch(epoch),
@@ -104,28 +105,70 @@ pub(super) async fn handle(
     }
 }
 
-async fn init(broker: &Broker, request: &InitProducerIdRequest) -> Result<(i64, i16), i16> {
+async fn init(
+    broker: &Broker,
+    request: &InitProducerIdRequest,
+    version: i16,
+) -> Result<(i64, i16), i16> {
     if let Some(transactional_id) = &request.transactional_id {
-        debug!(transactional_id = %transactional_id.as_str(), "InitProducerId for a transactional producer refused: no transaction coordinator");
-        return Err(if transactional_id.is_empty() {
-            ResponseError::InvalidRequest.code()
-        } else {
-            ResponseError::UnsupportedVersion.code()
-        });
+        return init_transactional(broker, transactional_id.as_str(), request, version).await;
     }
+    decide(broker, request.producer_id.0, request.producer_epoch).await
+}
+
+async fn init_transactional(
+    broker: &Broker,
+    transactional_id: &str,
+    request: &InitProducerIdRequest,
+    version: i16,
+) -> Result<(i64, i16), i16> {
+    if transactional_id.is_empty() {
+        return Err(ResponseError::InvalidRequest.code());
+    }
+    match (request.producer_id.0, request.producer_epoch) {
+        (-1, -1) => {}
+        (-1, _) | (_, -1) => return Err(ResponseError::InvalidRequest.code()),
+        _ => {}
+    }
+    // An id the coordinator uses only for a new transactional id or an exhausted epoch.
+    let fresh_producer_id = fresh_producer_id(broker).await?;
+    let params = InitProducerIdParams {
+        transactional_id: transactional_id.to_owned(),
+        transaction_timeout_ms: request.transaction_timeout_ms,
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+    };
+    broker
+        .transactions
+        .init_producer_id(broker, params, fresh_producer_id)
+        .await
+        .map_err(|error| {
+            debug!(transactional_id, ?error, "InitProducerId refused");
+            match error {
+                ResponseError::ProducerFenced if version < 4 => {
+                    ResponseError::InvalidProducerEpoch.code()
+                }
+                other => other.code(),
+            }
+        })
+}
+
+/// An unused producer id from this broker's block (a new block when it is used up).
+pub(super) async fn fresh_producer_id(broker: &Broker) -> Result<i64, i16> {
+    decide(broker, -1, -1).await.map(|(id, _)| id)
+}
+
+/// A non-transactional answer: a new id, or the given one with its epoch bumped.
+async fn decide(broker: &Broker, producer_id: i64, producer_epoch: i16) -> Result<(i64, i16), i16> {
     let mut block = broker.producer_ids.lock().await;
     loop {
         let allocated_below = broker.metadata().next_producer_id;
-        match block.decide(
-            request.producer_id.0,
-            request.producer_epoch,
-            allocated_below,
-        ) {
+        match block.decide(producer_id, producer_epoch, allocated_below) {
             Decision::Grant { producer_id, epoch } => return Ok((producer_id, epoch)),
             Decision::Refuse(code) => {
                 debug!(
-                    producer_id = request.producer_id.0,
-                    epoch = request.producer_epoch,
+                    producer_id,
+                    epoch = producer_epoch,
                     code,
                     "InitProducerId refused"
                 );

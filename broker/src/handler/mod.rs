@@ -1,5 +1,7 @@
 //! Kafka API handlers, one file per API, and the table of versions this broker advertises.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod api_versions;
 mod config_resource;
@@ -9,7 +11,10 @@ mod delete_records;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_producers;
+mod describe_transactions;
 mod elect_leaders;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -18,6 +23,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -28,6 +34,7 @@ mod produce;
 mod sync_group;
 mod topics;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
@@ -76,6 +83,13 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 4),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The error for a request naming `requested` as the current leader epoch when the
@@ -192,7 +206,7 @@ pub(crate) async fn handle(
             ResponseKind::DeleteGroups(delete_groups::handle(broker, r))
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await)
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, r, version).await)
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(broker, r, version).await)
@@ -202,6 +216,25 @@ pub(crate) async fn handle(
         ),
         RequestKind::ListPartitionReassignments(r) => {
             ResponseKind::ListPartitionReassignments(partition_reassignments::list(broker, r).await)
+        }
+        RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
+            add_partitions_to_txn::handle(broker, r, version).await,
+        ),
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, r, version).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(broker, r, version).await),
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, r).await)
+        }
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(describe_transactions::handle(broker, r))
+        }
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(list_transactions::handle(broker, r))
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(broker, r))
         }
         // The connection only hands over requests whose API is in SUPPORTED.
         other => unreachable!("unsupported request reached the handler: {other:?}"),
@@ -319,6 +352,35 @@ pub(crate) fn error_codes(response: &ResponseKind) -> Vec<i16> {
             );
         }
         ResponseKind::ListPartitionReassignments(r) => codes.push(r.error_code),
+        ResponseKind::AddPartitionsToTxn(r) => {
+            codes.push(r.error_code);
+            let topics = r.results_by_topic_v3_and_below.iter().chain(
+                r.results_by_transaction
+                    .iter()
+                    .flat_map(|t| t.topic_results.iter()),
+            );
+            codes.extend(topics.flat_map(|t| {
+                t.results_by_partition
+                    .iter()
+                    .map(|p| p.partition_error_code)
+            }));
+        }
+        ResponseKind::AddOffsetsToTxn(r) => codes.push(r.error_code),
+        ResponseKind::EndTxn(r) => codes.push(r.error_code),
+        ResponseKind::WriteTxnMarkers(r) => codes.extend(r.markers.iter().flat_map(|m| {
+            m.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+        })),
+        ResponseKind::DescribeTransactions(r) => {
+            codes.extend(r.transaction_states.iter().map(|t| t.error_code));
+        }
+        ResponseKind::ListTransactions(r) => codes.push(r.error_code),
+        ResponseKind::DescribeProducers(r) => codes.extend(
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        ),
         _ => {}
     }
     codes.retain(|&c| c != 0);

@@ -241,6 +241,17 @@ pub fn check_batch(buf: &[u8]) -> Result<CheckedBatch, BatchError> {
 /// framing and CRC, a consistent record count, no control batch, and (uncompressed batches)
 /// records whose lengths and offset deltas add up.
 pub fn validate_client_batch(buf: &[u8]) -> Result<CheckedBatch, BatchError> {
+    validate_batch(buf, true)
+}
+
+/// [`validate_client_batch`] for a batch a coordinator on this broker wrote (Kafka's
+/// `AppendOrigin.COORDINATOR`): a TxnOffsetCommit's transactional batch carries the
+/// producer's id and epoch but no sequence numbers.
+pub fn validate_coordinator_batch(buf: &[u8]) -> Result<CheckedBatch, BatchError> {
+    validate_batch(buf, false)
+}
+
+fn validate_batch(buf: &[u8], needs_sequence: bool) -> Result<CheckedBatch, BatchError> {
     let checked = check_batch(buf)?;
     let header = checked.header;
     if header.total_size() != buf.len() {
@@ -270,7 +281,7 @@ pub fn validate_client_batch(buf: &[u8]) -> Result<CheckedBatch, BatchError> {
     if header.timestamp_type() == TimestampType::LogAppendTime {
         return Err(BatchError::LogAppendTimeFromClient);
     }
-    if header.has_producer_id() && header.base_sequence < 0 {
+    if needs_sequence && header.has_producer_id() && header.base_sequence < 0 {
         return Err(BatchError::InvalidSequence {
             producer_id: header.producer_id,
             base_sequence: header.base_sequence,

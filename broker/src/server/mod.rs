@@ -59,5 +59,6 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
     // Requests parked in the group coordinators (a JoinGroup may wait for a whole rebalance
     // timeout) are answered NOT_COORDINATOR now, as Kafka's coordinator does on shutdown.
     broker.groups.sync(Vec::new());
+    broker.transactions.sync(Vec::new());
     while connections.join_next().await.is_some() {}
 }

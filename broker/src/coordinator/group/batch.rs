@@ -125,6 +125,12 @@ mod tests {
             producer_epoch: 9,
         };
         let batch = encode_batch(&records, Some(producer), 1_700_000_000_000).unwrap();
+        crate::log::batch::validate_coordinator_batch(&batch)
+            .expect("the log accepts it as a coordinator's batch");
+        assert!(
+            crate::log::batch::validate_client_batch(&batch).is_err(),
+            "a client's transactional batch without sequences is refused"
+        );
         let decoded = RecordBatchDecoder::decode_all(&mut batch.clone()).unwrap();
         assert_eq!(decoded.len(), 1, "one batch");
         assert_eq!(decoded[0].records.len(), 2);
