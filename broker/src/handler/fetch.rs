@@ -35,9 +35,7 @@ use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{
-    BrokerId as WireBrokerId, FetchRequest, FetchResponse, ProducerId,
-};
+use kafka_protocol::messages::{BrokerId as WireBrokerId, FetchRequest, FetchResponse, ProducerId};
 use tracing::debug;
 
 use super::ZeroCopy;

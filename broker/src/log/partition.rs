@@ -249,7 +249,10 @@ impl Log {
                 max: self.config.segment_bytes,
             });
         }
-        let checked = batch::validate_client_batch(batch)?;
+        let checked = match origin {
+            AppendOrigin::Client => batch::validate_client_batch(batch)?,
+            AppendOrigin::Coordinator => batch::validate_coordinator_batch(batch)?,
+        };
         if self.config.cleanup_policy.compact {
             batch::check_keys(batch)?;
         }

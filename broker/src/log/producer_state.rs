@@ -525,12 +525,7 @@ impl ProducerState {
         self.ongoing.remove(&first_offset);
         self.unreplicated
             .insert(first_offset, (producer_id, offset));
-        let last_stable_offset = self
-            .ongoing
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(offset + 1);
+        let last_stable_offset = self.ongoing.keys().next().copied().unwrap_or(offset + 1);
         Some(CompletedTxn {
             producer_id,
             first_offset,

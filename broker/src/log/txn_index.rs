@@ -154,7 +154,11 @@ pub(crate) fn sync(path: &Path) -> Result<()> {
 /// Kafka's `collectAbortedTxns` on one segment's entries: those a fetch of `[start, upper)`
 /// must be told of. The second value says whether the search may stop at this segment (an
 /// entry's LSO reached `upper`: no later segment holds a transaction below it).
-pub(crate) fn collect(entries: &[AbortedTxn], start: Offset, upper: Offset) -> (Vec<AbortedTxn>, bool) {
+pub(crate) fn collect(
+    entries: &[AbortedTxn],
+    start: Offset,
+    upper: Offset,
+) -> (Vec<AbortedTxn>, bool) {
     let mut found = Vec::new();
     for entry in entries {
         if entry.last_offset >= start && entry.first_offset < upper {
@@ -191,7 +195,10 @@ mod tests {
             0, 0, 0, 0, 0, 0, 0, 10, // last stable offset
         ];
         assert_eq!(bytes, golden);
-        assert_eq!(AbortedTxn::decode(&golden), Some(entry(0x0102_0304_0506_0708, 5, 9, 10)));
+        assert_eq!(
+            AbortedTxn::decode(&golden),
+            Some(entry(0x0102_0304_0506_0708, 5, 9, 10))
+        );
     }
 
     #[test]
@@ -202,7 +209,10 @@ mod tests {
         assert!(!is_damaged(&path).unwrap());
         assert!(append(&path, &entry(1, 0, 3, 4)).unwrap());
         assert!(!append(&path, &entry(2, 2, 6, 7)).unwrap());
-        assert_eq!(read(&path).unwrap(), vec![entry(1, 0, 3, 4), entry(2, 2, 6, 7)]);
+        assert_eq!(
+            read(&path).unwrap(),
+            vec![entry(1, 0, 3, 4), entry(2, 2, 6, 7)]
+        );
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         file.write_all(&[0, 0, 1]).unwrap();
         assert_eq!(read(&path).unwrap().len(), 2);

@@ -18,12 +18,12 @@ use super::{Cleanable, CleanerError, CleanerOptions, CleanerStats};
 use crate::log::batch::{self, BatchHeader, HEADER_LEN, MAGIC_V2};
 use crate::log::cache::SegmentKey;
 use crate::log::checkpoint;
-use crate::log::txn_index;
 use crate::log::config::LogConfig;
 use crate::log::error::IoContext;
 use crate::log::partition::Log;
 use crate::log::scan::{self, MaxTimestamp};
 use crate::log::segment::{self, SealedSegment, SegmentPaths};
+use crate::log::txn_index;
 use crate::types::Offset;
 
 /// Suffix of a cleaner's output before it is swapped in.
