@@ -433,3 +433,80 @@ fn retention_deletes_a_segments_transaction_index_with_it() {
     );
     assert!(all_aborted(&log).is_empty());
 }
+
+fn compacted() -> LogConfig {
+    LogConfig::from_overrides([
+        ("segment.bytes", "400"),
+        ("index.interval.bytes", "128"),
+        ("cleanup.policy", "compact"),
+        ("min.cleanable.dirty.ratio", "0"),
+        ("retention.ms", "-1"),
+    ])
+    .unwrap()
+}
+
+/// `(offset, transactional, control)` of every batch readable from the log start.
+fn batches(log: &Log) -> Vec<(i64, bool, bool)> {
+    let bytes = common::read_all(log, log.log_start_offset(), 1 << 20);
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let h = weir_broker::log::batch::BatchHeader::parse(&bytes[pos..]).unwrap();
+        out.push((h.base_offset, h.is_transactional(), h.is_control()));
+        pos += h.total_size();
+    }
+    out
+}
+
+#[test]
+fn the_cleaner_keeps_transactions_whole_with_their_index_and_stops_at_the_lso() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), compacted(), false);
+    // Keys k0..k2 written over and over without transactions, then an aborted transaction
+    // (P1) and a committed one (P2) on the same keys, then more plain overwrites.
+    let plain = |log: &mut Log, seq: i32| {
+        log.append_as_leader(&producer_batch(P3, 0, seq, 3, false), LeaderEpoch(0), NOW)
+            .unwrap();
+    };
+    for round in 0..4 {
+        plain(&mut log, round * 3);
+    }
+    txn(&mut log, P1, 0, 3);
+    end_txn(&mut log, P1, ControlType::Abort);
+    txn(&mut log, P2, 0, 3);
+    end_txn(&mut log, P2, ControlType::Commit);
+    for round in 4..8 {
+        plain(&mut log, round * 3);
+    }
+    // P1 opens another transaction: nothing from its first offset on may be cleaned.
+    let open_at = txn(&mut log, P1, 3, 3).first_offset;
+    plain(&mut log, 24);
+    log.roll(NOW).unwrap();
+    replicate(&mut log);
+    assert_eq!(log.last_stable_offset(), open_at);
+    let txn_batches_before: Vec<_> = batches(&log).into_iter().filter(|b| b.1).collect();
+    let aborted_before = all_aborted(&log);
+    assert_eq!(aborted_before.len(), 1);
+    let cleanable = log.cleanable(None, NOW).unwrap();
+    assert!(
+        cleanable.first_uncleanable <= open_at,
+        "{:?} must stop at the LSO {open_at}",
+        cleanable.first_uncleanable
+    );
+    let outcome = log
+        .clean(None, NOW, &weir_broker::log::CleanerOptions::default())
+        .unwrap();
+    assert!(outcome.cleaned);
+    assert!(outcome.stats.records_removed > 0, "plain overwrites were compacted");
+    let after = batches(&log);
+    let txn_batches_after: Vec<_> = after.iter().copied().filter(|b| b.1).collect();
+    assert_eq!(txn_batches_after, txn_batches_before, "transactional and control batches kept");
+    assert_eq!(all_aborted(&log), aborted_before, "the index moved with the cleaned segment");
+    // And it survives a reopen (the cleaned segment's index is a file like any other).
+    let hw = log.high_watermark();
+    log.close().unwrap();
+    let mut log = open(dir.path(), compacted(), true);
+    log.set_high_watermark(hw);
+    assert_eq!(all_aborted(&log), aborted_before);
+    assert_eq!(log.last_stable_offset(), open_at);
+}
