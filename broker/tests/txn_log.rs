@@ -497,11 +497,21 @@ fn the_cleaner_keeps_transactions_whole_with_their_index_and_stops_at_the_lso() 
         .clean(None, NOW, &weir_broker::log::CleanerOptions::default())
         .unwrap();
     assert!(outcome.cleaned);
-    assert!(outcome.stats.records_removed > 0, "plain overwrites were compacted");
+    assert!(
+        outcome.stats.records_removed > 0,
+        "plain overwrites were compacted"
+    );
     let after = batches(&log);
     let txn_batches_after: Vec<_> = after.iter().copied().filter(|b| b.1).collect();
-    assert_eq!(txn_batches_after, txn_batches_before, "transactional and control batches kept");
-    assert_eq!(all_aborted(&log), aborted_before, "the index moved with the cleaned segment");
+    assert_eq!(
+        txn_batches_after, txn_batches_before,
+        "transactional and control batches kept"
+    );
+    assert_eq!(
+        all_aborted(&log),
+        aborted_before,
+        "the index moved with the cleaned segment"
+    );
     // And it survives a reopen (the cleaned segment's index is a file like any other).
     let hw = log.high_watermark();
     log.close().unwrap();
