@@ -290,6 +290,8 @@ impl Log {
     /// start (an older snapshot could need batches already deleted), without the producers
     /// already expired (as Kafka loads them).
     fn load_snapshot(&mut self, now_ms: i64, max: Offset) -> Result<ProducerState> {
+        // Markers below the log start matter to no fetch: a state from there on will do.
+        let max = max.max(self.log_start_offset);
         let (loaded, deleted) = self.snapshots.load_latest(self.log_start_offset, max)?;
         self.dir_dirty |= deleted;
         let mut state = loaded.unwrap_or_else(|| ProducerState::new(self.log_start_offset));
