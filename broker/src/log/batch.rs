@@ -241,17 +241,16 @@ pub fn check_batch(buf: &[u8]) -> Result<CheckedBatch, BatchError> {
 /// framing and CRC, a consistent record count, no control batch, and (uncompressed batches)
 /// records whose lengths and offset deltas add up.
 pub fn validate_client_batch(buf: &[u8]) -> Result<CheckedBatch, BatchError> {
-    validate_batch(buf, true)
+    validate_leader_batch(buf, false)
 }
 
-/// [`validate_client_batch`] for a batch a coordinator on this broker wrote (Kafka's
-/// `AppendOrigin.COORDINATOR`): a TxnOffsetCommit's transactional batch carries the
-/// producer's id and epoch but no sequence numbers.
+/// [`validate_client_batch`] for the broker's own coordinators, whose transactional batches
+/// carry a producer id without sequence numbers (Kafka's `AppendOrigin.COORDINATOR`).
 pub fn validate_coordinator_batch(buf: &[u8]) -> Result<CheckedBatch, BatchError> {
-    validate_batch(buf, false)
+    validate_leader_batch(buf, true)
 }
 
-fn validate_batch(buf: &[u8], needs_sequence: bool) -> Result<CheckedBatch, BatchError> {
+fn validate_leader_batch(buf: &[u8], coordinator: bool) -> Result<CheckedBatch, BatchError> {
     let checked = check_batch(buf)?;
     let header = checked.header;
     if header.total_size() != buf.len() {
@@ -281,7 +280,7 @@ fn validate_batch(buf: &[u8], needs_sequence: bool) -> Result<CheckedBatch, Batc
     if header.timestamp_type() == TimestampType::LogAppendTime {
         return Err(BatchError::LogAppendTimeFromClient);
     }
-    if needs_sequence && header.has_producer_id() && header.base_sequence < 0 {
+    if header.has_producer_id() && header.base_sequence < 0 && !coordinator {
         return Err(BatchError::InvalidSequence {
             producer_id: header.producer_id,
             base_sequence: header.base_sequence,

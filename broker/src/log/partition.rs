@@ -6,7 +6,8 @@
 //! - a batch is in the kernel (its `write(2)` returned) before its append returns, and the
 //!   recovery point only moves past data that was fsynced;
 //! - the producer state describes exactly the batches below the log end offset, and a
-//!   producer batch the leader refuses or recognises as a duplicate writes nothing.
+//!   producer batch the leader refuses or recognises as a duplicate writes nothing;
+//! - `log_start_offset <= last_stable_offset <= high_watermark` (transactions: `txn`).
 //!
 //! Appends take `&mut self`; reads and lookups take `&self` and hand out [`LogSlice`]s that
 //! own their file descriptor, so the bytes can be sent (sendfile) after a lock is released.

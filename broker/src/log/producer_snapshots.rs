@@ -85,6 +85,9 @@ impl SnapshotFiles {
         max: Offset,
     ) -> Result<(Option<ProducerState>, bool)> {
         let mut deleted = false;
+        if min > max {
+            return Ok((None, false));
+        }
         let candidates: Vec<Offset> = self.offsets.range(min..=max).rev().copied().collect();
         for offset in candidates {
             let path = self.path(offset);

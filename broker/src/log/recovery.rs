@@ -17,11 +17,11 @@
 //! a clean shutdown that is the snapshot `close` wrote at the log end, and nothing is
 //! replayed.
 //!
-//! Transaction indexes (`txn_index`) are rebuilt from the markers of every segment recovery
-//! re-scans, of every later one, and from the first segment whose index is torn or that a
-//! completed cleaner swap replaced: their `.txnindex` files are deleted and the producer state
-//! is replayed from a snapshot at or below the first of them, re-adding an entry for each
-//! ABORT marker from there on. A cleanly shut down directory with no snapshot at all predates producer state:
+//! Transaction indexes (`txn_index`) are rebuilt for every segment recovery re-scans, and
+//! from the first segment whose index is torn or that a completed cleaner swap replaced:
+//! their `.txnindex` files are deleted and an entry is re-added for each ABORT marker from
+//! there on, found by replaying the producer state from a snapshot at or below the first of
+//! them (the replay that rebuilds the state itself still starts at the newest snapshot). A cleanly shut down directory with no snapshot at all predates producer state:
 //! as Kafka does on upgrade, it is taken to have no producers (rather than scanning every
 //! segment) and empty snapshots are written at the last two segments and the log end.
 
@@ -234,7 +234,10 @@ impl Log {
 
     /// [`Log::rebuild_producer_state`], also rebuilding the transaction indexes of the
     /// segments based at or after `reindex_from` (a segment base): their files are deleted
-    /// and the replay starts at or below it, indexing the aborts it finds from there on.
+    /// and every ABORT marker from there on is indexed again. The state itself is rebuilt
+    /// from the newest snapshot as usual; when that snapshot lies past `reindex_from`, the
+    /// markers before it are found by a second replay from an older snapshot (or the log
+    /// start) into a scratch state.
     pub(super) fn rebuild_producer_state_reindexing(
         &mut self,
         now_ms: i64,
@@ -242,12 +245,9 @@ impl Log {
     ) -> Result<()> {
         let leo = self.log_end_offset();
         self.dir_dirty |= self.snapshots.delete_above(leo)?;
-        let newest = reindex_from.map_or(leo, |r| r.min(leo));
-        let (loaded, deleted) = self.snapshots.load_latest(self.log_start_offset, newest)?;
-        self.dir_dirty |= deleted;
-        let mut state = loaded.unwrap_or_else(|| ProducerState::new(self.log_start_offset));
-        // As Kafka: producers already expired are not loaded.
-        state.remove_expired(now_ms, self.producer_id_expiration_ms);
+        let mut state = self.load_snapshot(now_ms, leo)?;
+        let from = state.end_offset();
+        let mut aborted = Vec::new();
         if let Some(reindex_from) = reindex_from {
             let doomed = self
                 .sealed
@@ -259,13 +259,20 @@ impl Log {
                 txn_index::delete(path)?;
             }
             self.dir_dirty = true;
+            if reindex_from < from {
+                let mut scratch = self.load_snapshot(now_ms, reindex_from.min(leo))?;
+                let scratch_from = scratch.end_offset();
+                self.replay_producer_batches(&mut scratch, scratch_from, from, |path, done| {
+                    if done.last_offset >= reindex_from {
+                        aborted.push((path.to_path_buf(), done));
+                    }
+                })?;
+            }
         }
-        let from = state.end_offset();
-        let mut aborted = Vec::new();
         if from < leo {
-            self.replay_producer_batches(&mut state, from, leo, |path, completed| {
-                if reindex_from.is_some_and(|r| completed.last_offset >= r) {
-                    aborted.push((path.to_path_buf(), completed));
+            self.replay_producer_batches(&mut state, from, leo, |path, done| {
+                if reindex_from.is_some_and(|r| done.last_offset >= r) {
+                    aborted.push((path.to_path_buf(), done));
                 }
             })?;
             info!(dir = %self.dir.display(), %from, to = %leo, producers = state.len(), "rebuilt producer state from the log");
@@ -277,6 +284,19 @@ impl Log {
             self.index_completed_txn(&completed, &path)?;
         }
         Ok(())
+    }
+
+    /// The newest readable snapshot in `[log start, max]`, or an empty state at the log
+    /// start (an older snapshot could need batches already deleted), without the producers
+    /// already expired (as Kafka loads them).
+    fn load_snapshot(&mut self, now_ms: i64, max: Offset) -> Result<ProducerState> {
+        // Markers below the log start matter to no fetch: a state from there on will do.
+        let max = max.max(self.log_start_offset);
+        let (loaded, deleted) = self.snapshots.load_latest(self.log_start_offset, max)?;
+        self.dir_dirty |= deleted;
+        let mut state = loaded.unwrap_or_else(|| ProducerState::new(self.log_start_offset));
+        state.remove_expired(now_ms, self.producer_id_expiration_ms);
+        Ok(state)
     }
 
     /// Applies the producer batches of `[from, to)` to `state`, reading only batch headers

@@ -240,7 +240,8 @@ impl PartitionReplica {
 
     /// Writes a transaction marker as the leader, as an acks=1 append: the caller waits for
     /// replication with [`Self::await_acks`] on the returned offset, as Kafka's marker writes
-    /// wait for the ISR.
+    /// wait for the ISR. Like a produce, the caller then wakes long-polling fetches
+    /// (`Broker::notify_appended`): a marker can move the last stable offset.
     pub fn append_marker_as_leader(
         &self,
         log: &SharedLog,

@@ -10,7 +10,10 @@
 //! | 2. delete the replaced segments | some or all of them gone | see below |
 //! | 3. rename `.swap` → final names (indexes first, `.log` last), fsync dir | the cleaned segment | nothing to do |
 //!
-//! An index `.swap` file is always deleted at open (indexes are rebuilt). A `<base>.log.swap`
+//! An index `.swap` file is always deleted at open (indexes are rebuilt). That includes the
+//! transaction index (`<base>.txnindex.swap`, present when the group had aborted
+//! transactions): the replaced segments' `.txnindex` files go with them, and the log's opening
+//! rebuilds the transaction indexes from the swapped-in segment on by replaying its markers. A `<base>.log.swap`
 //! is the committed output of a group: it replaces every segment whose base offset lies in
 //! `[base, next)`, where `next` is the offset after its last batch (at least `base + 1`) —
 //! Kafka's rule of replacing whatever the swap segment's range overlaps. So that this range
@@ -280,6 +283,98 @@ mod tests {
                 .filter(|n| n.ends_with(".swap") || n.ends_with(".cleaned"))
                 .count();
             assert_eq!(leftovers, 0, "{stop:?}");
+        }
+    }
+
+    /// A transactional batch of one keyed record from producer 9, sequence `seq`.
+    fn transactional(key: &str, seq: i32) -> Vec<u8> {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let record = Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: 9,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: seq,
+            timestamp: NOW,
+            key: Some(Bytes::copy_from_slice(key.as_bytes())),
+            value: Some(Bytes::from_static(b"aborted")),
+            headers: Default::default(),
+        };
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, [record].iter(), &options).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn an_interrupted_swap_keeps_the_aborted_transactions_of_the_segments_it_replaces() {
+        use crate::log::{ControlType, TxnMarker};
+        let epoch = crate::types::LeaderEpoch(0);
+        let abort = TxnMarker {
+            producer_id: 9,
+            producer_epoch: 0,
+            coordinator_epoch: 0,
+            control: ControlType::Abort,
+        };
+        for stop in [None, Some(SwapStep::Renamed), Some(SwapStep::Deleted)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log = open(dir.path(), false);
+            for i in 0..40 {
+                let key = format!("k{}", i % 7);
+                log.append_as_leader(&keyed(&key, Some(&format!("v{i}"))), epoch, NOW)
+                    .unwrap();
+                if i % 10 == 3 {
+                    log.append_as_leader(&transactional(&key, i / 10), epoch, NOW)
+                        .unwrap();
+                    log.append_marker(&abort, epoch, NOW).unwrap();
+                }
+                if i % 5 == 4 {
+                    log.roll(NOW).unwrap();
+                }
+            }
+            log.roll(NOW).unwrap();
+            log.set_high_watermark(log.log_end_offset());
+            let leo = log.log_end_offset();
+            let aborted = log.aborted_transactions(Offset::ZERO, leo).unwrap();
+            assert_eq!(aborted.len(), 4);
+            let cleanable = log.cleanable(None, NOW).unwrap();
+            let mut task = log
+                .start_cleaning(&cleanable, NOW, &CleanerOptions::default())
+                .unwrap();
+            let group = task.prepare_next().unwrap().expect("a group");
+            log.flush().unwrap();
+            log.swap_cleaned_until(group, stop).unwrap();
+            drop(task);
+            drop(log);
+            // A crash after everything was flushed: recovery scans nothing, so only the swap
+            // completion can rebuild the replaced segments' transaction index.
+            let options = OpenOptions {
+                clean_shutdown: false,
+                recovery_point: leo,
+                now_ms: NOW,
+                ..OpenOptions::default()
+            };
+            let reopened = Log::open(
+                dir.path(),
+                config(),
+                options,
+                Arc::new(SegmentCache::new(8)),
+            )
+            .unwrap();
+            assert_eq!(
+                reopened.aborted_transactions(Offset::ZERO, leo).unwrap(),
+                aborted,
+                "{stop:?}"
+            );
         }
     }
 }

@@ -26,7 +26,7 @@ fn append(
     state: &mut ProducerState,
     b: ProducerBatch,
 ) -> Result<Option<BatchMetadata>, ProducerError> {
-    let outcome = state.check_leader_append(&b)?;
+    let outcome = state.check_leader_append(&b, AppendOrigin::Client)?;
     if outcome.is_none() {
         state.apply(&b);
     }
@@ -60,7 +60,7 @@ fn a_retry_of_each_of_the_last_five_batches_is_a_duplicate_with_its_original_off
             ..*original
         };
         let found = state
-            .check_leader_append(&retry)
+            .check_leader_append(&retry, AppendOrigin::Client)
             .unwrap()
             .expect("duplicate");
         assert_eq!(found.first_offset(), original.first_offset);
@@ -74,7 +74,7 @@ fn a_retry_of_each_of_the_last_five_batches_is_a_duplicate_with_its_original_off
     // Older retries are no longer recognised: they are out of order, as in Kafka.
     for forgotten in &batches[..2] {
         assert!(matches!(
-            state.check_leader_append(forgotten),
+            state.check_leader_append(forgotten, AppendOrigin::Client),
             Err(ProducerError::OutOfOrderSequence { last_seq: 20, .. })
         ));
     }
@@ -86,7 +86,7 @@ fn a_retry_that_only_overlaps_a_written_batch_is_out_of_order() {
     // 18..=20 was written; 18..=19 and 19..=21 are not the same batch.
     for (first, count) in [(18, 2), (19, 3), (15, 6)] {
         let err = state
-            .check_leader_append(&batch(0, first, count, 0, T0))
+            .check_leader_append(&batch(0, first, count, 0, T0), AppendOrigin::Client)
             .unwrap_err();
         assert_eq!(
             err,
@@ -132,7 +132,7 @@ fn an_older_epoch_is_fenced_even_when_its_sequences_match() {
         batch(0, 0, 1, 0, T0),
     ] {
         assert_eq!(
-            state.check_leader_append(&b),
+            state.check_leader_append(&b, AppendOrigin::Client),
             Err(ProducerError::InvalidProducerEpoch {
                 producer_id: PID,
                 epoch: b.epoch,
@@ -161,7 +161,7 @@ fn a_new_epoch_starts_at_sequence_zero_and_forgets_the_old_epochs_batches() {
     assert_eq!(entry.batches().len(), 1, "epoch 0's batches are gone");
     // The old epoch's batch is now fenced, not a duplicate.
     assert!(matches!(
-        state.check_leader_append(&batch(0, 0, 5, 0, T0)),
+        state.check_leader_append(&batch(0, 0, 5, 0, T0), AppendOrigin::Client),
         Err(ProducerError::InvalidProducerEpoch { .. })
     ));
     // Within the new epoch sequences continue from the new batch.
@@ -176,7 +176,7 @@ fn sequences_wrap_from_i32_max_to_zero() {
     append(&mut state, wrapping).unwrap();
     assert_eq!(
         state
-            .check_leader_append(&wrapping)
+            .check_leader_append(&wrapping, AppendOrigin::Client)
             .unwrap()
             .map(|b| b.first_offset()),
         Some(Offset(0)),
@@ -188,7 +188,7 @@ fn sequences_wrap_from_i32_max_to_zero() {
     append(&mut state, batch(0, i32::MAX - 2, 3, 0, T0)).unwrap();
     assert_eq!(state.get(PID).unwrap().last_seq(), i32::MAX);
     assert!(matches!(
-        state.check_leader_append(&batch(0, 1, 1, 3, T0)),
+        state.check_leader_append(&batch(0, 1, 1, 3, T0), AppendOrigin::Client),
         Err(ProducerError::OutOfOrderSequence { .. })
     ));
     assert_eq!(
@@ -237,30 +237,15 @@ fn producers_idle_for_the_expiration_are_forgotten_unless_a_transaction_is_open(
         vec![PID + 1, PID + 2]
     );
     // The forgotten producer is unknown again: it may continue at any sequence.
-    assert_eq!(state.check_leader_append(&batch(0, 77, 1, 3, T0)), Ok(None));
+    assert_eq!(
+        state.check_leader_append(&batch(0, 77, 1, 3, T0), AppendOrigin::Client),
+        Ok(None)
+    );
     // A transaction marker closes the transaction; then that producer can expire too.
-    state.apply(&ProducerBatch {
-        producer_id: PID + 2,
-        control: true,
-        transactional: true,
-        ..batch(0, -1, 1, 3, T0)
-    });
+    state.apply_marker(PID + 2, 0, 0, ControlType::Commit, Offset(3), T0);
     assert_eq!(state.get(PID + 2).unwrap().current_txn_first_offset, None);
     assert_eq!(state.remove_expired(T0 + 2 * expiration, expiration), 2);
     assert!(state.is_empty());
-}
-
-#[test]
-fn leaders_refuse_transactional_batches() {
-    let state = ProducerState::new(Offset::ZERO);
-    let txn = ProducerBatch {
-        transactional: true,
-        ..batch(0, 0, 1, 0, T0)
-    };
-    assert_eq!(
-        state.check_leader_append(&txn),
-        Err(ProducerError::TransactionalBatch { producer_id: PID })
-    );
 }
 
 #[test]
@@ -330,7 +315,7 @@ fn a_snapshot_keeps_each_producers_epoch_last_batch_and_transaction() {
     assert_eq!((txn.epoch, txn.last_seq()), (9, 3));
     // The retained batch still catches a retry of the last batch after a reload.
     assert!(
-        back.check_leader_append(&batch(0, 18, 3, 0, T0))
+        back.check_leader_append(&batch(0, 18, 3, 0, T0), AppendOrigin::Client)
             .unwrap()
             .is_some()
     );
@@ -386,4 +371,181 @@ fn damaged_snapshots_are_refused() {
             Err(ProducerError::CorruptSnapshot { reason })
         );
     }
+}
+
+// Transactions.
+
+/// A transactional batch of `count` records from `pid` at `first_offset`.
+fn txn_batch(pid: i64, epoch: i16, first_seq: i32, count: i32, first_offset: u64) -> ProducerBatch {
+    ProducerBatch {
+        producer_id: pid,
+        transactional: true,
+        ..batch(epoch, first_seq, count, first_offset, T0)
+    }
+}
+
+#[test]
+fn a_transactional_batch_opens_a_transaction_at_its_first_offset_and_later_ones_do_not_move_it() {
+    let mut state = ProducerState::new(Offset::ZERO);
+    assert_eq!(append(&mut state, txn_batch(PID, 0, 0, 2, 0)), Ok(None));
+    assert_eq!(append(&mut state, txn_batch(PID, 0, 2, 2, 2)), Ok(None));
+    assert_eq!(
+        state.get(PID).unwrap().current_txn_first_offset,
+        Some(Offset(0))
+    );
+    assert_eq!(
+        state.ongoing_transactions().collect::<Vec<_>>(),
+        vec![(PID, Offset(0))]
+    );
+    assert_eq!(state.first_unstable_offset(), Some(Offset(0)));
+}
+
+#[test]
+fn a_non_transactional_batch_while_a_transaction_is_open_is_invalid_txn_state() {
+    let mut state = ProducerState::new(Offset::ZERO);
+    append(&mut state, txn_batch(PID, 0, 0, 1, 0)).unwrap();
+    assert_eq!(
+        state.check_leader_append(&batch(0, 1, 1, 1, T0), AppendOrigin::Client),
+        Err(ProducerError::InvalidTxnState {
+            producer_id: PID,
+            txn_first_offset: Offset(0),
+        })
+    );
+    // After the marker the same batch is fine.
+    state.apply_marker(PID, 0, 0, ControlType::Commit, Offset(1), T0);
+    assert_eq!(
+        state.check_leader_append(&batch(0, 1, 1, 2, T0), AppendOrigin::Client),
+        Ok(None)
+    );
+}
+
+#[test]
+fn markers_complete_transactions_and_report_the_lso_after_them() {
+    let mut state = ProducerState::new(Offset::ZERO);
+    append(&mut state, txn_batch(PID, 0, 0, 2, 0)).unwrap(); // 0..=1
+    append(&mut state, txn_batch(PID + 1, 0, 0, 2, 2)).unwrap(); // 2..=3
+    let done = state
+        .apply_marker(PID, 0, 5, ControlType::Abort, Offset(4), T0)
+        .unwrap();
+    assert_eq!(
+        done,
+        CompletedTxn {
+            producer_id: PID,
+            first_offset: Offset(0),
+            last_offset: Offset(4),
+            aborted: true,
+            last_stable_offset: Offset(2),
+        }
+    );
+    assert_eq!(state.get(PID).unwrap().coordinator_epoch, 5);
+    assert_eq!(state.get(PID).unwrap().current_txn_first_offset, None);
+    // The completed transaction holds the first unstable offset until the HW passes its marker.
+    assert_eq!(state.first_unstable_offset(), Some(Offset(0)));
+    state.on_high_watermark(Offset(4));
+    assert_eq!(state.first_unstable_offset(), Some(Offset(0)));
+    state.on_high_watermark(Offset(5));
+    assert_eq!(state.first_unstable_offset(), Some(Offset(2)));
+    let done = state
+        .apply_marker(PID + 1, 0, 5, ControlType::Commit, Offset(5), T0)
+        .unwrap();
+    assert!(!done.aborted);
+    assert_eq!(done.last_stable_offset, Offset(6));
+    state.on_high_watermark(Offset(6));
+    assert_eq!(state.first_unstable_offset(), None);
+    // A marker for a producer with no transaction open completes nothing.
+    assert_eq!(
+        state.apply_marker(PID, 0, 5, ControlType::Commit, Offset(6), T0),
+        None
+    );
+    assert_eq!(state.end_offset(), Offset(7));
+}
+
+#[test]
+fn a_marker_with_a_stale_producer_epoch_is_fenced() {
+    let mut state = ProducerState::new(Offset::ZERO);
+    append(&mut state, txn_batch(PID, 3, 0, 1, 0)).unwrap();
+    assert_eq!(
+        state.check_marker(PID, 2, 0),
+        Err(ProducerError::InvalidProducerEpoch {
+            producer_id: PID,
+            epoch: 2,
+            current_epoch: 3,
+        })
+    );
+    assert_eq!(state.check_marker(PID, 3, 0), Ok(()));
+    // KIP-890: the marker may carry the bumped epoch; the entry moves up and forgets batches.
+    assert_eq!(state.check_marker(PID, 4, 0), Ok(()));
+    state.apply_marker(PID, 4, 0, ControlType::Abort, Offset(1), T0);
+    let entry = state.get(PID).unwrap();
+    assert_eq!(entry.epoch, 4);
+    assert_eq!(entry.batches().len(), 0);
+    assert_eq!(
+        state.check_marker(PID, 3, 0).unwrap_err(),
+        ProducerError::InvalidProducerEpoch {
+            producer_id: PID,
+            epoch: 3,
+            current_epoch: 4,
+        }
+    );
+}
+
+#[test]
+fn a_marker_from_an_older_coordinator_epoch_is_coordinator_fenced() {
+    let mut state = ProducerState::new(Offset::ZERO);
+    append(&mut state, txn_batch(PID, 0, 0, 1, 0)).unwrap();
+    state.apply_marker(PID, 0, 7, ControlType::Commit, Offset(1), T0);
+    assert_eq!(
+        state.check_marker(PID, 0, 6),
+        Err(ProducerError::CoordinatorFenced {
+            producer_id: PID,
+            coordinator_epoch: 6,
+            current_coordinator_epoch: 7,
+        })
+    );
+    assert_eq!(state.check_marker(PID, 0, 7), Ok(()));
+    assert_eq!(
+        state.check_marker(PID + 1, 0, 0),
+        Ok(()),
+        "unknown producers pass"
+    );
+}
+
+#[test]
+fn coordinator_appends_skip_sequence_checks_but_not_epoch_checks() {
+    let mut state = ProducerState::new(Offset::ZERO);
+    let no_seq = |epoch, offset| ProducerBatch {
+        first_seq: NO_SEQUENCE,
+        last_seq: NO_SEQUENCE,
+        ..txn_batch(PID, epoch, 0, 1, offset)
+    };
+    state.apply(&no_seq(2, 0));
+    assert_eq!(
+        state.check_leader_append(&no_seq(2, 1), AppendOrigin::Coordinator),
+        Ok(None)
+    );
+    assert!(matches!(
+        state.check_leader_append(&no_seq(2, 1), AppendOrigin::Client),
+        Err(ProducerError::OutOfOrderSequence { .. })
+    ));
+    assert!(matches!(
+        state.check_leader_append(&no_seq(1, 1), AppendOrigin::Coordinator),
+        Err(ProducerError::InvalidProducerEpoch { .. })
+    ));
+}
+
+#[test]
+fn open_transactions_round_trip_through_a_snapshot() {
+    let mut state = ProducerState::new(Offset::ZERO);
+    append(&mut state, txn_batch(PID, 0, 0, 2, 0)).unwrap();
+    append(&mut state, txn_batch(PID + 1, 1, 0, 1, 2)).unwrap();
+    state.apply_marker(PID + 1, 1, 9, ControlType::Commit, Offset(3), T0);
+    append(&mut state, txn_batch(PID + 1, 1, 1, 1, 4)).unwrap();
+    let back =
+        ProducerState::decode_snapshot(&state.encode_snapshot(), state.end_offset()).unwrap();
+    assert_eq!(
+        back.ongoing_transactions().collect::<Vec<_>>(),
+        vec![(PID, Offset(0)), (PID + 1, Offset(4))]
+    );
+    assert_eq!(back.get(PID + 1).unwrap().coordinator_epoch, 9);
+    assert_eq!(back.first_unstable_offset(), Some(Offset(0)));
 }
