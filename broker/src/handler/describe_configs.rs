@@ -358,6 +358,34 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
             "Replicas of each __consumer_offsets partition (at most the number of brokers).",
         ),
         "offsets.topic.segment.bytes" => (Int, "segment.bytes of __consumer_offsets."),
+        "transaction.state.log.num.partitions" => {
+            (Int, "Partitions of __transaction_state when it is created.")
+        }
+        "transaction.state.log.replication.factor" => (
+            Int,
+            "Replicas of each __transaction_state partition (at most the number of brokers).",
+        ),
+        "transaction.state.log.min.isr" => (
+            Int,
+            "min.insync.replicas of __transaction_state (at most its replication factor).",
+        ),
+        "transaction.state.log.segment.bytes" => (Int, "segment.bytes of __transaction_state."),
+        "transaction.max.timeout.ms" => (
+            Int,
+            "The longest transaction.timeout.ms a transactional producer may ask for.",
+        ),
+        "transactional.id.expiration.ms" => (
+            Int,
+            "How long a transactional id without an open transaction is kept after its last use.",
+        ),
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms" => (
+            Int,
+            "How often transactions open past their timeout are looked for and aborted.",
+        ),
+        "transaction.remove.expired.transaction.cleanup.interval.ms" => (
+            Int,
+            "How often expired transactional ids are looked for and removed.",
+        ),
         "replica.lag.time.max.ms" => (
             Long,
             "How long a follower may go without catching up with the leader before it leaves the ISR.",
