@@ -278,7 +278,7 @@ async fn retried_produce_requests_get_the_original_offsets_before_and_after_rest
         (0, 0, 1)
     );
     for (transactional_id, current, code) in [
-        (Some("payments"), (-1, -1), 35), // UNSUPPORTED_VERSION: no transaction coordinator
+        (Some("payments"), (-1, -1), 16), // NOT_COORDINATOR: no FindCoordinator first
         (Some(""), (-1, -1), 42),         // INVALID_REQUEST, as Kafka
         (None, (0, -1), 42),              // half a producer id and epoch
         (None, (5000, 0), 42),            // an id never handed out
@@ -303,7 +303,9 @@ async fn retried_produce_requests_get_the_original_offsets_before_and_after_rest
     assert_eq!(produce(&broker, batch_b.clone()), (0, 3));
     assert_eq!(produce(&broker, producer_batch(0, 1, 9, 1, false)).0, 45); // OUT_OF_ORDER_SEQUENCE_NUMBER
     assert_eq!(produce(&broker, producer_batch(0, 0, 5, 1, false)).0, 47); // INVALID_PRODUCER_EPOCH
-    assert_eq!(produce(&broker, producer_batch(0, 1, 5, 1, true)).0, 48); // INVALID_TXN_STATE
+    // TRANSACTIONAL_ID_AUTHORIZATION_FAILED: transactional records need the request's
+    // transactional id, as in Kafka.
+    assert_eq!(produce(&broker, producer_batch(0, 1, 5, 1, true)).0, 53);
 
     // The state survives a clean restart (snapshot) and a crash (snapshot + replay).
     assert!(broker.stop(), "clean shutdown; log:\n{}", broker.log());

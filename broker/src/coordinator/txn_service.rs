@@ -190,8 +190,10 @@ impl TxnService {
             return Err(ResponseError::InvalidRequest);
         }
         let metadata = broker.metadata();
+        // As Kafka: a transactional id this broker does not coordinate (there may be no
+        // coordinator at all yet) is NOT_COORDINATOR; the client looks it up again.
         let Some(topic) = metadata.topic(TRANSACTION_STATE_TOPIC) else {
-            return Err(ResponseError::CoordinatorNotAvailable);
+            return Err(ResponseError::NotCoordinator);
         };
         let partition =
             partition_for_transactional_id(transactional_id, topic.partitions.len() as u32);

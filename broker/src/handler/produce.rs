@@ -14,6 +14,9 @@
 //! sequence checks: a retry of a batch the log already holds is answered with the original
 //! offsets and stored nothing (it is not counted in the byte and message metrics either); a
 //! fenced epoch is INVALID_PRODUCER_EPOCH and a sequence gap OUT_OF_ORDER_SEQUENCE_NUMBER.
+//! Transactional batches need the request's `transactional_id`; without one the whole
+//! request is TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka answers. A non-transactional
+//! batch from a producer with a transaction open on the partition is INVALID_TXN_STATE.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +46,12 @@ struct PendingAck {
 
 pub(super) async fn handle(broker: &Broker, request: ProduceRequest) -> Option<ProduceResponse> {
     let acks = request.acks;
+    if request.transactional_id.is_none() && has_transactional_records(&request) {
+        // Kafka refuses the whole request before looking at a partition.
+        debug!("transactional records without a transactional id refused");
+        return (acks != 0)
+            .then(|| refuse_all(request, ResponseError::TransactionalIdAuthorizationFailed));
+    }
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -137,6 +146,45 @@ pub(super) async fn handle(broker: &Broker, request: ProduceRequest) -> Option<P
         responses[ack.topic].partition_responses[ack.partition].error_code = code;
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// Whether any partition's records are a transactional batch (v3+ requests carry one batch
+/// per partition; its attributes are at the same place in every batch).
+fn has_transactional_records(request: &ProduceRequest) -> bool {
+    request
+        .topic_data
+        .iter()
+        .flat_map(|t| t.partition_data.iter())
+        .filter_map(|p| p.records.as_deref())
+        .any(|records| {
+            crate::log::batch::BatchHeader::parse(records).is_ok_and(|h| h.is_transactional())
+        })
+}
+
+/// The same error for every partition of the request.
+fn refuse_all(request: ProduceRequest, error: ResponseError) -> ProduceResponse {
+    let responses = request
+        .topic_data
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_data
+                .iter()
+                .map(|p| {
+                    PartitionProduceResponse::default()
+                        .with_index(p.index)
+                        .with_error_code(error.code())
+                        .with_base_offset(-1)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(-1)
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
 }
 
 /// The answer for a batch the leader did not append.
