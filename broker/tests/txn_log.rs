@@ -337,6 +337,22 @@ fn truncation_inside_a_transaction_keeps_it_open_and_before_it_removes_it() {
 }
 
 #[test]
+fn restarting_the_log_empty_at_its_own_base_forgets_its_aborted_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), config("1048576"), false);
+    interleaved(&mut log);
+    assert_eq!(txn_indexes(dir.path()).len(), 1);
+    log.truncate_fully_and_start_at(Offset(0), NOW).unwrap();
+    assert!(txn_indexes(dir.path()).is_empty());
+    assert!(
+        log.aborted_transactions(Offset(0), Offset(100))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(ongoing(&log).is_empty());
+}
+
+#[test]
 fn markers_with_a_stale_producer_or_coordinator_epoch_are_fenced_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), config("1048576"), false);
