@@ -31,6 +31,18 @@ fn producer_batch(
     count: usize,
     transactional: bool,
 ) -> Vec<u8> {
+    keyed_batch(pid, epoch, first_seq, count, transactional, "k")
+}
+
+/// [`producer_batch`] with keys `<prefix>0`, `<prefix>1`, `<prefix>2`, `<prefix>0`, …
+fn keyed_batch(
+    pid: i64,
+    epoch: i16,
+    first_seq: i32,
+    count: usize,
+    transactional: bool,
+    prefix: &str,
+) -> Vec<u8> {
     let records: Vec<Record> = (0..count)
         .map(|i| Record {
             transactional,
@@ -43,7 +55,7 @@ fn producer_batch(
             offset: i as i64,
             sequence: first_seq + i as i32,
             timestamp: NOW,
-            key: Some(Bytes::from(format!("k{}", i % 3))),
+            key: Some(Bytes::from(format!("{prefix}{}", i % 3))),
             value: Some(Bytes::from(format!("{pid}/{}", first_seq + i as i32))),
             headers: Default::default(),
         })
@@ -325,6 +337,22 @@ fn truncation_inside_a_transaction_keeps_it_open_and_before_it_removes_it() {
 }
 
 #[test]
+fn restarting_the_log_empty_at_its_own_base_forgets_its_aborted_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), config("1048576"), false);
+    interleaved(&mut log);
+    assert_eq!(txn_indexes(dir.path()).len(), 1);
+    log.truncate_fully_and_start_at(Offset(0), NOW).unwrap();
+    assert!(txn_indexes(dir.path()).is_empty());
+    assert!(
+        log.aborted_transactions(Offset(0), Offset(100))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(ongoing(&log).is_empty());
+}
+
+#[test]
 fn markers_with_a_stale_producer_or_coordinator_epoch_are_fenced_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), config("1048576"), false);
@@ -445,25 +473,32 @@ fn compacted() -> LogConfig {
     .unwrap()
 }
 
-/// `(offset, transactional, control)` of every batch readable from the log start.
-fn batches(log: &Log) -> Vec<(i64, bool, bool)> {
+/// `(base offset, producer id, transactional, control, records)` of every batch readable
+/// from the log start.
+fn batches(log: &Log) -> Vec<(i64, i64, bool, bool, i32)> {
     let bytes = common::read_all(log, log.log_start_offset(), 1 << 20);
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
         let h = weir_broker::log::batch::BatchHeader::parse(&bytes[pos..]).unwrap();
-        out.push((h.base_offset, h.is_transactional(), h.is_control()));
+        out.push((
+            h.base_offset,
+            h.producer_id,
+            h.is_transactional(),
+            h.is_control(),
+            h.records_count,
+        ));
         pos += h.total_size();
     }
     out
 }
 
 #[test]
-fn the_cleaner_keeps_transactions_whole_with_their_index_and_stops_at_the_lso() {
+fn the_cleaner_removes_aborted_records_keeps_markers_and_the_index_and_stops_at_the_lso() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), compacted(), false);
-    // Keys k0..k2 written over and over without transactions, then an aborted transaction
-    // (P1) and a committed one (P2) on the same keys, then more plain overwrites.
+    // Keys k0..k2 written over and over without transactions, an aborted transaction (P1) and
+    // a committed one (P2) on the same keys, then more plain overwrites.
     let plain = |log: &mut Log, seq: i32| {
         log.append_as_leader(&producer_batch(P3, 0, seq, 3, false), LeaderEpoch(0), NOW)
             .unwrap();
@@ -471,9 +506,18 @@ fn the_cleaner_keeps_transactions_whole_with_their_index_and_stops_at_the_lso() 
     for round in 0..4 {
         plain(&mut log, round * 3);
     }
-    txn(&mut log, P1, 0, 3);
+    // The aborted transaction writes keys nothing else writes: only the abort removes them.
+    let aborted_at = log
+        .append_as_leader(
+            &keyed_batch(P1, 0, 0, 3, true, "only-aborted-"),
+            LeaderEpoch(0),
+            NOW,
+        )
+        .unwrap()
+        .info()
+        .first_offset;
     end_txn(&mut log, P1, ControlType::Abort);
-    txn(&mut log, P2, 0, 3);
+    let committed_at = txn(&mut log, P2, 0, 3).first_offset;
     end_txn(&mut log, P2, ControlType::Commit);
     for round in 4..8 {
         plain(&mut log, round * 3);
@@ -484,7 +528,7 @@ fn the_cleaner_keeps_transactions_whole_with_their_index_and_stops_at_the_lso() 
     log.roll(NOW).unwrap();
     replicate(&mut log);
     assert_eq!(log.last_stable_offset(), open_at);
-    let txn_batches_before: Vec<_> = batches(&log).into_iter().filter(|b| b.1).collect();
+    let before = batches(&log);
     let aborted_before = all_aborted(&log);
     assert_eq!(aborted_before.len(), 1);
     let cleanable = log.cleanable(None, NOW).unwrap();
@@ -499,13 +543,41 @@ fn the_cleaner_keeps_transactions_whole_with_their_index_and_stops_at_the_lso() 
     assert!(outcome.cleaned);
     assert!(
         outcome.stats.records_removed > 0,
-        "plain overwrites were compacted"
+        "overwrites were compacted"
     );
     let after = batches(&log);
-    let txn_batches_after: Vec<_> = after.iter().copied().filter(|b| b.1).collect();
+    let markers = |b: &[(i64, i64, bool, bool, i32)]| -> Vec<_> {
+        b.iter().copied().filter(|b| b.3).collect()
+    };
+    assert_eq!(markers(&after), markers(&before), "markers kept");
+    let aborted_records: i32 = after
+        .iter()
+        .filter(|b| b.0 == aborted_at.as_i64())
+        .map(|b| b.4)
+        .sum();
     assert_eq!(
-        txn_batches_after, txn_batches_before,
-        "transactional and control batches kept"
+        aborted_records, 0,
+        "the aborted transaction's records are gone"
+    );
+    let committed_records: i32 = after
+        .iter()
+        .filter(|b| b.0 == committed_at.as_i64())
+        .map(|b| b.4)
+        .sum();
+    assert_eq!(
+        committed_records, 0,
+        "the committed transaction's records were overwritten later and compacted away"
+    );
+    let open_txn = |b: &[(i64, i64, bool, bool, i32)]| -> Vec<_> {
+        b.iter()
+            .copied()
+            .filter(|b| b.0 >= open_at.as_i64())
+            .collect()
+    };
+    assert_eq!(
+        open_txn(&after),
+        open_txn(&before),
+        "nothing at or past the LSO changed"
     );
     assert_eq!(
         all_aborted(&log),

@@ -136,6 +136,8 @@ impl ActiveSegment {
     ) -> Result<ActiveSegment> {
         let paths = SegmentPaths::new(dir, base);
         let log = open_log_for_append(&paths.log, true)?;
+        // The indexes are recreated by `assemble`; the transaction index only on demand.
+        super::txn_index::delete(&paths.txn_index)?;
         Self::assemble(paths, base, log, config, now_ms, None)
     }
 

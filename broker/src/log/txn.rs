@@ -304,3 +304,60 @@ impl Log {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_batch_is_kafkas_end_transaction_marker_and_parses_back() {
+        let marker = TxnMarker {
+            producer_id: 77,
+            producer_epoch: 3,
+            coordinator_epoch: 5,
+            control: ControlType::Commit,
+        };
+        let bytes = encode_marker_batch(&marker, Offset(42), LeaderEpoch(2), 1_000);
+        let header = batch::check_batch(&bytes).expect("framing and CRC").header;
+        assert_eq!(header.total_size(), bytes.len());
+        assert!(header.is_control() && header.is_transactional());
+        assert_eq!(
+            (
+                header.base_offset,
+                header.partition_leader_epoch,
+                header.records_count
+            ),
+            (42, 2, 1)
+        );
+        assert_eq!((header.producer_id, header.producer_epoch), (77, 3));
+        assert_eq!(header.base_sequence, -1);
+        // An independent decoder reads Kafka's EndTransactionMarker record.
+        let mut buf = bytes::Bytes::from(bytes.clone());
+        let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
+        let record = &decoded.records[0];
+        assert!(record.control && record.transactional);
+        assert_eq!(record.offset, 42);
+        assert_eq!(record.key.as_deref(), Some(&[0u8, 0, 0, 1][..]));
+        assert_eq!(record.value.as_deref(), Some(&[0u8, 0, 0, 0, 0, 5][..]));
+        assert_eq!(
+            parse_marker(&bytes),
+            Some(MarkerRecord {
+                control: ControlType::Commit,
+                coordinator_epoch: 5,
+            })
+        );
+        let abort = encode_marker_batch(
+            &TxnMarker {
+                control: ControlType::Abort,
+                ..marker
+            },
+            Offset(0),
+            LeaderEpoch(0),
+            0,
+        );
+        assert_eq!(
+            parse_marker(&abort).map(|m| m.control),
+            Some(ControlType::Abort)
+        );
+    }
+}

@@ -37,13 +37,14 @@
 //! first uncleanable offset, and the last batch of each group (so that a swap interrupted by a
 //! crash knows which segments it replaces; see `swap`).
 //!
-//! **Transactions** are kept whole: transactional batches and control batches (markers) are
-//! copied byte for byte, their records are not put in the offset map (so an aborted
-//! transaction's record never shadows an older committed value), and nothing at or above the
-//! last stable offset is cleaned. This is the conservative subset of Kafka's behaviour, which
-//! also removes aborted transactions' records and, after `delete.retention.ms`, markers whose
-//! transaction's data is gone; here such records stay until retention deletes their segment.
-//! The transaction indexes of a group's segments are concatenated into the cleaned segment's
+//! **Transactions**: nothing at or above the last stable offset is cleaned, so every
+//! transaction in the cleaned range is decided. The records of aborted transactions (known
+//! from the transaction indexes) are left out of the offset map and removed, as Kafka does;
+//! committed transactional records are compacted like any other. Control batches (markers)
+//! are always kept: Kafka also removes a marker once its transaction's data is gone and
+//! `delete.retention.ms` passed, which this cleaner does not do yet (markers are small, but
+//! they accumulate until retention deletes their segment). The transaction indexes of a
+//! group's segments are concatenated into the cleaned segment's
 //! (`<base>.txnindex.cleaned`, swapped with the rest).
 //!
 //! **Tombstones** (records with a null value) follow Kafka's legacy (pre-KIP-534) rule: the

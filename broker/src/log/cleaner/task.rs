@@ -170,6 +170,18 @@ impl Log {
                 Some((pid, last))
             })
             .collect();
+        // Everything below the first uncleanable offset is below the LSO, so every transaction
+        // there is decided: aborted if the transaction indexes say so, committed otherwise.
+        let mut aborted: HashMap<i64, Vec<(Offset, Offset)>> = HashMap::new();
+        for txn in self.aborted_transactions(self.log_start_offset, cleanable.first_uncleanable)? {
+            aborted
+                .entry(txn.producer_id)
+                .or_default()
+                .push((txn.first_offset, txn.last_offset));
+        }
+        for ranges in aborted.values_mut() {
+            ranges.sort_unstable();
+        }
         debug!(dir = %self.dir.display(), first_dirty = %cleanable.first_dirty, first_uncleanable = %cleanable.first_uncleanable, now_ms, "starting a cleaning pass");
         Ok(CleanTask {
             dir: self.dir.clone(),
@@ -179,6 +191,7 @@ impl Log {
             first_uncleanable: cleanable.first_uncleanable,
             delete_horizon_ms,
             producer_last_offsets,
+            aborted,
             budget: options.dedupe_buffer_bytes,
             map: None,
             groups: VecDeque::new(),
@@ -215,6 +228,9 @@ pub struct CleanTask {
     first_uncleanable: Offset,
     delete_horizon_ms: i64,
     producer_last_offsets: HashMap<i64, Offset>,
+    /// Aborted transactions with data below the first uncleanable offset: producer id ->
+    /// (first offset, marker offset), ascending.
+    aborted: HashMap<i64, Vec<(Offset, Offset)>>,
     budget: usize,
     map: Option<OffsetMap>,
     /// Groups of `sources` still to clean.
@@ -261,13 +277,13 @@ impl CleanTask {
         'segments: for source in self.sources.iter().filter(|s| s.end > first_dirty) {
             let mut reader = BatchReader::open(source)?;
             while let Some(batch) = reader.next(|h| {
-                h.last_offset() >= first_dirty.as_i64() && !h.is_control() && !h.is_transactional()
+                h.last_offset() >= first_dirty.as_i64() && !h.is_control() && !self.is_aborted(h)
             })? {
                 let last = Offset(batch.header.last_offset() as u64);
                 let Some(bytes) = batch.bytes else {
                     if last >= first_dirty {
-                        // A control or transactional batch: kept whole (see the module docs),
-                        // so its records are left out of the map and shadow nothing.
+                        // A marker or an aborted transaction's batch: its records are left out
+                        // of the map and shadow nothing.
                         map.cover_up_to(last);
                     }
                     continue;
@@ -397,18 +413,19 @@ impl CleanTask {
         while let Some(batch) = reader.next(|_| true)? {
             let header = batch.header;
             let bytes = batch.bytes.expect("asked for every body");
-            if header.is_control() || header.is_transactional() {
-                // Transactions are kept whole, markers included (see the module docs).
+            if header.is_control() {
+                // Markers stay (see the module docs).
                 write(&bytes, out)?;
                 continue;
             }
             let section = records::records_section(&bytes, compression(&header))
                 .map_err(records::codec_error(&source.log, batch.position))?;
             let parsed = parse(&section, &header, &source.log, batch.position)?;
+            let aborted = self.is_aborted(&header);
             let kept: Vec<RecordView<'_>> = parsed
                 .iter()
                 .copied()
-                .filter(|r| keep(map, r, offset_of(&header, r), retain_deletes))
+                .filter(|r| !aborted && keep(map, r, offset_of(&header, r), retain_deletes))
                 .collect();
             out.stats.records_read += parsed.len() as u64;
             out.stats.records_removed += (parsed.len() - kept.len()) as u64;
@@ -426,6 +443,20 @@ impl CleanTask {
             }
         }
         Ok(())
+    }
+
+    /// Whether `header` is a batch of an aborted transaction (whose records all go).
+    fn is_aborted(&self, header: &BatchHeader) -> bool {
+        if !header.is_transactional() || header.is_control() {
+            return false;
+        }
+        let Some(ranges) = self.aborted.get(&header.producer_id) else {
+            return false;
+        };
+        let base = Offset(header.base_offset.max(0) as u64);
+        // The last transaction starting at or before the batch, if the batch is before its marker.
+        let i = ranges.partition_point(|&(first, _)| first <= base);
+        i > 0 && base < ranges[i - 1].1
     }
 
     /// Kafka's `RETAIN_EMPTY`: a batch kept, empty, when all its records go.
