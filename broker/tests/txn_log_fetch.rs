@@ -53,7 +53,10 @@ fn batch(pid: i64, count: usize, transactional: bool) -> Bytes {
 }
 
 fn produce(broker: &BrokerProcess, records: Bytes) -> (i16, i64) {
+    // Transactional records need the request's transactional id (no coordinator checks it;
+    // this test writes below the coordinator, as a zombie producer could).
     let request = ProduceRequest::default()
+        .with_transactional_id(Some(StrBytes::from_static_str("txn-log-fetch").into()))
         .with_acks(-1)
         .with_timeout_ms(10_000)
         .with_topic_data(vec![

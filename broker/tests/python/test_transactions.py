@@ -134,11 +134,17 @@ def test_confluent_commit_and_abort_round_trip(bootstrap):
 
 def test_confluent_offsets_in_a_transaction_are_committed_with_it(bootstrap):
     """send_offsets_to_transaction: OffsetFetch shows nothing while the transaction is open,
-    the offsets once it commits, and an aborted transaction's offsets never."""
+    the offsets once it commits, and an aborted transaction's offsets never. A read_committed
+    consumer asks with require_stable (librdkafka's default isolation), which Kafka answers
+    UNSTABLE_OFFSET_COMMIT while the offsets are pending, so its committed() keeps retrying
+    until the transaction ends; a read_uncommitted one gets the last committed offset."""
     topic = td.topic_name("txn-offsets")
     create_topic(bootstrap, topic, 1)
     group = f"{topic}-group"
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "isolation.level": "read_uncommitted"})
+    stable = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                       "isolation.level": "read_committed"})
     p = producer(bootstrap, f"{topic}-txn")
     tps = [TopicPartition(topic, 0)]
     try:
@@ -149,8 +155,17 @@ def test_confluent_offsets_in_a_transaction_are_committed_with_it(bootstrap):
         produce_acked(p, topic, {0: ["x"]})
         p.send_offsets_to_transaction([TopicPartition(topic, 0, 5)], consumer.consumer_group_metadata(), 30)
         before = committed()
+        try:
+            unstable = stable.committed(tps, timeout=3)[0].offset
+        except confluent_kafka.KafkaException as e:
+            unstable = e.args[0].code()
+        if unstable != confluent_kafka.KafkaError._TIMED_OUT:
+            raise td.Mismatch(f"a require_stable OffsetFetch during the transaction gave {unstable}, expected to wait")
         p.commit_transaction(30)
         after = committed()
+        stable_after = stable.committed(tps, timeout=15)[0].offset
+        if stable_after != 5:
+            raise td.Mismatch(f"a require_stable OffsetFetch after the commit gave {stable_after}, expected 5")
         if (before, after) != (confluent_kafka.OFFSET_INVALID, 5):
             raise td.Mismatch(f"committed offset before the commit {before}, after {after}; expected none, then 5")
 
@@ -162,6 +177,7 @@ def test_confluent_offsets_in_a_transaction_are_committed_with_it(bootstrap):
             raise td.Mismatch(f"after an aborted transaction with offset 7 the group reads {aborted}, expected 5")
     finally:
         consumer.close()
+        stable.close()
     td.log("offsets became visible with the commit and not with the abort")
 
 
