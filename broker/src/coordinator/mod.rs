@@ -19,6 +19,7 @@
 //! current time in, hand each parked request a token, and execute the effects the state
 //! machines return (send a response, append records to `__consumer_offsets`).
 
+pub(crate) mod codec;
 pub mod group;
 pub mod group_service;
 pub mod txn;

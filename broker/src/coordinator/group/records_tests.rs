@@ -138,7 +138,20 @@ fn unsupported_versions_and_nulls_are_refused() {
         matches!(err, RecordError::UnexpectedNull { at: 2, .. }),
         "{err}"
     );
+    // A length past the end is refused as such, before anything is read or allocated for it.
     let err = decode_key(&[0, 2, 0, 5, b'a']).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RecordError::InvalidLength {
+                length: 5,
+                at: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = decode_key(&[0, 2, 0]).unwrap_err();
     assert!(matches!(err, RecordError::Truncated { .. }), "{err}");
 }
 

@@ -26,8 +26,10 @@
 
 use std::collections::BTreeSet;
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use thiserror::Error;
+
+use crate::coordinator::codec::{CodecError, Reader, Writer};
 
 use super::metadata::{TransactionVersion, TxnState};
 
@@ -80,6 +82,24 @@ pub enum RecordError {
     UnknownStatus { status: i8 },
 }
 
+impl From<CodecError> for RecordError {
+    fn from(e: CodecError) -> Self {
+        match e {
+            CodecError::Truncated { what, at, needed } => {
+                RecordError::Truncated { what, at, needed }
+            }
+            CodecError::UnsupportedVersion { what, version } => {
+                RecordError::UnsupportedVersion { what, version }
+            }
+            CodecError::InvalidLength { what, at, length } => {
+                RecordError::InvalidLength { what, at, length }
+            }
+            CodecError::InvalidUtf8 { what, at } => RecordError::InvalidUtf8 { what, at },
+            CodecError::UnexpectedNull { what, at } => RecordError::UnexpectedNull { what, at },
+        }
+    }
+}
+
 /// The key of `transactional_id`'s records.
 pub fn encode_key(transactional_id: &str) -> Bytes {
     let mut w = Writer::new(false);
@@ -108,19 +128,19 @@ pub fn encode_value(value: &TxnLogValue, version: i16) -> Bytes {
     w.i64(value.producer_id);
     w.i16(value.producer_epoch);
     w.i32(value.transaction_timeout_ms);
-    w.buf.put_i8(value.state.id());
+    w.i8(value.state.id());
     if value.state == TxnState::Empty {
-        w.length(None);
+        w.length(None, true);
     } else {
         let topics = group_by_topic(&value.partitions);
-        w.length(Some(topics.len()));
+        w.array_len(topics.len());
         for (topic, partitions) in topics {
             w.string(topic);
-            w.length(Some(partitions.len()));
+            w.array_len(partitions.len());
             for p in partitions {
                 w.i32(p);
             }
-            w.empty_tagged_fields();
+            w.tagged_fields();
         }
     }
     w.i64(value.last_update_timestamp_ms);
@@ -149,7 +169,7 @@ pub fn encode_value(value: &TxnLogValue, version: i16) -> Bytes {
         for (tag, data) in tagged {
             w.varint(tag);
             w.varint(data.len() as u64);
-            w.buf.put_slice(&data);
+            w.raw(&data);
         }
     }
     w.finish()
@@ -165,18 +185,19 @@ pub fn decode_value(bytes: &[u8]) -> Result<TxnLogValue, RecordError> {
             version,
         });
     }
-    let mut r = Reader::new(bytes, WHAT, version >= 1);
-    r.pos = 2;
+    let flexible = version >= 1;
+    let mut r = Reader::new(bytes, WHAT, flexible);
+    r.i16()?; // the version, read above
     let producer_id = r.i64()?;
     let producer_epoch = r.i16()?;
     let transaction_timeout_ms = r.i32()?;
     let status = r.take(1)?[0] as i8;
     let state = TxnState::from_id(status).ok_or(RecordError::UnknownStatus { status })?;
     let mut partitions = BTreeSet::new();
-    if let Some(topics) = r.length()? {
+    if let Some(topics) = r.length(true)? {
         for _ in 0..topics {
             let topic = r.string()?;
-            let count = r.required()?;
+            let count = r.array_len()?;
             for _ in 0..count {
                 partitions.insert((topic.clone(), r.i32()?));
             }
@@ -202,12 +223,12 @@ pub fn decode_value(bytes: &[u8]) -> Result<TxnLogValue, RecordError> {
         start_timestamp_ms,
         client_transaction_version: TransactionVersion::TV_0,
     };
-    if r.flexible {
+    if flexible {
         let count = r.varint()?;
         for _ in 0..count {
             let tag = r.varint()?;
             let size = r.varint()? as usize;
-            let at = r.pos;
+            let at = r.position();
             let data = r.take(size)?;
             let mut field = Reader::new(data, WHAT, false);
             let wrong_size = || RecordError::InvalidLength {
@@ -243,203 +264,6 @@ fn group_by_topic(partitions: &BTreeSet<(String, i32)>) -> Vec<(&str, Vec<i32>)>
         }
     }
     out
-}
-
-struct Writer {
-    buf: Vec<u8>,
-    flexible: bool,
-}
-
-impl Writer {
-    fn new(flexible: bool) -> Self {
-        Writer {
-            buf: Vec::new(),
-            flexible,
-        }
-    }
-
-    fn finish(self) -> Bytes {
-        Bytes::from(self.buf)
-    }
-
-    fn i16(&mut self, v: i16) {
-        self.buf.put_i16(v);
-    }
-
-    fn i32(&mut self, v: i32) {
-        self.buf.put_i32(v);
-    }
-
-    fn i64(&mut self, v: i64) {
-        self.buf.put_i64(v);
-    }
-
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.buf.put_u8((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.buf.put_u8(v as u8);
-    }
-
-    /// An array count: `int32` (-1 for null) or compact (count + 1, 0 for null).
-    fn length(&mut self, len: Option<usize>) {
-        if self.flexible {
-            self.varint(len.map_or(0, |l| l as u64 + 1));
-        } else {
-            self.i32(len.map_or(-1, |l| l as i32));
-        }
-    }
-
-    /// A non-null string: `int16` length or compact length.
-    fn string(&mut self, s: &str) {
-        if self.flexible {
-            self.varint(s.len() as u64 + 1);
-        } else {
-            self.i16(s.len() as i16);
-        }
-        self.buf.put_slice(s.as_bytes());
-    }
-
-    fn empty_tagged_fields(&mut self) {
-        if self.flexible {
-            self.varint(0);
-        }
-    }
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    what: &'static str,
-    flexible: bool,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], what: &'static str, flexible: bool) -> Self {
-        Reader {
-            buf,
-            pos: 0,
-            what,
-            flexible,
-        }
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&end| end <= self.buf.len())
-            .ok_or(RecordError::Truncated {
-                what: self.what,
-                at: self.pos,
-                needed: n,
-            })?;
-        let out = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(out)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn i16(&mut self) -> Result<i16, RecordError> {
-        Ok(i16::from_be_bytes(self.array()?))
-    }
-
-    fn i32(&mut self) -> Result<i32, RecordError> {
-        Ok(i32::from_be_bytes(self.array()?))
-    }
-
-    fn i64(&mut self) -> Result<i64, RecordError> {
-        Ok(i64::from_be_bytes(self.array()?))
-    }
-
-    fn varint(&mut self) -> Result<u64, RecordError> {
-        let at = self.pos;
-        let mut value = 0u64;
-        for shift in (0..35).step_by(7) {
-            let byte = self.take(1)?[0];
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        // Kafka's unsigned varints are 32-bit: at most 5 bytes.
-        Err(RecordError::InvalidLength {
-            what: self.what,
-            at,
-            length: -1,
-        })
-    }
-
-    /// An array count or string length; `None` for null.
-    fn length_of(&mut self, wide: bool) -> Result<Option<usize>, RecordError> {
-        let at = self.pos;
-        let len = if self.flexible {
-            self.varint()? as i64 - 1
-        } else if wide {
-            i64::from(self.i32()?)
-        } else {
-            i64::from(self.i16()?)
-        };
-        match len {
-            -1 => Ok(None),
-            // Every element takes at least one byte: a longer count is garbage, refused before
-            // anything is allocated for it.
-            len if len >= 0 && (len as usize) <= self.buf.len() - self.pos => {
-                Ok(Some(len as usize))
-            }
-            length => Err(RecordError::InvalidLength {
-                what: self.what,
-                at,
-                length,
-            }),
-        }
-    }
-
-    fn length(&mut self) -> Result<Option<usize>, RecordError> {
-        self.length_of(true)
-    }
-
-    fn required(&mut self) -> Result<usize, RecordError> {
-        let at = self.pos;
-        self.length()?.ok_or(RecordError::UnexpectedNull {
-            what: self.what,
-            at,
-        })
-    }
-
-    fn string(&mut self) -> Result<String, RecordError> {
-        let at = self.pos;
-        let len = self.length_of(false)?.ok_or(RecordError::UnexpectedNull {
-            what: self.what,
-            at,
-        })?;
-        let at = self.pos;
-        let raw = self.take(len)?;
-        let s = std::str::from_utf8(raw).map_err(|_| RecordError::InvalidUtf8 {
-            what: self.what,
-            at,
-        })?;
-        Ok(s.to_owned())
-    }
-
-    fn skip_tagged_fields(&mut self) -> Result<(), RecordError> {
-        if !self.flexible {
-            return Ok(());
-        }
-        let count = self.varint()?;
-        for _ in 0..count {
-            self.varint()?;
-            let size = self.varint()?;
-            self.take(size as usize)?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
