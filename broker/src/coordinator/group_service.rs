@@ -35,9 +35,9 @@ use tracing::{debug, error, info, warn};
 
 use super::group::batch::encode_batch;
 use super::group::{
-    Effect, GroupConfig, GroupCoordinator, GroupId, GroupState, JoinGroupParams, JoinGroupResult,
-    Loader, OffsetCommitParams, OffsetCommitResult, OffsetsRecord, RequestToken, Response,
-    SyncGroupParams, SyncGroupResult, TxnOffsetCommitParams, TxnProducer, partition_for,
+    CommitTopic, Effect, GroupConfig, GroupCoordinator, GroupId, GroupState, JoinGroupParams,
+    JoinGroupResult, Loader, OffsetCommitParams, OffsetCommitResult, OffsetsRecord, RequestToken,
+    Response, SyncGroupParams, SyncGroupResult, TxnOffsetCommitParams, TxnProducer, partition_for,
 };
 use crate::broker::{Broker, Partition};
 use crate::kafka_error::log_error_code;
@@ -364,31 +364,11 @@ impl GroupService {
         mut p: OffsetCommitParams,
     ) -> OffsetCommitResult {
         let unknown = take_unknown_partitions(broker, &mut p.topics);
-        let group = p.group_id.clone();
-        let mut result = if p.topics.is_empty() {
-            OffsetCommitResult { topics: Vec::new() }
-        } else {
-            let topics = p.topics.clone();
-            match self
-                .call(broker, &group, |c, token, now| {
-                    c.commit_offsets(token, p, now)
-                })
-                .await
-            {
-                Ok(Response::OffsetCommit(result)) => result,
-                Ok(other) => unexpected(
-                    other,
-                    OffsetCommitResult::all(&topics, Some(ResponseError::UnknownServerError)),
-                ),
-                Err(error) => OffsetCommitResult::all(&topics, Some(error)),
-            }
-        };
-        if !unknown.is_empty() {
-            let refused =
-                OffsetCommitResult::all(&unknown, Some(ResponseError::UnknownTopicOrPartition));
-            result.topics.extend(refused.topics);
-        }
-        result
+        let (group, topics) = (p.group_id.clone(), p.topics.clone());
+        self.commit(broker, &group, topics, unknown, |c, token, now| {
+            c.commit_offsets(token, p, now)
+        })
+        .await
     }
 
     /// TxnOffsetCommit: answered once the producer's transactional batch is in the log (and
@@ -401,18 +381,28 @@ impl GroupService {
         mut p: TxnOffsetCommitParams,
     ) -> OffsetCommitResult {
         let unknown = take_unknown_partitions(broker, &mut p.topics);
-        let group = p.group_id.clone();
-        let mut result = if p.topics.is_empty() {
+        let (group, topics) = (p.group_id.clone(), p.topics.clone());
+        self.commit(broker, &group, topics, unknown, |c, token, now| {
+            c.commit_transactional_offsets(token, p, now)
+        })
+        .await
+    }
+
+    /// A commit of `topics` (known partitions) by `f`, with `unknown` answered
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    async fn commit(
+        &self,
+        broker: &Broker,
+        group: &GroupId,
+        topics: Vec<CommitTopic>,
+        unknown: Vec<CommitTopic>,
+        f: impl FnOnce(&mut GroupCoordinator, RequestToken, i64) -> Vec<Effect>,
+    ) -> OffsetCommitResult {
+        let mut result = if topics.is_empty() {
             OffsetCommitResult { topics: Vec::new() }
         } else {
-            let topics = p.topics.clone();
-            match self
-                .call(broker, &group, |c, token, now| {
-                    c.commit_transactional_offsets(token, p, now)
-                })
-                .await
-            {
-                Ok(Response::TxnOffsetCommit(result)) => result,
+            match self.call(broker, group, f).await {
+                Ok(Response::OffsetCommit(result) | Response::TxnOffsetCommit(result)) => result,
                 Ok(other) => unexpected(
                     other,
                     OffsetCommitResult::all(&topics, Some(ResponseError::UnknownServerError)),

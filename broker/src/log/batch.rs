@@ -421,6 +421,19 @@ pub fn encode_plain_batch(
     records: impl IntoIterator<Item = (Option<bytes::Bytes>, Option<bytes::Bytes>)>,
     timestamp: i64,
 ) -> Result<bytes::Bytes, BatchError> {
+    encode_coordinator_batch(records, timestamp, None)
+}
+
+/// [`encode_plain_batch`], or with `transaction` (producer id, epoch) a producer's
+/// transactional batch as Kafka's group coordinator writes a TxnOffsetCommit: that producer
+/// id and epoch, the transactional attribute and base sequence -1 (`NO_SEQUENCE`: a
+/// coordinator's writes are fenced by the epoch, not sequenced).
+pub fn encode_coordinator_batch(
+    records: impl IntoIterator<Item = (Option<bytes::Bytes>, Option<bytes::Bytes>)>,
+    timestamp: i64,
+    transaction: Option<(i64, i16)>,
+) -> Result<bytes::Bytes, BatchError> {
+    let (producer_id, producer_epoch) = transaction.unwrap_or((-1, -1));
     use kafka_protocol::records::{
         Compression as Codec, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as Ts,
     };
@@ -428,12 +441,12 @@ pub fn encode_plain_batch(
         .into_iter()
         .enumerate()
         .map(|(i, (key, value))| Record {
-            transactional: false,
+            transactional: transaction.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: Ts::Creation,
             offset: i as i64,
             // The encoder takes the base sequence from the first record and splits batches

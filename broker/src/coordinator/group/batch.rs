@@ -23,46 +23,13 @@ pub(crate) fn encode_batch(
     transaction: Option<TxnProducer>,
     now: i64,
 ) -> Result<Bytes, BatchError> {
-    let pairs = records
-        .iter()
-        .map(|r| (Some(r.key.clone()), r.value.clone()));
-    let Some(producer) = transaction else {
-        return batch::encode_plain_batch(pairs, now);
-    };
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let records: Vec<Record> = pairs
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: producer.producer_id,
-            producer_epoch: producer.producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder takes the base sequence from the first record (and starts a new
-            // batch where `offset - sequence` changes): base sequence -1, one batch.
-            sequence: i as i32 - 1,
-            timestamp: now,
-            key,
-            value,
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).map_err(|e| {
-        BatchError::Undecodable {
-            reason: e.to_string(),
-        }
-    })?;
-    Ok(buf.freeze())
+    batch::encode_coordinator_batch(
+        records
+            .iter()
+            .map(|r| (Some(r.key.clone()), r.value.clone())),
+        now,
+        transaction.map(|t| (t.producer_id, t.producer_epoch)),
+    )
 }
 
 /// The transaction marker a control record's key names (Kafka's `ControlRecordType`: an i16
