@@ -58,46 +58,13 @@ pub struct TxnLogValue {
     pub client_transaction_version: TransactionVersion,
 }
 
+/// Why a transaction log record could not be decoded.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum RecordError {
-    #[error("{what} is truncated: {needed} bytes needed at byte {at}")]
-    Truncated {
-        what: &'static str,
-        at: usize,
-        needed: usize,
-    },
-    #[error("{what} has unsupported schema version {version}")]
-    UnsupportedVersion { what: &'static str, version: i16 },
-    #[error("{what} has an invalid length {length} at byte {at}")]
-    InvalidLength {
-        what: &'static str,
-        at: usize,
-        length: i64,
-    },
-    #[error("{what} holds a string that is not UTF-8 at byte {at}")]
-    InvalidUtf8 { what: &'static str, at: usize },
-    #[error("{what} holds null where a value is required, at byte {at}")]
-    UnexpectedNull { what: &'static str, at: usize },
+    #[error(transparent)]
+    Codec(#[from] CodecError),
     #[error("transaction log value has unknown transaction status {status}")]
     UnknownStatus { status: i8 },
-}
-
-impl From<CodecError> for RecordError {
-    fn from(e: CodecError) -> Self {
-        match e {
-            CodecError::Truncated { what, at, needed } => {
-                RecordError::Truncated { what, at, needed }
-            }
-            CodecError::UnsupportedVersion { what, version } => {
-                RecordError::UnsupportedVersion { what, version }
-            }
-            CodecError::InvalidLength { what, at, length } => {
-                RecordError::InvalidLength { what, at, length }
-            }
-            CodecError::InvalidUtf8 { what, at } => RecordError::InvalidUtf8 { what, at },
-            CodecError::UnexpectedNull { what, at } => RecordError::UnexpectedNull { what, at },
-        }
-    }
 }
 
 /// The key of `transactional_id`'s records.
@@ -180,10 +147,11 @@ pub fn decode_value(bytes: &[u8]) -> Result<TxnLogValue, RecordError> {
     const WHAT: &str = "transaction log value";
     let version = Reader::new(bytes, WHAT, false).i16()?;
     if !(0..=1).contains(&version) {
-        return Err(RecordError::UnsupportedVersion {
+        return Err(CodecError::UnsupportedVersion {
             what: WHAT,
             version,
-        });
+        }
+        .into());
     }
     let flexible = version >= 1;
     let mut r = Reader::new(bytes, WHAT, flexible);
@@ -231,7 +199,7 @@ pub fn decode_value(bytes: &[u8]) -> Result<TxnLogValue, RecordError> {
             let at = r.position();
             let data = r.take(size)?;
             let mut field = Reader::new(data, WHAT, false);
-            let wrong_size = || RecordError::InvalidLength {
+            let wrong_size = || CodecError::InvalidLength {
                 what: WHAT,
                 at,
                 length: size as i64,

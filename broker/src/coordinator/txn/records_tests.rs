@@ -33,7 +33,10 @@ fn keys_of_unknown_versions_are_skipped_not_errors() {
     assert_eq!(decode_key(&[0, 1, 0, 2, b't', b'x']), Ok(None));
     assert!(matches!(
         decode_key(&[0, 0, 0, 9, b't']),
-        Err(RecordError::InvalidLength { length: 9, .. })
+        Err(RecordError::Codec(CodecError::InvalidLength {
+            length: 9,
+            ..
+        }))
     ));
 }
 
@@ -120,10 +123,10 @@ fn bad_values_are_typed_errors() {
     bytes[1] = 2;
     assert_eq!(
         decode_value(&bytes),
-        Err(RecordError::UnsupportedVersion {
+        Err(RecordError::Codec(CodecError::UnsupportedVersion {
             what: "transaction log value",
             version: 2
-        })
+        }))
     );
     let mut bytes = encode_value(&ongoing(), 0).to_vec();
     bytes[16] = 8;
@@ -143,7 +146,7 @@ fn bad_values_are_typed_errors() {
     bytes[17..21].copy_from_slice(&i32::MAX.to_be_bytes());
     assert!(matches!(
         decode_value(&bytes),
-        Err(RecordError::InvalidLength { .. })
+        Err(RecordError::Codec(CodecError::InvalidLength { .. }))
     ));
 }
 

@@ -1,6 +1,7 @@
 //! Loading, unloading, DescribeTransactions and ListTransactions.
 
 use super::*;
+use crate::coordinator::codec::CodecError;
 
 /// Every record a coordinator persisted, in order, as (key, value) for replay.
 fn written(effects: &[Effect]) -> Vec<(Bytes, Option<Bytes>)> {
@@ -133,11 +134,11 @@ fn replay_applies_the_last_record_per_id_and_tombstones_remove_ids() {
     c.replay(&[0, 5, 0, 1, b'x'], Some(b"whatever")).unwrap();
     assert_eq!(
         c.replay(&key, Some(&[0, 0, 1])),
-        Err(RecordError::Truncated {
+        Err(RecordError::Codec(CodecError::Truncated {
             what: "transaction log value",
             at: 2,
             needed: 8
-        })
+        }))
     );
     assert!(c.finish_loading(0).is_empty());
     assert_eq!(c.metadata("a").unwrap().producer_epoch, 1);
