@@ -1,6 +1,6 @@
 //! Transaction markers: the coordinator's side (sending a transaction's COMMIT or ABORT
 //! marker to every partition in it, through each partition's leader, until all have landed)
-//! and the leader's side ([`write_marker`], which the WriteTxnMarkers handler and the
+//! and the leader's side ([`write_markers`], which the WriteTxnMarkers handler and the
 //! coordinator's local writes share).
 //!
 //! Sending follows Kafka's `TransactionMarkerChannelManager`: partitions are grouped by their
@@ -12,6 +12,7 @@
 //! transaction — so sending stops, as does unloading the shard.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
@@ -26,11 +27,12 @@ use tracing::{debug, warn};
 
 use super::group_service::OFFSETS_TOPIC;
 use super::txn_service::Shard;
-use crate::broker::Broker;
+use crate::broker::{Broker, Partition};
 use crate::kafka_error::log_error_code;
 use crate::log::{ControlType, TxnMarker};
 use crate::replication::LeaderConnection;
 use crate::replication::{AckOutcome, LeaderAppendError};
+use crate::types::Offset;
 
 /// How long a marker write waits for the ISR (Kafka's marker requests use
 /// `request.timeout.ms`, 30 s by default).
@@ -130,12 +132,8 @@ pub(crate) async fn send(broker: &Broker, shard: &Shard, job: &MarkerJob) -> Mar
         let me = broker.config.node_id;
         for (leader, partitions) in by_leader {
             let results = if leader == me {
-                let mut results = Vec::with_capacity(partitions.len());
-                for (topic, partition) in partitions {
-                    let code = write_marker(broker, &topic, partition, &job.marker()).await;
-                    results.push(((topic, partition), code));
-                }
-                results
+                let codes = write_markers(broker, &partitions, &job.marker()).await;
+                partitions.into_iter().zip(codes).collect()
             } else {
                 send_remote(broker, leader, job, partitions).await
             };
@@ -267,46 +265,66 @@ async fn send_remote(
         .collect()
 }
 
-/// Writes `marker` to a partition this broker leads and waits until the ISR has it (Kafka
-/// appends markers with acks=all); for a `__consumer_offsets` partition the group
-/// coordinator then applies or drops the transaction's offsets. Returns an error code (0 for
-/// success).
-pub(crate) async fn write_marker(
+/// Writes `marker` to each of `partitions` this broker leads, then waits until the ISR has
+/// each (Kafka appends markers with acks=all): all are appended before any wait, so the
+/// partitions replicate them together. For a `__consumer_offsets` partition the group
+/// coordinator then applies or drops the transaction's offsets. Returns an error code per
+/// partition (0 for success), in order.
+pub(crate) async fn write_markers(
     broker: &Broker,
-    topic: &str,
-    partition: i32,
+    partitions: &[(String, i32)],
     marker: &TxnMarker,
-) -> i16 {
-    let Some(served) = broker.partition(topic, partition) else {
-        return crate::handler::not_served_error(broker, topic, partition);
-    };
-    let appended =
-        served
-            .replica
-            .append_marker_as_leader(&served.log, marker, crate::log::now_ms());
-    let end = match appended {
-        Ok(appended) => appended.outcome.info().last_offset + 1,
-        Err(LeaderAppendError::Refused(_)) => return ResponseError::NotLeaderOrFollower.code(),
-        Err(LeaderAppendError::Log(e)) => return log_error_code(&e),
-    };
-    broker.notify_appended();
-    let deadline = tokio::time::Instant::now() + MARKER_REPLICATION_TIMEOUT;
-    let code = match served.replica.await_acks(&served.log, end, deadline).await {
-        AckOutcome::Replicated => 0,
-        AckOutcome::NotEnoughReplicasAfterAppend => {
-            ResponseError::NotEnoughReplicasAfterAppend.code()
-        }
-        AckOutcome::NotLeader => ResponseError::NotLeaderOrFollower.code(),
-        AckOutcome::TimedOut => ResponseError::RequestTimedOut.code(),
-    };
-    if code == 0 && topic == OFFSETS_TOPIC && partition >= 0 {
-        broker.groups.complete_transaction(
-            partition as u32,
-            marker.producer_id,
-            marker.control == ControlType::Commit,
-        );
+) -> Vec<i16> {
+    let now = crate::log::now_ms();
+    let appended: Vec<Result<(Arc<Partition>, Offset), i16>> = partitions
+        .iter()
+        .map(|(topic, partition)| {
+            let Some(served) = broker.partition(topic, *partition) else {
+                return Err(crate::handler::not_served_error(broker, topic, *partition));
+            };
+            match served
+                .replica
+                .append_marker_as_leader(&served.log, marker, now)
+            {
+                Ok(appended) => Ok((served, appended.outcome.info().last_offset + 1)),
+                Err(LeaderAppendError::Refused(_)) => {
+                    Err(ResponseError::NotLeaderOrFollower.code())
+                }
+                Err(LeaderAppendError::Log(e)) => Err(log_error_code(&e)),
+            }
+        })
+        .collect();
+    if appended.iter().any(Result::is_ok) {
+        // Long-polling read_committed fetches wake: the last stable offset may have moved.
+        broker.notify_appended();
     }
-    code
+    let deadline = tokio::time::Instant::now() + MARKER_REPLICATION_TIMEOUT;
+    let mut codes = Vec::with_capacity(appended.len());
+    for result in appended {
+        let code = match result {
+            Err(code) => code,
+            Ok((served, end)) => {
+                let code = match served.replica.await_acks(&served.log, end, deadline).await {
+                    AckOutcome::Replicated => 0,
+                    AckOutcome::NotEnoughReplicasAfterAppend => {
+                        ResponseError::NotEnoughReplicasAfterAppend.code()
+                    }
+                    AckOutcome::NotLeader => ResponseError::NotLeaderOrFollower.code(),
+                    AckOutcome::TimedOut => ResponseError::RequestTimedOut.code(),
+                };
+                if code == 0 && served.tp.topic == OFFSETS_TOPIC && served.tp.partition >= 0 {
+                    broker.groups.complete_transaction(
+                        served.tp.partition as u32,
+                        marker.producer_id,
+                        marker.control == ControlType::Commit,
+                    );
+                }
+                code
+            }
+        };
+        codes.push(code);
+    }
+    codes
 }
 
 #[cfg(test)]

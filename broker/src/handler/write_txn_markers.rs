@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
-use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+use kafka_protocol::messages::{TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
-use crate::coordinator::txn_markers::write_marker;
+use crate::coordinator::txn_markers::write_markers;
 use crate::log::{ControlType, TxnMarker};
 
 pub(super) async fn handle(
@@ -32,17 +33,22 @@ pub(super) async fn handle(
                 ControlType::Abort
             },
         };
-        let mut topics: BTreeMap<_, Vec<WritableTxnMarkerPartitionResult>> = BTreeMap::new();
-        for topic in m.topics {
-            let name = topic.name.0.to_string();
-            for partition in topic.partition_indexes {
-                let code = write_marker(broker, &name, partition, &marker).await;
-                topics.entry(topic.name.clone()).or_default().push(
-                    WritableTxnMarkerPartitionResult::default()
-                        .with_partition_index(partition)
-                        .with_error_code(code),
-                );
-            }
+        let partitions: Vec<(String, i32)> = m
+            .topics
+            .iter()
+            .flat_map(|t| {
+                let name = t.name.0.to_string();
+                t.partition_indexes.iter().map(move |&p| (name.clone(), p))
+            })
+            .collect();
+        let codes = write_markers(broker, &partitions, &marker).await;
+        let mut topics: BTreeMap<String, Vec<WritableTxnMarkerPartitionResult>> = BTreeMap::new();
+        for ((topic, partition), code) in partitions.into_iter().zip(codes) {
+            topics.entry(topic).or_default().push(
+                WritableTxnMarkerPartitionResult::default()
+                    .with_partition_index(partition)
+                    .with_error_code(code),
+            );
         }
         results.push(
             WritableTxnMarkerResult::default()
@@ -52,7 +58,7 @@ pub(super) async fn handle(
                         .into_iter()
                         .map(|(name, partitions)| {
                             WritableTxnMarkerTopicResult::default()
-                                .with_name(name)
+                                .with_name(TopicName(StrBytes::from_string(name)))
                                 .with_partitions(partitions)
                         })
                         .collect(),
