@@ -260,7 +260,11 @@ async fn verify(
             if !transactional {
                 continue;
             }
-            let Some(partition) = broker.partition(name, p.index) else {
+            // Elsewhere the append answers NOT_LEADER_OR_FOLLOWER; no need to ask.
+            let Some(partition) = broker
+                .partition(name, p.index)
+                .filter(|partition| partition.replica.is_leader())
+            else {
                 continue;
             };
             let guard = partition
@@ -352,4 +356,47 @@ fn refused(
     };
     out.error_message = Some(StrBytes::from_string(error.to_string()));
     out.with_error_code(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinator_answers_reach_the_producer_as_kafka_translates_them() {
+        for busy in [
+            ResponseError::NotCoordinator,
+            ResponseError::CoordinatorNotAvailable,
+            ResponseError::CoordinatorLoadInProgress,
+            ResponseError::ConcurrentTransactions,
+            ResponseError::NetworkException,
+        ] {
+            for version in [3, 10, 11, 12] {
+                assert_eq!(
+                    verification_error(busy, version),
+                    ResponseError::NotEnoughReplicas,
+                    "{busy:?} v{version}"
+                );
+            }
+        }
+        assert_eq!(
+            verification_error(ResponseError::TransactionAbortable, 10),
+            ResponseError::InvalidTxnState
+        );
+        assert_eq!(
+            verification_error(ResponseError::TransactionAbortable, 11),
+            ResponseError::TransactionAbortable
+        );
+        assert_eq!(
+            verification_error(ResponseError::ProducerFenced, 12),
+            ResponseError::InvalidProducerEpoch
+        );
+        for passed in [
+            ResponseError::InvalidProducerEpoch,
+            ResponseError::InvalidProducerIdMapping,
+            ResponseError::InvalidTxnState,
+        ] {
+            assert_eq!(verification_error(passed, 9), passed);
+        }
+    }
 }

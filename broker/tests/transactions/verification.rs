@@ -11,6 +11,8 @@ use super::bad_requests::{
 };
 use super::*;
 
+const NOT_ENOUGH_REPLICAS: i16 = 19;
+
 /// A transactional Produce of `values` to `topic-0` (acks=all): (error code, base offset).
 fn produce(
     broker: &BrokerProcess,
@@ -124,8 +126,17 @@ async fn transactional_produce_to_a_partition_not_in_the_transaction_is_refused_
         1,
         "late-0 has its ABORT marker"
     );
-    let (code, _) = produce(&broker, old, id, producer, "late", &["late-retry"]);
-    assert_eq!(code, INVALID_TXN_STATE, "a late write after the abort");
+    // While the coordinator completes the abort it answers CONCURRENT_TRANSACTIONS, which
+    // the producer gets as the retriable NOT_ENOUGH_REPLICAS (nothing written either way).
+    let code = eventually(WAIT, || {
+        let (code, _) = produce(&broker, old, id, producer, "late", &["late-retry"]);
+        (code != NOT_ENOUGH_REPLICAS).then_some(code)
+    });
+    assert_eq!(
+        code,
+        Some(INVALID_TXN_STATE),
+        "a late write after the abort"
+    );
     assert_eq!(
         hw_and_lso(&broker, "late", 0),
         (1, 1),
