@@ -532,6 +532,7 @@ impl BrokerConfig {
             _ if let Some(outcome) = self.transactions.set(key, value) => {
                 outcome.map_err(|refusal| match refusal {
                     transactions::Refusal::NotAnInteger => invalid("not an integer"),
+                    transactions::Refusal::NotABoolean => invalid("expected true or false"),
                     transactions::Refusal::OutOfRange { min, max } => {
                         invalid(&format!("must be between {min} and {max}"))
                     }

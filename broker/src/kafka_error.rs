@@ -19,9 +19,9 @@ pub fn log_error_code(err: &LogError) -> i16 {
         LogError::Producer(
             ProducerError::OutOfOrderSequence { .. } | ProducerError::NewEpochNotAtZero { .. },
         ) => ResponseError::OutOfOrderSequenceNumber.code(),
-        LogError::Producer(ProducerError::InvalidTxnState { .. }) => {
-            ResponseError::InvalidTxnState.code()
-        }
+        LogError::Producer(
+            ProducerError::InvalidTxnState { .. } | ProducerError::NotVerified { .. },
+        ) => ResponseError::InvalidTxnState.code(),
         LogError::Producer(ProducerError::CoordinatorFenced { .. }) => {
             ResponseError::TransactionCoordinatorFenced.code()
         }

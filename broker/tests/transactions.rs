@@ -73,9 +73,11 @@ const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 const NOT_COORDINATOR: i16 = 16;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+const INVALID_TXN_STATE: i16 = 48;
 const CONCURRENT_TRANSACTIONS: i16 = 51;
 const OPERATION_NOT_ATTEMPTED: i16 = 55;
 const PRODUCER_FENCED: i16 = 90;
+const TRANSACTION_ABORTABLE: i16 = 120;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// A standalone broker (`broker,controller` roles) with `txn` settings in its environment.
@@ -643,3 +645,5 @@ async fn transaction_left_open_past_its_timeout_is_aborted_and_lso_moves_on() {
 mod bad_requests;
 #[path = "transactions/exactly_once.rs"]
 mod exactly_once;
+#[path = "transactions/verification.rs"]
+mod verification;

@@ -26,6 +26,10 @@ pub struct TransactionSettings {
     pub abort_timed_out_interval_ms: i64,
     /// `transaction.remove.expired.transaction.cleanup.interval.ms` (1 hour).
     pub remove_expired_interval_ms: i64,
+    /// `transaction.partition.verification.enable` (true): a partition leader asks the
+    /// transaction coordinator whether the partition is in the producer's ongoing transaction
+    /// before a transactional write opens one there (KIP-890 part 1).
+    pub partition_verification_enable: bool,
 }
 
 impl Default for TransactionSettings {
@@ -39,6 +43,7 @@ impl Default for TransactionSettings {
             id_expiration_ms: 604_800_000,
             abort_timed_out_interval_ms: 10_000,
             remove_expired_interval_ms: 3_600_000,
+            partition_verification_enable: true,
         }
     }
 }
@@ -53,12 +58,14 @@ pub(super) const KEYS: &[&str] = &[
     "transactional.id.expiration.ms",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "transaction.remove.expired.transaction.cleanup.interval.ms",
+    "transaction.partition.verification.enable",
 ];
 
 /// Why a value was refused (the caller names the key).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Refusal {
     NotAnInteger,
+    NotABoolean,
     OutOfRange { min: i64, max: i64 },
 }
 
@@ -67,6 +74,14 @@ impl TransactionSettings {
     pub(super) fn set(&mut self, key: &str, value: &str) -> Option<Result<(), Refusal>> {
         // Kafka's bounds: partitions, replication factor, min ISR and the intervals at least 1;
         // segment bytes at least 1; the timeouts at least 1.
+        if key == "transaction.partition.verification.enable" {
+            self.partition_verification_enable = match value.trim() {
+                "true" => true,
+                "false" => false,
+                _ => return Some(Err(Refusal::NotABoolean)),
+            };
+            return Some(Ok(()));
+        }
         let (min, max) = match key {
             "transaction.state.log.replication.factor" => (1, i64::from(i16::MAX)),
             "transactional.id.expiration.ms" => (1, i64::from(i32::MAX)),
@@ -118,6 +133,9 @@ impl TransactionSettings {
             "transaction.remove.expired.transaction.cleanup.interval.ms" => {
                 self.remove_expired_interval_ms.to_string()
             }
+            "transaction.partition.verification.enable" => {
+                self.partition_verification_enable.to_string()
+            }
             _ => return None,
         })
     }
@@ -140,9 +158,19 @@ mod tests {
             defaults.get("transaction.max.timeout.ms").as_deref(),
             Some("900000")
         );
+        assert_eq!(
+            defaults
+                .get("transaction.partition.verification.enable")
+                .as_deref(),
+            Some("true")
+        );
         let mut settings = TransactionSettings::default();
         for (i, key) in KEYS.iter().enumerate() {
-            let value = (i as i64 + 2).to_string();
+            let value = if key.ends_with(".enable") {
+                "false".to_owned()
+            } else {
+                (i as i64 + 2).to_string()
+            };
             assert_eq!(settings.set(key, &value), Some(Ok(())), "{key}");
             assert_eq!(settings.get(key), Some(value), "{key}");
         }
@@ -169,6 +197,10 @@ mod tests {
         assert_eq!(
             settings.set("transaction.state.log.min.isr", "two"),
             Some(Err(Refusal::NotAnInteger))
+        );
+        assert_eq!(
+            settings.set("transaction.partition.verification.enable", "yes"),
+            Some(Err(Refusal::NotABoolean))
         );
         assert_eq!(settings, TransactionSettings::default());
     }

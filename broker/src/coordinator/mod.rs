@@ -15,6 +15,9 @@
 //!   `__transaction_state` partition, loading, persisting (acks=all), timers — and
 //!   [`txn_markers`]: sending COMMIT/ABORT markers to partition leaders, and writing them as one.
 //!
+//! - [`txn_verify`]: a partition leader asking a transaction coordinator whether partitions
+//!   are in a producer's ongoing transaction (KIP-890 part 1, before a transactional produce).
+//!
 //! Everything else here is pure: no sockets, no tasks, no files and no clock reads. Callers pass the
 //! current time in, hand each parked request a token, and execute the effects the state
 //! machines return (send a response, append records to `__consumer_offsets`).
@@ -25,3 +28,4 @@ pub mod group_service;
 pub mod txn;
 pub mod txn_markers;
 pub mod txn_service;
+pub mod txn_verify;

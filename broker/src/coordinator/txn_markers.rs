@@ -96,10 +96,23 @@ fn verdict(code: i16) -> Verdict {
     }
 }
 
-/// Connections to other brokers for marker requests, one idle connection kept per broker.
+/// Connections to other brokers for marker and verification requests, one idle connection
+/// kept per broker.
 #[derive(Debug, Default)]
 pub(crate) struct Channels {
     idle: tokio::sync::Mutex<HashMap<i32, LeaderConnection>>,
+}
+
+impl Channels {
+    /// The idle connection to broker `id`, if any; the caller owns it until [`Self::put`].
+    pub(crate) async fn take(&self, id: i32) -> Option<LeaderConnection> {
+        self.idle.lock().await.remove(&id)
+    }
+
+    /// Keeps a connection that answered for the next request to broker `id`.
+    pub(crate) async fn put(&self, id: i32, connection: LeaderConnection) {
+        self.idle.lock().await.entry(id).or_insert(connection);
+    }
 }
 
 /// Sends `job`'s markers until every partition has one, or the coordinator turns out stale.

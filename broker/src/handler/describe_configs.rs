@@ -386,6 +386,10 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
             Int,
             "How often expired transactional ids are looked for and removed.",
         ),
+        "transaction.partition.verification.enable" => (
+            Boolean,
+            "Whether a partition leader verifies with the transaction coordinator that a transactional write belongs to an ongoing transaction before it opens one in the partition (KIP-890).",
+        ),
         "replica.lag.time.max.ms" => (
             Long,
             "How long a follower may go without catching up with the leader before it leaves the ISR.",

@@ -145,7 +145,9 @@ pub(crate) async fn handle(
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, r, version).await)
         }
-        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(broker, r).await?),
+        RequestKind::Produce(r) => {
+            ResponseKind::Produce(produce::handle(broker, r, version).await?)
+        }
         RequestKind::Fetch(r) => {
             ResponseKind::Fetch(fetch::handle(broker, r, version, zero_copy).await)
         }

@@ -60,7 +60,7 @@ pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::{LogError, Result};
 pub use manager::{LogManager, SharedLog, TopicIdCheck};
 pub use partition::{AppendInfo, AppendOutcome, Log, LogSlice};
-pub use producer_state::{ProducerError, ProducerState};
+pub use producer_state::{ProducerError, ProducerState, TxnVerification, VerificationGuard};
 pub use recovery::OpenOptions;
 pub use retention::RetentionOutcome;
 pub use txn::{ControlType, TxnMarker};

@@ -25,7 +25,9 @@ use super::config::LogConfig;
 use super::epoch::LeaderEpochCache;
 use super::error::{LogError, Result};
 use super::producer_snapshots::SnapshotFiles;
-use super::producer_state::{AppendOrigin, ProducerBatch, ProducerState};
+use super::producer_state::{
+    AppendOrigin, ProducerBatch, ProducerState, TxnVerification, VerificationGuard,
+};
 use super::scan::MaxTimestamp;
 use super::segment::{ActiveSegment, SealedSegment};
 use super::txn::{self, MarkerRecord};
@@ -227,7 +229,37 @@ impl Log {
         leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendOutcome> {
-        self.append_from(batch, leader_epoch, now_ms, AppendOrigin::Client)
+        self.append_verified(batch, leader_epoch, now_ms, TxnVerification::Off)
+    }
+
+    /// [`Self::append_as_leader`] with transaction verification (KIP-890): a transactional
+    /// batch that would open its producer's transaction is refused
+    /// ([`super::ProducerError::NotVerified`]) unless `verification` carries the guard of the
+    /// producer's verification in progress (see `producer_state`).
+    pub fn append_verified(
+        &mut self,
+        batch: &[u8],
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+        verification: TxnVerification,
+    ) -> Result<AppendOutcome> {
+        self.append_checked(
+            batch,
+            leader_epoch,
+            now_ms,
+            AppendOrigin::Client,
+            verification,
+        )
+    }
+
+    /// Starts (or joins) the verification of `producer_id`'s first transactional write to
+    /// this partition; `None` when its transaction is already open here.
+    pub fn start_txn_verification(
+        &mut self,
+        producer_id: i64,
+        now_ms: i64,
+    ) -> Option<VerificationGuard> {
+        self.producers.start_verification(producer_id, now_ms)
     }
 
     /// A leader append for `origin` (the producer checks differ; see `producer_state`).
@@ -237,6 +269,17 @@ impl Log {
         leader_epoch: LeaderEpoch,
         now_ms: i64,
         origin: AppendOrigin,
+    ) -> Result<AppendOutcome> {
+        self.append_checked(batch, leader_epoch, now_ms, origin, TxnVerification::Off)
+    }
+
+    fn append_checked(
+        &mut self,
+        batch: &[u8],
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+        origin: AppendOrigin,
+        verification: TxnVerification,
     ) -> Result<AppendOutcome> {
         if batch.len() > self.config.max_message_bytes {
             return Err(LogError::MessageTooLarge {
@@ -258,9 +301,18 @@ impl Log {
             batch::check_keys(batch)?;
         }
         let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
-        if let Some(incoming) = ProducerBatch::from_header(&checked.header)
-            && let Some(original) = self.producers.check_leader_append(&incoming, origin)?
+        let incoming = ProducerBatch::from_header(&checked.header);
+        // A retry of a written batch is a duplicate before it is unverified, as in Kafka.
+        let duplicate = match &incoming {
+            Some(incoming) => self.producers.check_leader_append(incoming, origin)?,
+            None => None,
+        };
+        if let Some(incoming) = &incoming
+            && duplicate.is_none()
         {
+            self.producers.check_verification(incoming, verification)?;
+        }
+        if let Some(original) = duplicate {
             return Ok(AppendOutcome::Duplicate(AppendInfo {
                 first_offset: original.first_offset(),
                 last_offset: original.last_offset,

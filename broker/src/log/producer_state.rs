@@ -34,6 +34,21 @@
 //! higher producer epoch (KIP-890 bumps it at the end of each transaction): the entry moves to
 //! it and forgets its batches.
 //!
+//! # Verification (KIP-890 part 1)
+//!
+//! With `transaction.partition.verification.enable` the leader writes a transactional batch
+//! that would open its producer's transaction only once the transaction coordinator has
+//! confirmed that the partition is in the producer's ongoing transaction. Between that answer
+//! and the append a marker may close the transaction (the coordinator aborted it), and a
+//! later verification may be for a different transaction; so, as Kafka's `VerificationGuard`,
+//! starting a verification records a guard for the producer
+//! ([`ProducerState::start_verification`]), any transactional batch or marker of the
+//! producer clears it, and the append must present the guard it started with
+//! ([`ProducerState::check_verification`]): a missing or different guard is
+//! [`ProducerError::NotVerified`] (INVALID_TXN_STATE). Guards are unique in the process
+//! (no ABA after the state is rebuilt), live only in memory (never in snapshots) and expire
+//! with `producer.id.expiration.ms`, as unanswered verifications do in Kafka.
+//!
 //! Undecided transactions are kept ordered by first offset (Kafka's `ongoingTxns`), and so are
 //! completed ones whose marker the high watermark has not passed yet (`unreplicatedTxns`), so
 //! the first unstable offset — and with it the last stable offset — never passes a marker the
@@ -69,6 +84,7 @@
 //! are replayed from the log when it is loaded, restoring up to five of them again.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use thiserror::Error;
 
@@ -136,6 +152,10 @@ pub enum ProducerError {
         coordinator_epoch: i32,
         current_coordinator_epoch: i32,
     },
+    #[error(
+        "transactional batch from producer {producer_id} would open a transaction the coordinator has not verified (or a marker closed it meanwhile)"
+    )]
+    NotVerified { producer_id: i64 },
     #[error("producer state snapshot is corrupt: {reason}")]
     CorruptSnapshot { reason: &'static str },
 }
@@ -182,6 +202,36 @@ pub fn decrement_sequence(sequence: i32, decrement: i32) -> i32 {
 /// Whether `next` is the sequence right after `last`.
 fn in_sequence(last: i32, next: i32) -> bool {
     i64::from(next) == i64::from(last) + 1 || (next == 0 && last == i32::MAX)
+}
+
+/// The proof that a verification with the transaction coordinator was started for a
+/// producer's first transactional write to a partition (Kafka's `VerificationGuard`). Unique
+/// in the process: a guard from an earlier verification never matches a later one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VerificationGuard(u64);
+
+impl VerificationGuard {
+    fn next() -> VerificationGuard {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        VerificationGuard(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// What a leader append knows of transaction verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnVerification {
+    /// `transaction.partition.verification.enable=false`, or not a producer's write.
+    Off,
+    /// Verification is on; the guard the request's verification started with, `None` when
+    /// the producer's transaction was already open in the partition (nothing was verified).
+    Required(Option<VerificationGuard>),
+}
+
+/// A verification in progress (Kafka's `VerificationStateEntry`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Verification {
+    guard: VerificationGuard,
+    started_ms: i64,
 }
 
 /// Who asks for a leader append (Kafka's `AppendOrigin`).
@@ -312,6 +362,9 @@ pub struct ProducerState {
     /// Completed transactions whose marker is not below the high watermark yet:
     /// first offset -> (producer id, marker offset) (Kafka's `unreplicatedTxns`).
     unreplicated: BTreeMap<Offset, (i64, Offset)>,
+    /// Verifications started and not yet consumed by a transactional batch or a marker:
+    /// producer id -> guard (Kafka's `verificationStates`). In memory only.
+    verifications: BTreeMap<i64, Verification>,
 }
 
 impl ProducerState {
@@ -322,6 +375,63 @@ impl ProducerState {
             end_offset,
             ongoing: BTreeMap::new(),
             unreplicated: BTreeMap::new(),
+            verifications: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `producer_id` has a transaction open in the partition.
+    pub fn has_ongoing_transaction(&self, producer_id: i64) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|e| e.current_txn_first_offset.is_some())
+    }
+
+    /// Starts (or joins) the verification of `producer_id`'s first transactional write here
+    /// (Kafka's `maybeStartTransactionVerification`): `None` when its transaction is already
+    /// open (nothing to verify), else the guard its append must present.
+    pub fn start_verification(
+        &mut self,
+        producer_id: i64,
+        now_ms: i64,
+    ) -> Option<VerificationGuard> {
+        if self.has_ongoing_transaction(producer_id) {
+            return None;
+        }
+        let entry = self
+            .verifications
+            .entry(producer_id)
+            .or_insert_with(|| Verification {
+                guard: VerificationGuard::next(),
+                started_ms: now_ms,
+            });
+        Some(entry.guard)
+    }
+
+    /// The guard of `producer_id`'s verification in progress, if any.
+    pub fn verification_guard(&self, producer_id: i64) -> Option<VerificationGuard> {
+        self.verifications.get(&producer_id).map(|v| v.guard)
+    }
+
+    /// The leader's verification check on a data batch (see the module docs): a
+    /// transactional batch that would open its producer's transaction needs the guard of the
+    /// verification in progress.
+    pub fn check_verification(
+        &self,
+        batch: &ProducerBatch,
+        verification: TxnVerification,
+    ) -> Result<(), ProducerError> {
+        let TxnVerification::Required(guard) = verification else {
+            return Ok(());
+        };
+        if !batch.transactional || batch.control || self.has_ongoing_transaction(batch.producer_id)
+        {
+            return Ok(());
+        }
+        match (guard, self.verification_guard(batch.producer_id)) {
+            (Some(presented), Some(current)) if presented == current => Ok(()),
+            _ => Err(ProducerError::NotVerified {
+                producer_id: batch.producer_id,
+            }),
         }
     }
 
@@ -491,6 +601,10 @@ impl ProducerState {
                 offset_delta: (batch.last_offset.0 - batch.first_offset.0) as i32,
                 timestamp: batch.max_timestamp,
             });
+            if batch.transactional {
+                // The transaction is open now (or was): the verification is used up.
+                self.verifications.remove(&batch.producer_id);
+            }
             if batch.transactional && entry.current_txn_first_offset.is_none() {
                 entry.current_txn_first_offset = Some(batch.first_offset);
                 self.ongoing.insert(batch.first_offset, batch.producer_id);
@@ -512,6 +626,9 @@ impl ProducerState {
         offset: Offset,
         timestamp: i64,
     ) -> Option<CompletedTxn> {
+        // A verification started before this marker is for the transaction it closes (or an
+        // earlier one): an append presenting its guard must not open a new transaction.
+        self.verifications.remove(&producer_id);
         let entry = self
             .producers
             .entry(producer_id)
@@ -535,8 +652,11 @@ impl ProducerState {
         })
     }
 
-    /// Forgets producers idle for `expiration_ms` with no open transaction. Returns how many.
+    /// Forgets producers idle for `expiration_ms` with no open transaction, and
+    /// verifications started that long ago. Returns how many producers.
     pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.verifications
+            .retain(|_, v| now_ms.saturating_sub(v.started_ms) < expiration_ms);
         // Producers with a transaction open never expire, so `ongoing` is unaffected.
         let before = self.producers.len();
         self.producers

@@ -21,7 +21,7 @@ use super::state::{
     FollowerFetchOutcome, IsrChange, IsrFailure, IsrProposal, ReplicaState, Role, Transition,
 };
 use crate::log::batch::BatchHeader;
-use crate::log::{AppendOutcome, Log, LogError, SharedLog, TxnMarker};
+use crate::log::{AppendOutcome, Log, LogError, SharedLog, TxnMarker, TxnVerification};
 use crate::types::{LeaderEpoch, Offset};
 
 /// Why a leader append was refused.
@@ -233,8 +233,20 @@ impl PartitionReplica {
         acks: i16,
         now_ms: i64,
     ) -> Result<LeaderAppend, LeaderAppendError> {
+        self.append_verified(log, records, acks, now_ms, TxnVerification::Off)
+    }
+
+    /// [`Self::append_as_leader`] with transaction verification ([`Log::append_verified`]).
+    pub fn append_verified(
+        &self,
+        log: &SharedLog,
+        records: &[u8],
+        acks: i16,
+        now_ms: i64,
+        verification: TxnVerification,
+    ) -> Result<LeaderAppend, LeaderAppendError> {
         self.append_with(log, acks, now_ms, |log, epoch| {
-            log.append_as_leader(records, epoch, now_ms)
+            log.append_verified(records, epoch, now_ms, verification)
         })
     }
 

@@ -3,11 +3,11 @@
 
 use super::*;
 
-fn txn_id(id: &str) -> TransactionalId {
+pub(super) fn txn_id(id: &str) -> TransactionalId {
     TransactionalId(StrBytes::from_string(id.to_owned()))
 }
 
-fn topic_name(name: &str) -> TopicName {
+pub(super) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
 }
 
@@ -22,7 +22,7 @@ fn advertised(broker: &BrokerProcess, api: ApiKey) -> Option<(i16, i16)> {
 }
 
 /// The highest advertised version of `api` up to `at_most`.
-fn version_up_to(broker: &BrokerProcess, api: ApiKey, at_most: i16) -> i16 {
+pub(super) fn version_up_to(broker: &BrokerProcess, api: ApiKey, at_most: i16) -> i16 {
     let (min, max) = advertised(broker, api)
         .unwrap_or_else(|| panic!("the broker does not advertise {api:?} in ApiVersions"));
     assert!(
@@ -34,7 +34,7 @@ fn version_up_to(broker: &BrokerProcess, api: ApiKey, at_most: i16) -> i16 {
 
 /// InitProducerId for `id`, retried while the coordinator is loading or ending a previous
 /// transaction: `(producer id, epoch)`.
-fn init_raw(broker: &BrokerProcess, id: &str) -> (i64, i16) {
+pub(super) fn init_raw(broker: &BrokerProcess, id: &str) -> (i64, i16) {
     let version = version_up_to(broker, ApiKey::InitProducerId, 4);
     let mut last = None;
     eventually(WAIT, || {
@@ -62,7 +62,7 @@ fn init_raw(broker: &BrokerProcess, id: &str) -> (i64, i16) {
     .unwrap_or_else(|| panic!("InitProducerId({id}) kept failing with {last:?}"))
 }
 
-fn end_txn(
+pub(super) fn end_txn(
     broker: &BrokerProcess,
     version: i16,
     id: &str,
@@ -82,7 +82,7 @@ fn end_txn(
 }
 
 /// AddPartitionsToTxn (v3 or below): the error code of each `(topic, partition)`.
-fn add_partitions(
+pub(super) fn add_partitions(
     broker: &BrokerProcess,
     id: &str,
     producer: (i64, i16),
@@ -122,7 +122,7 @@ fn add_partitions(
 }
 
 /// A transactional batch of `values` from `producer`, sequence numbers from 0.
-fn transactional_batch(producer: (i64, i16), values: &[&str]) -> Bytes {
+pub(super) fn transactional_batch(producer: (i64, i16), values: &[&str]) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()

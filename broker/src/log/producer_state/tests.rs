@@ -549,3 +549,113 @@ fn open_transactions_round_trip_through_a_snapshot() {
     assert_eq!(back.get(PID + 1).unwrap().coordinator_epoch, 9);
     assert_eq!(back.first_unstable_offset(), Some(Offset(0)));
 }
+
+#[test]
+fn a_verified_first_transactional_batch_opens_the_transaction_and_uses_up_the_guard() {
+    let mut state = ProducerState::new(Offset(0));
+    let first = txn_batch(PID, 0, 0, 2, 0);
+    let guard = state.start_verification(PID, T0).expect("nothing open yet");
+    assert_eq!(
+        state.start_verification(PID, T0 + 1),
+        Some(guard),
+        "a second request joins the verification in progress"
+    );
+    assert_eq!(
+        state.check_verification(&first, TxnVerification::Required(Some(guard))),
+        Ok(())
+    );
+    state.apply(&first);
+    assert!(state.has_ongoing_transaction(PID));
+    assert_eq!(state.verification_guard(PID), None);
+    // Later writes to the open transaction need no verification.
+    assert_eq!(state.start_verification(PID, T0 + 2), None);
+    assert_eq!(
+        state.check_verification(&txn_batch(PID, 0, 2, 1, 2), TxnVerification::Required(None)),
+        Ok(())
+    );
+}
+
+#[test]
+fn an_unverified_transactional_batch_that_would_open_a_transaction_is_refused() {
+    let mut state = ProducerState::new(Offset(0));
+    let first = txn_batch(PID, 0, 0, 1, 0);
+    assert!(matches!(
+        state.check_verification(&first, TxnVerification::Required(None)),
+        Err(ProducerError::NotVerified { producer_id: PID })
+    ));
+    let other = ProducerState::new(Offset(0)).start_verification(PID, T0);
+    state.start_verification(PID, T0);
+    assert!(
+        matches!(
+            state.check_verification(&first, TxnVerification::Required(other)),
+            Err(ProducerError::NotVerified { .. })
+        ),
+        "another state's guard is never this one's"
+    );
+    assert_eq!(
+        state.check_verification(&first, TxnVerification::Off),
+        Ok(()),
+        "verification disabled: the old behaviour"
+    );
+    let plain = batch(0, 0, 1, 0, T0);
+    assert_eq!(
+        state.check_verification(&plain, TxnVerification::Required(None)),
+        Ok(()),
+        "non-transactional batches are not verified"
+    );
+}
+
+#[test]
+fn a_marker_landing_between_verification_and_append_voids_the_guard() {
+    let mut state = ProducerState::new(Offset(0));
+    let guard = state.start_verification(PID, T0).expect("nothing open");
+    // The coordinator aborted meanwhile: its marker reaches the partition first.
+    state.apply_marker(PID, 0, 0, ControlType::Abort, Offset(0), T0);
+    let late = txn_batch(PID, 0, 0, 1, 1);
+    assert!(matches!(
+        state.check_verification(&late, TxnVerification::Required(Some(guard))),
+        Err(ProducerError::NotVerified { .. })
+    ));
+    // A new verification (the ABA case) gets a different guard; the stale one stays refused.
+    let fresh = state.start_verification(PID, T0 + 1).expect("nothing open");
+    assert_ne!(fresh, guard);
+    assert!(matches!(
+        state.check_verification(&late, TxnVerification::Required(Some(guard))),
+        Err(ProducerError::NotVerified { .. })
+    ));
+    assert_eq!(
+        state.check_verification(&late, TxnVerification::Required(Some(fresh))),
+        Ok(())
+    );
+}
+
+#[test]
+fn a_marker_closing_the_transaction_makes_the_next_write_need_verification_again() {
+    let mut state = ProducerState::new(Offset(0));
+    let guard = state.start_verification(PID, T0);
+    state.apply(&txn_batch(PID, 0, 0, 1, 0));
+    state.apply_marker(PID, 0, 0, ControlType::Commit, Offset(1), T0);
+    // A request that found the transaction open (no guard) but was appended after the marker.
+    let late = txn_batch(PID, 0, 1, 1, 2);
+    assert!(matches!(
+        state.check_verification(&late, TxnVerification::Required(None)),
+        Err(ProducerError::NotVerified { .. })
+    ));
+    assert!(matches!(
+        state.check_verification(&late, TxnVerification::Required(guard)),
+        Err(ProducerError::NotVerified { .. })
+    ));
+}
+
+#[test]
+fn verifications_expire_with_the_producer_id_expiration_and_are_not_in_snapshots() {
+    let mut state = ProducerState::new(Offset(0));
+    let guard = state.start_verification(PID, T0);
+    assert!(guard.is_some());
+    let decoded = ProducerState::decode_snapshot(&state.encode_snapshot(), Offset(0)).unwrap();
+    assert_eq!(decoded.verification_guard(PID), None);
+    state.remove_expired(T0 + 999, 1000);
+    assert_eq!(state.verification_guard(PID), guard);
+    state.remove_expired(T0 + 1000, 1000);
+    assert_eq!(state.verification_guard(PID), None);
+}
