@@ -104,9 +104,31 @@ pub(crate) struct Channels {
 }
 
 impl Channels {
-    /// The idle connection to broker `id`, if any; the caller owns it until [`Self::put`].
-    pub(crate) async fn take(&self, id: i32) -> Option<LeaderConnection> {
-        self.idle.lock().await.remove(&id)
+    /// A connection to broker `id`: the idle one, or a new one to its Kafka listener from the
+    /// metadata. `None` when the broker is unknown or cannot be reached (logged at debug).
+    /// The caller owns it until [`Self::put`].
+    pub(crate) async fn take(
+        &self,
+        broker: &Broker,
+        id: i32,
+        purpose: &str,
+    ) -> Option<LeaderConnection> {
+        if let Some(idle) = self.idle.lock().await.remove(&id) {
+            return Some(idle);
+        }
+        let (host, port) = broker
+            .metadata()
+            .brokers
+            .get(&weir_controller::BrokerId(id))
+            .map(|b| (b.host.clone(), b.port))?;
+        let client_id = format!("weir-{purpose}-{}", broker.config.node_id);
+        match LeaderConnection::connect(&host, port, client_id, REQUEST_TIMEOUT).await {
+            Ok(connection) => Some(connection),
+            Err(e) => {
+                debug!(broker = id, purpose, error = %e, "cannot reach a broker");
+                None
+            }
+        }
     }
 
     /// Keeps a connection that answered for the next request to broker `id`.
@@ -194,32 +216,9 @@ async fn send_remote(
             .map(|tp| (tp, ResponseError::NotLeaderOrFollower.code()))
             .collect()
     };
-    let Some(endpoint) = broker
-        .metadata()
-        .brokers
-        .get(&weir_controller::BrokerId(leader))
-        .map(|b| (b.host.clone(), b.port))
-    else {
-        return retry_all(partitions);
-    };
     let channels = &broker.transactions.channels;
-    let idle = channels.idle.lock().await.remove(&leader);
-    let mut connection = match idle {
-        Some(c) => c,
-        None => match LeaderConnection::connect(
-            &endpoint.0,
-            endpoint.1,
-            format!("weir-txn-coordinator-{}", broker.config.node_id),
-            REQUEST_TIMEOUT,
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(leader, error = %e, "cannot reach a partition leader for transaction markers");
-                return retry_all(partitions);
-            }
-        },
+    let Some(mut connection) = channels.take(broker, leader, "txn-markers").await else {
+        return retry_all(partitions);
     };
     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (topic, partition) in &partitions {

@@ -27,7 +27,6 @@ use tracing::debug;
 use super::txn::AddPartitionsParams;
 use super::txn_service::{TRANSACTION_STATE_TOPIC, partition_for_transactional_id};
 use crate::broker::Broker;
-use crate::replication::LeaderConnection;
 
 /// How long connecting to the coordinator and its answer may take (Kafka's manager uses
 /// `request.timeout.ms`, 30 s by default).
@@ -108,28 +107,9 @@ async fn remote(
     txn: &VerifyTxn,
     partitions: &[(String, i32)],
 ) -> Result<Vec<((String, i32), Option<ResponseError>)>, ResponseError> {
-    let Some((host, port)) = broker
-        .metadata()
-        .brokers
-        .get(&weir_controller::BrokerId(coordinator))
-        .map(|b| (b.host.clone(), b.port))
-    else {
-        return Err(ResponseError::CoordinatorNotAvailable);
-    };
     let channels = &broker.transactions.channels;
-    let mut connection = match channels.take(coordinator).await {
-        Some(c) => c,
-        None => LeaderConnection::connect(
-            &host,
-            port,
-            format!("weir-txn-verification-{}", broker.config.node_id),
-            REQUEST_TIMEOUT,
-        )
-        .await
-        .map_err(|e| {
-            debug!(coordinator, error = %e, "cannot reach the transaction coordinator");
-            ResponseError::NetworkException
-        })?,
+    let Some(mut connection) = channels.take(broker, coordinator, "txn-verification").await else {
+        return Err(ResponseError::NetworkException);
     };
     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (topic, partition) in partitions {
