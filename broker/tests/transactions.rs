@@ -643,6 +643,8 @@ async fn transaction_left_open_past_its_timeout_is_aborted_and_lso_moves_on() {
 
 #[path = "transactions/bad_requests.rs"]
 mod bad_requests;
+#[path = "transactions/epoch_bump.rs"]
+mod epoch_bump;
 #[path = "transactions/exactly_once.rs"]
 mod exactly_once;
 #[path = "transactions/verification.rs"]

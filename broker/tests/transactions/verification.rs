@@ -14,7 +14,7 @@ use super::*;
 const NOT_ENOUGH_REPLICAS: i16 = 19;
 
 /// A transactional Produce of `values` to `topic-0` (acks=all): (error code, base offset).
-fn produce(
+pub(super) fn produce(
     broker: &BrokerProcess,
     version: i16,
     id: &str,
@@ -44,7 +44,7 @@ fn produce(
 
 /// InitProducerId for `id` once FindCoordinator has created `__transaction_state` and
 /// the coordinator answers.
-fn init_with_coordinator(broker: &BrokerProcess, id: &str) -> (i64, i16) {
+pub(super) fn init_with_coordinator(broker: &BrokerProcess, id: &str) -> (i64, i16) {
     let coordinator = eventually(Duration::from_secs(30), || {
         let r = broker.call(
             1,
