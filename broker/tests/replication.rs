@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cluster::{Cluster, eventually};
+use cluster::{Cluster, eventually, partition_states};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -42,27 +42,6 @@ async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(
     for result in results {
         result.expect("topic created");
     }
-}
-
-/// `(leader, isr)` of every partition of `topic`, from a broker's Metadata answer.
-fn partition_states(bootstrap: &str, topic: &str) -> Option<BTreeMap<i32, (i32, Vec<i32>)>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .ok()?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .ok()?;
-    let t = metadata.topics().iter().find(|t| t.name() == topic)?;
-    if t.error().is_some() || t.partitions().is_empty() {
-        return None;
-    }
-    Some(
-        t.partitions()
-            .iter()
-            .map(|p| (p.id(), (p.leader(), p.isr().to_vec())))
-            .collect(),
-    )
 }
 
 /// Waits until every partition of `topic` has a leader and `isr_size` in-sync replicas.

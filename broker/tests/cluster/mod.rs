@@ -118,3 +118,28 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `(leader, isr)` of every partition of `topic`, from a broker's Metadata answer.
+pub fn partition_states(
+    bootstrap: &str,
+    topic: &str,
+) -> Option<std::collections::BTreeMap<i32, (i32, Vec<i32>)>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .ok()?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .ok()?;
+    let t = metadata.topics().iter().find(|t| t.name() == topic)?;
+    if t.error().is_some() || t.partitions().is_empty() {
+        return None;
+    }
+    Some(
+        t.partitions()
+            .iter()
+            .map(|p| (p.id(), (p.leader(), p.isr().to_vec())))
+            .collect(),
+    )
+}

@@ -13,27 +13,6 @@ const TRANSACTIONAL_ID: &str = "eos-copier";
 const BATCH: &str = "30";
 const PAUSE_MS: &str = "200";
 
-/// `(leader, isr)` of every partition of `topic`, from a broker's Metadata answer.
-fn partition_states(bootstrap: &str, topic: &str) -> Option<BTreeMap<i32, (i32, Vec<i32>)>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .ok()?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .ok()?;
-    let t = metadata.topics().iter().find(|t| t.name() == topic)?;
-    if t.error().is_some() || t.partitions().is_empty() {
-        return None;
-    }
-    Some(
-        t.partitions()
-            .iter()
-            .map(|p| (p.id(), (p.leader(), p.isr().to_vec())))
-            .collect(),
-    )
-}
-
 /// Waits until every partition of every topic has a leader and three in-sync replicas.
 fn wait_isr(cluster: &Cluster, topics: &[&str]) {
     for topic in topics {

@@ -293,6 +293,21 @@ impl Group {
         }
     }
 
+    /// [`Self::validate_member`], then the generation must be the group's
+    /// (ILLEGAL_GENERATION): how an offset commit that names its member is checked.
+    pub(super) fn validate_member_generation(
+        &self,
+        member_id: &MemberId,
+        instance_id: Option<&InstanceId>,
+        generation: GenerationId,
+    ) -> Result<(), ResponseError> {
+        self.validate_member(member_id, instance_id)?;
+        if generation != self.generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
     fn protocol_support(&self, protocol: &str) -> usize {
         self.members
             .values()

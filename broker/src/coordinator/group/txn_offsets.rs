@@ -38,10 +38,11 @@ impl Group {
             return Ok(());
         }
         if p.generation_id.0 >= 0 || !p.member_id.is_empty() || p.group_instance_id.is_some() {
-            self.validate_member(&p.member_id, p.group_instance_id.as_ref())?;
-            if p.generation_id != self.generation {
-                return Err(ResponseError::IllegalGeneration);
-            }
+            self.validate_member_generation(
+                &p.member_id,
+                p.group_instance_id.as_ref(),
+                p.generation_id,
+            )?;
         }
         Ok(())
     }
