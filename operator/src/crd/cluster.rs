@@ -127,7 +127,7 @@ pub struct Storage {
 }
 
 /// The StatefulSet's `persistentVolumeClaimRetentionPolicy`.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageRetention {
     /// `Retain` (the default: data outlives a deleted Cluster) or `Delete`.
@@ -137,6 +137,15 @@ pub struct StorageRetention {
     /// drained off it).
     #[serde(default = "RetentionPolicy::delete")]
     pub when_scaled: RetentionPolicy,
+}
+
+impl Default for StorageRetention {
+    fn default() -> StorageRetention {
+        StorageRetention {
+            when_deleted: RetentionPolicy::Retain,
+            when_scaled: RetentionPolicy::Delete,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
