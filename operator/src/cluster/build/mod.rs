@@ -15,6 +15,10 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use kube::api::{ApiResource, DynamicObject};
+use kube::{Resource, ResourceExt as _};
+use serde::Serialize;
+
 use super::validate::ValidCluster;
 
 pub use statefulset::{CONFIG_HASH_ANNOTATION, config_hash};
@@ -37,30 +41,41 @@ pub struct ClusterObjects {
     pub statefulset: StatefulSet,
 }
 
-/// One owned object, typed, for the apply step.
+/// One owned object as the apply step sends it: its API resource and its JSON.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Owned {
-    ServiceAccount(ServiceAccount),
-    ConfigMap(ConfigMap),
-    Service(Service),
-    PodDisruptionBudget(PodDisruptionBudget),
-    StatefulSet(Box<StatefulSet>),
+pub struct Owned {
+    pub resource: ApiResource,
+    pub object: DynamicObject,
+}
+
+impl Owned {
+    fn of<K>(object: &K) -> Owned
+    where
+        K: Resource<DynamicType = ()> + Serialize,
+    {
+        let resource = ApiResource::erase::<K>(&());
+        let json = serde_json::to_value(object).unwrap_or_default();
+        // A typed Kubernetes object always fits DynamicObject's shape.
+        let object = serde_json::from_value(json).unwrap_or_else(|_| {
+            DynamicObject::new(&object.name_any(), &resource)
+                .within(&object.namespace().unwrap_or_default())
+        });
+        Owned { resource, object }
+    }
 }
 
 impl ClusterObjects {
     /// ServiceAccount, ConfigMap, Services, PDB, then the StatefulSet.
     pub fn in_apply_order(&self) -> Vec<Owned> {
         let mut objects = vec![
-            Owned::ServiceAccount(self.service_account.clone()),
-            Owned::ConfigMap(self.config_map.clone()),
-            Owned::Service(self.headless_service.clone()),
-            Owned::Service(self.bootstrap_service.clone()),
+            Owned::of(&self.service_account),
+            Owned::of(&self.config_map),
+            Owned::of(&self.headless_service),
+            Owned::of(&self.bootstrap_service),
         ];
-        objects.extend(self.external_services.iter().cloned().map(Owned::Service));
-        objects.push(Owned::PodDisruptionBudget(
-            self.pod_disruption_budget.clone(),
-        ));
-        objects.push(Owned::StatefulSet(Box::new(self.statefulset.clone())));
+        objects.extend(self.external_services.iter().map(Owned::of));
+        objects.push(Owned::of(&self.pod_disruption_budget));
+        objects.push(Owned::of(&self.statefulset));
         objects
     }
 }
