@@ -47,6 +47,12 @@ pub enum StoreError {
     },
     #[error("metadata file {} has format {found}, this build reads format {FILE_FORMAT}", path.display())]
     UnsupportedFormat { path: PathBuf, found: u32 },
+    /// A store other than the files here (the operator's Kubernetes store) failed.
+    #[error("metadata store backend failed: {source}")]
+    Backend {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("metadata changed concurrently: expected stored version {expected:?}, found {found:?}")]
     Conflict {
         expected: Option<u64>,

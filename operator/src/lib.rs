@@ -7,3 +7,5 @@
 pub mod cluster;
 pub mod crd;
 pub mod crdgen;
+pub mod kube_store;
+pub mod leader;

@@ -295,7 +295,7 @@ pub struct BrokerStatus {
 }
 
 /// The controller's cluster-wide state, as the Kubernetes metadata store persists it.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ControllerState {
     /// The metadata image version (Kafka's metadata offset, in spirit); every commit
@@ -303,25 +303,9 @@ pub struct ControllerState {
     pub version: i64,
     pub next_producer_id: i64,
     pub last_broker_epoch: i64,
-    /// Registered brokers, as the controller's JSON image of each (ids, listeners, rack,
-    /// epochs, fencing).
+    /// Registered brokers, each as the controller's own JSON of it (id, listeners, rack,
+    /// broker epoch, incarnation, fencing), so the store never lags the controller's type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub brokers: Vec<RegisteredBroker>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RegisteredBroker {
-    pub id: i32,
-    pub host: String,
-    pub port: i32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rack: Option<String>,
-    pub epoch: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incarnation: Option<String>,
-    #[serde(default)]
-    pub fenced: bool,
-    #[serde(default)]
-    pub in_controlled_shutdown: bool,
+    #[schemars(schema_with = "schema::opaque_objects")]
+    pub brokers: Vec<serde_json::Value>,
 }

@@ -11,7 +11,7 @@ mod topic;
 pub use cluster::{
     BrokerStatus, Cluster, ClusterSpec, ClusterStatus, ControllerState, ExternalListener,
     ExternalType, Listeners, MAX_BROKERS, PodOverrides, PullPolicy, RACK_TOPOLOGY_KEYS, Rack,
-    RegisteredBroker, RetentionPolicy, Storage, StorageRetention,
+    RetentionPolicy, Storage, StorageRetention,
 };
 pub use conditions::{ConditionType, set_condition};
 pub use topic::{

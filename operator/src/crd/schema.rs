@@ -67,3 +67,11 @@ fn config_map(keys: &[&str], what: &str) -> Schema {
         }],
     })
 }
+
+/// A list of objects whose shape the API server does not check (the controller's own JSON).
+pub(crate) fn opaque_objects(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+    })
+}
