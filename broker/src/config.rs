@@ -635,6 +635,21 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// The settings of a controller hosted for brokers configured like this: by this
+    /// process (role `controller`) or by the Kubernetes operator for a Cluster.
+    pub fn controller_config(&self) -> weir_controller::ControllerConfig {
+        weir_controller::ControllerConfig {
+            defaults: weir_controller::ControllerDefaults {
+                num_partitions: self.num_partitions,
+                replication_factor: self.default_replication_factor,
+            },
+            broker_session_timeout_ms: self.broker_session_timeout_ms,
+            auto_leader_rebalance_enable: self.auto_leader_rebalance_enable,
+            leader_imbalance_check_interval_seconds: self.leader_imbalance_check_interval_seconds,
+            leader_imbalance_per_broker_percentage: self.leader_imbalance_per_broker_percentage,
+        }
+    }
+
     /// Whether `process.roles` includes `role` (`broker` or `controller`).
     pub fn has_role(&self, role: &str) -> bool {
         self.process_roles.iter().any(|r| r == role)

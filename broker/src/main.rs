@@ -13,9 +13,7 @@ use weir_broker::broker::Broker;
 use weir_broker::config::{self, BrokerConfig};
 use weir_controller::grpc::{ClientOptions, ControlPlaneService, RemoteControlPlane};
 use weir_controller::local::LocalControlPlane;
-use weir_controller::{
-    ControlPlane, Controller, ControllerConfig, ControllerDefaults, FileMetadataStore,
-};
+use weir_controller::{ControlPlane, Controller, FileMetadataStore};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -228,7 +226,7 @@ impl ControllerRole {
         let store = FileMetadataStore::new(config.data_dir.join("__cluster_metadata.json"));
         let controller = Controller::open_with_config(
             store,
-            controller_config(config),
+            config.controller_config(),
             tokio::time::Instant::now().into_std(),
         )
         .await?;
@@ -297,20 +295,6 @@ fn log_tick(report: &weir_controller::TickReport) {
     }
     if !report.leaders_rebalanced.is_empty() {
         info!(partitions = ?report.leaders_rebalanced, "moved leadership back to preferred replicas");
-    }
-}
-
-/// The controller's settings from the process's config.
-fn controller_config(config: &BrokerConfig) -> ControllerConfig {
-    ControllerConfig {
-        defaults: ControllerDefaults {
-            num_partitions: config.num_partitions,
-            replication_factor: config.default_replication_factor,
-        },
-        broker_session_timeout_ms: config.broker_session_timeout_ms,
-        auto_leader_rebalance_enable: config.auto_leader_rebalance_enable,
-        leader_imbalance_check_interval_seconds: config.leader_imbalance_check_interval_seconds,
-        leader_imbalance_per_broker_percentage: config.leader_imbalance_per_broker_percentage,
     }
 }
 
