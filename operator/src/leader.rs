@@ -208,6 +208,33 @@ impl Elector {
         }
     }
 
+    /// Gives the Lease up (empty holder) if we hold it, so a standby takes over without
+    /// waiting for it to expire.
+    pub async fn release(&mut self) -> Result<(), ElectionError> {
+        let err = |source| ElectionError::Api {
+            name: self.config.name.clone(),
+            source,
+        };
+        let Some(mut lease) = self.api.get_opt(&self.config.name).await.map_err(err)? else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
+        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        match self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+            Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
+            Err(source) => Err(ElectionError::Api {
+                name: self.config.name.clone(),
+                source,
+            }),
+        }
+    }
+
     /// Campaigns until elected, then renews; publishes `true` on `leading` once elected
     /// and `false` (then returns) when leadership is lost: no successful renewal within
     /// `renew_deadline`, or another holder seen.

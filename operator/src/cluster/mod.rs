@@ -4,6 +4,8 @@
 pub mod build;
 pub mod names;
 pub mod properties;
+pub mod reconcile;
+pub mod status;
 pub mod validate;
 
 pub use build::{ClusterObjects, Owned, build};
