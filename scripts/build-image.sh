@@ -18,8 +18,9 @@
 #                       `docker build -f COMPONENT/Dockerfile DIR`)
 #
 # The image stays in buildah's storage; export it with e.g.
-#   buildah push weir-broker:0.1.0 docker-archive:weir-broker.tar   (docker load, kind load)
-#   buildah push weir-broker:0.1.0 oci-archive:weir-broker.oci.tar  (ctr import, skopeo)
+#   buildah push weir-broker:0.1.0 docker-archive:weir-broker.tar:weir-broker:0.1.0
+#       (then `docker load -i`, `kind load image-archive`, `k3s ctr images import`)
+#   buildah push weir-broker:0.1.0 docker://registry.example.com/weir-broker:0.1.0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
