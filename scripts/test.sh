@@ -22,5 +22,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== python client packages (for broker/tests/python_clients.rs)"
 python3 -m pip install --quiet --disable-pip-version-check -r broker/tests/python/requirements.txt
 
+echo "== tools for the image and chart tests (buildah, helm, kubernetes-validate)"
+scripts/install-tools.sh
+
 echo "== tests"
 cargo nextest run --workspace --locked --profile ci
