@@ -66,6 +66,8 @@ fn main() -> anyhow::Result<()> {
                     tracing_subscriber::EnvFilter::try_from_default_env()
                         .unwrap_or_else(|_| "info".into()),
                 )
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr)
                 .init();
             let watch_namespace = args.watch_namespace.filter(|ns| !ns.is_empty());
             let config = RunConfig {
