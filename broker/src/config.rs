@@ -7,6 +7,7 @@
 //! the dedicated flags. Unknown keys are refused so a typo is never silently ignored.
 //! [`BrokerConfig::validate`] checks cross-field rules; every error names the key.
 
+mod controller_cluster;
 mod transactions;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -94,6 +95,9 @@ pub struct BrokerConfig {
     /// `controller.quorum.bootstrap.servers`: the controller's gRPC address(es), `host:port`,
     /// for a process with the broker role only.
     pub controller_servers: Vec<String>,
+    /// `controller.cluster.name` (Weir's key, unset): the name a multi-cluster controller
+    /// knows this broker's cluster by, sent with every controller RPC; set by the operator.
+    pub controller_cluster_name: Option<String>,
     /// `broker.heartbeat.interval.ms` (2000): how often a broker heartbeats to the controller.
     pub broker_heartbeat_interval_ms: u64,
     /// `broker.session.timeout.ms` (9000): a broker that has not heartbeated for this long is
@@ -202,6 +206,7 @@ const BROKER_KEYS: &[&str] = &[
     "process.roles",
     "controller.listener",
     "controller.quorum.bootstrap.servers",
+    controller_cluster::KEY,
     "broker.heartbeat.interval.ms",
     "broker.session.timeout.ms",
     "controlled.shutdown.enable",
@@ -256,6 +261,7 @@ impl Default for BrokerConfig {
             process_roles: vec!["broker".into(), "controller".into()],
             controller_listener: "127.0.0.1:9093".parse().expect("literal"),
             controller_servers: Vec::new(),
+            controller_cluster_name: None,
             broker_heartbeat_interval_ms: 2000,
             broker_session_timeout_ms: 9000,
             controlled_shutdown_enable: true,
@@ -412,6 +418,10 @@ impl BrokerConfig {
                     return Err(invalid("expected a comma-separated list of host:port"));
                 }
                 self.controller_servers = servers;
+            }
+            controller_cluster::KEY => {
+                self.controller_cluster_name =
+                    Some(controller_cluster::parse(value).map_err(invalid)?)
             }
             "broker.heartbeat.interval.ms" => {
                 self.broker_heartbeat_interval_ms = int(1, i32::MAX as i64)? as u64
@@ -658,7 +668,8 @@ impl BrokerConfig {
     /// The value DescribeConfigs shows for the broker key `key`: as given when it was set
     /// explicitly; otherwise the value in force, except for the `log.*` topic-default keys
     /// (several are one setting in different units), which show Kafka's default in their own
-    /// unit. `None` for an unknown key or one without a value (`broker.rack` unset).
+    /// unit. `None` for an unknown key or one without a value (`broker.rack` or
+    /// `controller.cluster.name` unset).
     pub fn value_of(&self, key: &str) -> Option<String> {
         if let Some(value) = self.explicit.get(key) {
             return Some(value.clone());
@@ -701,6 +712,7 @@ impl BrokerConfig {
             "log.retention.check.interval.ms" => self.retention_check_interval_ms.to_string(),
             "log.flush.offset.checkpoint.interval.ms" => self.checkpoint_interval_ms.to_string(),
             "broker.rack" => return self.rack.clone(),
+            controller_cluster::KEY => return self.controller_cluster_name.clone(),
             "producer.id.expiration.ms" => self.producer_id_expiration_ms.to_string(),
             "group.min.session.timeout.ms" => self.group.min_session_timeout_ms.to_string(),
             "group.max.session.timeout.ms" => self.group.max_session_timeout_ms.to_string(),
@@ -825,7 +837,10 @@ mod tests {
         let defaults = BrokerConfig::default();
         for key in BrokerConfig::known_keys() {
             let Some(value) = defaults.value_of(key) else {
-                assert_eq!(key, "broker.rack");
+                assert!(
+                    matches!(key, "broker.rack" | "controller.cluster.name"),
+                    "{key}"
+                );
                 continue;
             };
             let mut c = BrokerConfig::default();

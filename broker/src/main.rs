@@ -159,7 +159,10 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         None => Arc::new(
             RemoteControlPlane::connect(
                 config.controller_servers.clone(),
-                ClientOptions::default(),
+                ClientOptions {
+                    cluster: config.controller_cluster_name.clone(),
+                    ..ClientOptions::default()
+                },
             )
             .await
             .context("controller.quorum.bootstrap.servers")?,

@@ -25,6 +25,7 @@
 //! - [`plane`]: the [`ControlPlane`] trait brokers call the controller through;
 //! - [`local`]: [`LocalControlPlane`], the `ControlPlane` of the controller in this process;
 //! - [`grpc`]: the gRPC control plane: the server over any [`ControlPlane`], the
+//!   router that serves many clusters' controllers on one endpoint, the
 //!   [`RemoteControlPlane`] client, and the metadata watch's versioned deltas.
 
 pub mod config;

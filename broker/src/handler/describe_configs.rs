@@ -267,6 +267,10 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
             List,
             "The controller's gRPC address(es), host:port, for a broker without the controller role.",
         ),
+        "controller.cluster.name" => (
+            Str,
+            "The cluster name a multi-cluster controller (the Kubernetes operator) knows this broker's cluster by, sent with every controller RPC; set by the operator. Unset for a controller of one cluster.",
+        ),
         "broker.heartbeat.interval.ms" => {
             (Long, "How often the broker heartbeats to the controller.")
         }
@@ -587,6 +591,26 @@ mod tests {
         );
         let rack = entry(&entries, "broker.rack");
         assert_eq!(rack.value, None);
+    }
+
+    #[test]
+    fn the_controller_cluster_name_is_shown_when_set_with_its_documentation() {
+        let unset = broker_entries(&BrokerConfig::default());
+        let entry_unset = entry(&unset, "controller.cluster.name");
+        assert_eq!(
+            (entry_unset.value.as_deref(), entry_unset.kind),
+            (None, ConfigKind::String)
+        );
+        assert!(entry_unset.doc.contains("operator"), "{}", entry_unset.doc);
+        let set = broker_entries(&broker_config(&[(
+            "controller.cluster.name",
+            "weir-system/orders",
+        )]));
+        let entry_set = entry(&set, "controller.cluster.name");
+        assert_eq!(
+            (entry_set.source, entry_set.value.as_deref()),
+            (source::STATIC_BROKER_CONFIG, Some("weir-system/orders"))
+        );
     }
 
     #[test]

@@ -9,6 +9,14 @@
 //! With several endpoints the client talks to one at a time and moves to the next
 //! when the current one is unreachable, times out, or answers NOT_CONTROLLER (a
 //! standby): the failed call still fails, the next goes elsewhere.
+//!
+//! With [`ClientOptions::cluster`] set, every RPC (the metadata watch and its
+//! reconnects included) names that cluster in its [`CLUSTER_METADATA_KEY`] metadata, so
+//! an endpoint serving several clusters ([`serve_routed`]) can route it; an endpoint
+//! that does not host it answers NOT_CONTROLLER, like a standby.
+//!
+//! [`CLUSTER_METADATA_KEY`]: super::CLUSTER_METADATA_KEY
+//! [`serve_routed`]: super::serve_routed
 
 use std::fmt;
 use std::future::Future;
@@ -18,6 +26,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
@@ -28,6 +39,7 @@ use super::reply::{self, ReassignmentResults};
 use super::request::{self, CreatePartitionsArgs};
 use super::status::{self, kafka};
 use super::watch::MetadataWatch;
+use super::{CLUSTER_METADATA_KEY, is_valid_cluster_name};
 use crate::controller::{ControllerError, CreateTopic};
 use crate::ids::BrokerId;
 use crate::metadata::{ClusterMetadata, PartitionState, TopicMetadata};
@@ -57,6 +69,11 @@ pub struct ClientOptions {
     pub keepalive_interval: Duration,
     /// How long a ping may go unanswered before the connection is dropped.
     pub keepalive_timeout: Duration,
+    /// The cluster every RPC names in its `weir-cluster` metadata, for an endpoint that
+    /// serves several clusters (the Kubernetes operator's); `None` sends no such
+    /// metadata, which a single-cluster controller does not need. Must pass
+    /// [`is_valid_cluster_name`].
+    pub cluster: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +86,7 @@ impl Default for ClientOptions {
             reconnect_backoff_max: Duration::from_secs(1),
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(20),
+            cluster: None,
         }
     }
 }
@@ -84,6 +102,44 @@ pub enum EndpointError {
         #[source]
         source: tonic::transport::Error,
     },
+    #[error(
+        "cluster name '{cluster}' cannot be sent as gRPC metadata: expected visible ASCII characters without spaces"
+    )]
+    InvalidClusterName { cluster: String },
+}
+
+/// The client of one endpoint: the generated stub over its channel, naming the cluster.
+pub(crate) type Client = ControlPlaneClient<InterceptedService<Channel, ClusterTag>>;
+
+/// Adds [`CLUSTER_METADATA_KEY`] to every request, when the client names a cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterTag(Option<AsciiMetadataValue>);
+
+impl ClusterTag {
+    fn new(cluster: Option<&str>) -> Result<ClusterTag, EndpointError> {
+        let Some(cluster) = cluster else {
+            return Ok(ClusterTag(None));
+        };
+        let invalid = || EndpointError::InvalidClusterName {
+            cluster: cluster.to_owned(),
+        };
+        if !is_valid_cluster_name(cluster) {
+            return Err(invalid());
+        }
+        let value = AsciiMetadataValue::try_from(cluster).map_err(|_| invalid())?;
+        Ok(ClusterTag(Some(value)))
+    }
+}
+
+impl Interceptor for ClusterTag {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(cluster) = &self.0 {
+            request
+                .metadata_mut()
+                .insert(CLUSTER_METADATA_KEY, cluster.clone());
+        }
+        Ok(request)
+    }
 }
 
 /// One controller endpoint and its (lazily connected) channel.
@@ -91,7 +147,15 @@ pub enum EndpointError {
 pub(crate) struct Controller {
     /// As given, with `http://` added when it had no scheme; named in errors.
     pub(crate) address: String,
-    pub(crate) channel: Channel,
+    channel: Channel,
+    tag: ClusterTag,
+}
+
+impl Controller {
+    /// A client for this endpoint; every RPC through it names the cluster, if any.
+    pub(crate) fn client(&self) -> Client {
+        ControlPlaneClient::with_interceptor(self.channel.clone(), self.tag.clone())
+    }
 }
 
 /// The controller endpoints and which one is in use.
@@ -106,9 +170,10 @@ impl Controllers {
         if endpoints.is_empty() {
             return Err(EndpointError::NoEndpoints);
         }
+        let tag = ClusterTag::new(options.cluster.as_deref())?;
         let list = endpoints
             .iter()
-            .map(|endpoint| controller(endpoint, options))
+            .map(|endpoint| controller(endpoint, options, &tag))
             .collect::<Result<_, _>>()?;
         Ok(Controllers {
             list,
@@ -136,7 +201,11 @@ impl Controllers {
     }
 }
 
-fn controller(endpoint: &str, options: &ClientOptions) -> Result<Controller, EndpointError> {
+fn controller(
+    endpoint: &str,
+    options: &ClientOptions,
+    tag: &ClusterTag,
+) -> Result<Controller, EndpointError> {
     let address = if endpoint.contains("://") {
         endpoint.to_owned()
     } else {
@@ -152,7 +221,11 @@ fn controller(endpoint: &str, options: &ClientOptions) -> Result<Controller, End
         .keep_alive_timeout(options.keepalive_timeout)
         .keep_alive_while_idle(true)
         .connect_lazy();
-    Ok(Controller { address, channel })
+    Ok(Controller {
+        address,
+        channel,
+        tag: tag.clone(),
+    })
 }
 
 /// A controller across gRPC; see the module docs.
@@ -174,8 +247,8 @@ impl fmt::Debug for RemoteControlPlane {
 impl RemoteControlPlane {
     /// A client for the controller at `endpoints` (`host:port`, or a URI such as
     /// `http://host:port`), tried in order. Connects lazily: this fails only for
-    /// malformed endpoints, never because a controller is down. Call it within a Tokio
-    /// runtime.
+    /// malformed endpoints or cluster name, never because a controller is down. Call it
+    /// within a Tokio runtime.
     pub async fn connect(
         endpoints: Vec<String>,
         options: ClientOptions,
@@ -194,7 +267,7 @@ impl RemoteControlPlane {
         &self,
         rpc: &'static str,
         message: Req,
-        send: impl FnOnce(ControlPlaneClient<Channel>, Request<Req>) -> Fut,
+        send: impl FnOnce(Client, Request<Req>) -> Fut,
         decode: impl FnOnce(Rep) -> Result<T, InvalidMessage>,
     ) -> Result<T, ControllerError>
     where
@@ -206,7 +279,7 @@ impl RemoteControlPlane {
         // would enforce that one itself, with a status that does not say what timed out.
         // Dropping the call on timeout resets the stream, which cancels it on the server.
         let request = Request::new(message);
-        let client = ControlPlaneClient::new(controller.channel.clone());
+        let client = controller.client();
         let err = match tokio::time::timeout(timeout, send(client, request)).await {
             Ok(Ok(response)) => {
                 return decode(response.into_inner())

@@ -5,6 +5,9 @@
 //!   error model;
 //! - [`ControlPlaneService`] and [`serve`]: the server, answering RPCs from any
 //!   `ControlPlane` (normally the controller in this process);
+//! - [`ClusterRouter`] and [`serve_routed`]: one endpoint serving the controllers of
+//!   many clusters (the Kubernetes operator's), routing each RPC by the cluster named
+//!   in its [`CLUSTER_METADATA_KEY`] metadata;
 //! - [`RemoteControlPlane`]: the client, a `ControlPlane` whose every call is an RPC and
 //!   whose metadata watch follows the server's stream across reconnects;
 //! - [`diff`] and [`apply`]: the versioned metadata deltas the watch sends.
@@ -12,7 +15,8 @@
 //! One file per concern: `request.rs` and `reply.rs` convert RPC messages, `image.rs`
 //! the metadata image, `delta.rs` computes and applies deltas, `status.rs` maps errors
 //! both ways (the only place that does), `invalid.rs` says why a message is malformed,
-//! `server.rs`, `client.rs` and `watch.rs` hold the two sides.
+//! `server.rs`, `client.rs` and `watch.rs` hold the two sides, `router.rs` the
+//! multi-cluster server.
 //!
 //! This layer depends only on the `ControlPlane` trait and the plain types it passes,
 //! never on how a controller implements them.
@@ -23,6 +27,7 @@ mod image;
 mod invalid;
 mod reply;
 mod request;
+mod router;
 mod server;
 mod status;
 mod watch;
@@ -37,6 +42,7 @@ use tonic::transport::server::TcpIncoming;
 pub use client::{ClientOptions, EndpointError, RemoteControlPlane};
 pub use delta::{DeletedTopic, DeltaError, MetadataDelta, apply, diff};
 pub use invalid::InvalidMessage;
+pub use router::{ClusterRouter, serve_routed};
 pub use server::ControlPlaneService;
 pub use status::KAFKA_ERROR_CODE_KEY;
 
@@ -47,6 +53,17 @@ pub mod pb {
 }
 
 use pb::control_plane_server::ControlPlaneServer;
+
+/// The request metadata (an HTTP/2 header) naming the cluster an RPC is for, set by a
+/// client whose [`ClientOptions::cluster`] is set. A [`serve`] server, which hosts one
+/// cluster, ignores it; a [`serve_routed`] server routes by it.
+pub const CLUSTER_METADATA_KEY: &str = "weir-cluster";
+
+/// Whether `name` can be sent as [`CLUSTER_METADATA_KEY`]: one or more visible ASCII
+/// characters (`!` to `~`), so no whitespace, which HTTP/2 peers may strip or refuse.
+pub fn is_valid_cluster_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic())
+}
 
 /// How often the server pings idle connections, so that the watch streams of brokers
 /// that vanished without closing their connection end.
@@ -66,10 +83,15 @@ pub async fn serve(
         shutdown.await;
         stop.send_replace(true);
     };
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(SERVER_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(SERVER_KEEPALIVE_TIMEOUT))
+    server_builder()
         .add_service(ControlPlaneServer::new(service.stopping_on(stopping)))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
+}
+
+/// The transport settings every control-plane server uses.
+fn server_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(SERVER_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(SERVER_KEEPALIVE_TIMEOUT))
 }

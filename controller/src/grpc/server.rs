@@ -5,13 +5,18 @@
 //! The metadata watch is one task per stream that follows the plane's
 //! `watch::Receiver` and sends a snapshot, then deltas from the image it sent last to
 //! the latest one (so a slow watcher skips versions instead of queueing them). The task
-//! ends when the watcher goes away, when the plane stops publishing, or when [`serve`]'s
-//! shutdown fires; the last two end the stream with UNAVAILABLE, so watchers reconnect.
+//! ends when the watcher goes away, when the plane stops publishing, or when a stop
+//! signal fires ([`serve`]'s shutdown; for [`serve_routed`], its shutdown or the
+//! cluster's unregistering); the last two end the stream with UNAVAILABLE, so watchers
+//! reconnect.
 //!
 //! [`serve`]: super::serve
+//! [`serve_routed`]: super::serve_routed
 
 use std::fmt;
+use std::future::Future as _;
 use std::sync::Arc;
+use std::task::Poll;
 
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -34,9 +39,9 @@ type Update = Result<pb::MetadataUpdate, Status>;
 #[derive(Clone)]
 pub struct ControlPlaneService {
     plane: Arc<dyn ControlPlane>,
-    /// Set by [`super::serve`]: becomes `true` when the server shuts down, which ends
-    /// the watch streams (graceful shutdown would otherwise wait on them forever).
-    stop: Option<watch::Receiver<bool>>,
+    /// Set by [`super::serve`] and the router: the watch streams end once any of these
+    /// turns `true` (graceful shutdown would otherwise wait on them forever).
+    stops: Vec<watch::Receiver<bool>>,
 }
 
 impl fmt::Debug for ControlPlaneService {
@@ -48,15 +53,26 @@ impl fmt::Debug for ControlPlaneService {
 
 impl ControlPlaneService {
     pub fn new(plane: Arc<dyn ControlPlane>) -> ControlPlaneService {
-        ControlPlaneService { plane, stop: None }
+        ControlPlaneService {
+            plane,
+            stops: Vec::new(),
+        }
     }
 
-    /// The same service, ending its watch streams once `stop` turns `true`.
-    pub(crate) fn stopping_on(self, stop: watch::Receiver<bool>) -> ControlPlaneService {
-        ControlPlaneService {
-            stop: Some(stop),
-            ..self
-        }
+    /// The same service, also ending its watch streams once `stop` turns `true`.
+    pub(crate) fn stopping_on(mut self, stop: watch::Receiver<bool>) -> ControlPlaneService {
+        self.stops.push(stop);
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn plane(&self) -> &Arc<dyn ControlPlane> {
+        &self.plane
+    }
+
+    #[cfg(test)]
+    pub(crate) fn stops(&self) -> &[watch::Receiver<bool>] {
+        &self.stops
     }
 }
 
@@ -118,7 +134,7 @@ impl ControlPlaneRpc for ControlPlaneService {
     ) -> Result<Response<Self::WatchMetadataStream>, Status> {
         let images = self.plane.watch_metadata().await.map_err(|e| refused(&e))?;
         let (updates, stream) = mpsc::channel(WATCH_BUFFER);
-        tokio::spawn(forward_metadata(images, updates, self.stop.clone()));
+        tokio::spawn(forward_metadata(images, updates, self.stops.clone()));
         Ok(Response::new(ReceiverStream::new(stream)))
     }
 
@@ -264,7 +280,7 @@ enum WatchEnd {
 async fn forward_metadata(
     mut images: watch::Receiver<Arc<ClusterMetadata>>,
     updates: mpsc::Sender<Update>,
-    mut stop: Option<watch::Receiver<bool>>,
+    mut stops: Vec<watch::Receiver<bool>>,
 ) {
     let mut sent = images.borrow_and_update().clone();
     let end = match updates.send(Ok(snapshot(&sent))).await {
@@ -275,7 +291,7 @@ async fn forward_metadata(
                     break WatchEnd::Unavailable("the controller stopped publishing metadata");
                 },
                 () = updates.closed() => break WatchEnd::WatcherGone,
-                () = stopped(&mut stop) => break WatchEnd::Unavailable("the controller is shutting down"),
+                () = stopped(&mut stops) => break WatchEnd::Unavailable("the controller is shutting down"),
             }
             let next = images.borrow_and_update().clone();
             if let Some(update) = next_update(&sent, &next)
@@ -292,15 +308,28 @@ async fn forward_metadata(
     }
 }
 
-/// Completes once `stop` turns `true` (or its sender is gone); never without one.
-async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
-    match stop {
-        Some(stop) => {
-            // An error means the sender is gone, which is a stop too.
-            let _ = stop.wait_for(|stopped| *stopped).await;
+/// Completes once any of `stops` turns `true` (or its sender is gone); never without one.
+async fn stopped(stops: &mut [watch::Receiver<bool>]) {
+    let mut waits: Vec<_> = stops
+        .iter_mut()
+        .map(|stop| {
+            Box::pin(async move {
+                // An error means the sender is gone, which is a stop too.
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+        })
+        .collect();
+    std::future::poll_fn(|cx| {
+        if waits
+            .iter_mut()
+            .any(|wait| wait.as_mut().poll(cx).is_ready())
+        {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
-        None => std::future::pending().await,
-    }
+    })
+    .await;
 }
 
 fn snapshot(image: &ClusterMetadata) -> pb::MetadataUpdate {
@@ -345,5 +374,28 @@ mod tests {
         assert_eq!(kind(next_update(&sent, &image("a", 7))), Some("delta"));
         assert_eq!(kind(next_update(&sent, &image("a", 4))), Some("snapshot"));
         assert_eq!(kind(next_update(&sent, &image("b", 9))), Some("snapshot"));
+    }
+
+    /// Whether `stopped` completes at once.
+    async fn has_stopped(stops: &mut [watch::Receiver<bool>]) -> bool {
+        // `timeout` polls the future before looking at the clock.
+        tokio::time::timeout(std::time::Duration::ZERO, stopped(stops))
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn watch_streams_stop_on_any_of_their_signals() {
+        assert!(!has_stopped(&mut []).await);
+        let (server, server_rx) = watch::channel(false);
+        let (cluster, cluster_rx) = watch::channel(false);
+        let mut stops = vec![server_rx, cluster_rx];
+        assert!(!has_stopped(&mut stops).await);
+        cluster.send_replace(true);
+        assert!(has_stopped(&mut stops).await);
+        let mut stops = vec![stops.remove(0)];
+        assert!(!has_stopped(&mut stops).await);
+        drop(server);
+        assert!(has_stopped(&mut stops).await);
     }
 }

@@ -53,6 +53,12 @@ pub(crate) fn from_invalid_request(err: &InvalidMessage) -> Status {
     kafka_status(kafka::INVALID_REQUEST, err.to_string())
 }
 
+/// A request for a cluster this server does not host, refused as a standby
+/// controller would refuse it, so the client tries elsewhere or again.
+pub(crate) fn not_controller(message: String) -> Status {
+    kafka_status(kafka::NOT_CONTROLLER, message)
+}
+
 fn kafka_status(code: i16, message: String) -> Status {
     let mut metadata = MetadataMap::new();
     metadata.insert(KAFKA_ERROR_CODE_KEY, MetadataValue::from(code));

@@ -26,7 +26,6 @@ use tokio::sync::watch;
 use super::client::{ClientOptions, Controller, Controllers};
 use super::delta::{DeltaError, MetadataDelta, apply};
 use super::invalid::InvalidMessage;
-use super::pb::control_plane_client::ControlPlaneClient;
 use super::pb::{self, metadata_update};
 use super::status;
 use crate::controller::ControllerError;
@@ -216,7 +215,7 @@ async fn follow(
     backoff: &mut Backoff,
 ) -> StreamEnd {
     let address = &controller.address;
-    let mut client = ControlPlaneClient::new(controller.channel.clone());
+    let mut client = controller.client();
     let opened = tokio::time::timeout(
         request_timeout,
         client.watch_metadata(pb::WatchMetadataRequest {}),

@@ -16,6 +16,7 @@ pub const OPERATOR_MANAGED_BROKER_KEYS: &[&str] = &[
     "http.listener",
     "controller.listener",
     "controller.quorum.bootstrap.servers",
+    "controller.cluster.name",
     "broker.rack",
     // Kafka's older names for `node.id` and `log.dirs`.
     "broker.id",
