@@ -24,7 +24,6 @@ pub const MANAGER: &str = "weir-operator";
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
-#[derive(Debug)]
 pub struct Context {
     pub client: Client,
     pub defaults: ClusterDefaults,
@@ -34,9 +33,23 @@ pub struct Context {
     failures: Mutex<BTreeMap<String, u32>>,
 }
 
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("defaults", &self.defaults)
+            .field("hosting", &self.hosting)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Context {
     /// `router` is the gRPC endpoint the hosted controllers are served on.
-    pub fn new(client: Client, defaults: ClusterDefaults, router: ClusterRouter, identity: &str) -> Context {
+    pub fn new(
+        client: Client,
+        defaults: ClusterDefaults,
+        router: ClusterRouter,
+        identity: &str,
+    ) -> Context {
         let reporter = Reporter {
             controller: MANAGER.to_owned(),
             instance: Some(identity.to_owned()),
@@ -53,9 +66,20 @@ impl Context {
     }
 
     /// Publishes a Kubernetes Event about `object`; failing to is logged, never fatal.
-    pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, action: &str, note: String) {
+    pub async fn event(
+        &self,
+        object: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: reason.to_owned(),
             note: Some(note),
             action: action.to_owned(),

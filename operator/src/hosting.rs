@@ -16,7 +16,9 @@ use prometheus::IntGauge;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use weir_controller::grpc::ClusterRouter;
-use weir_controller::{ControlPlane, Controller, ControllerConfig, ControllerError, LocalControlPlane};
+use weir_controller::{
+    ControlPlane, Controller, ControllerConfig, ControllerError, LocalControlPlane,
+};
 
 use crate::kube_store::KubeStore;
 
@@ -138,7 +140,8 @@ impl Hosting {
                 ticker,
             },
         );
-        self.gauge.set(i64::try_from(hosted.len()).unwrap_or(i64::MAX));
+        self.gauge
+            .set(i64::try_from(hosted.len()).unwrap_or(i64::MAX));
         Ok(plane)
     }
 
@@ -150,6 +153,7 @@ impl Hosting {
         if hosted.remove(&key).is_some() {
             info!(cluster = %key, "stopped hosting the cluster's controller");
         }
-        self.gauge.set(i64::try_from(hosted.len()).unwrap_or(i64::MAX));
+        self.gauge
+            .set(i64::try_from(hosted.len()).unwrap_or(i64::MAX));
     }
 }

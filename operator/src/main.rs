@@ -83,9 +83,9 @@ fn main() -> anyhow::Result<()> {
             tracing::info!(?config, "effective configuration");
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             runtime.block_on(async move {
-                let client = kube::Client::try_default()
-                    .await
-                    .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+                let client = kube::Client::try_default().await.context(
+                    "connecting to the Kubernetes API (in-cluster config or KUBECONFIG)",
+                )?;
                 weir_operator::run::run(client, config, shutdown_signal()).await
             })?;
         }

@@ -53,13 +53,22 @@ pub struct RunConfig {
 }
 
 /// Runs the operator until `shutdown` completes (`Ok`) or leadership is lost (`Err`).
-pub async fn run(client: Client, config: RunConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    config: RunConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let router = ClusterRouter::default();
     let defaults = ClusterDefaults {
         broker_image: config.broker_image.clone(),
         controller_address: config.controller_address.clone(),
     };
-    let ctx = Arc::new(Context::new(client.clone(), defaults, router.clone(), &config.identity));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        defaults,
+        router.clone(),
+        &config.identity,
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -76,10 +85,20 @@ pub async fn run(client: Client, config: RunConfig, shutdown: impl Future<Output
     let http = tokio::net::TcpListener::bind(config.http_listener)
         .await
         .with_context(|| format!("binding the HTTP listener {}", config.http_listener))?;
-    let http = tokio::spawn(crate::http::serve(http, ctx.metrics.clone(), ready.clone(), stopped()));
+    let http = tokio::spawn(crate::http::serve(
+        http,
+        ctx.metrics.clone(),
+        ready.clone(),
+        stopped(),
+    ));
     let grpc = tokio::net::TcpListener::bind(config.controller_listener)
         .await
-        .with_context(|| format!("binding the controller listener {}", config.controller_listener))?;
+        .with_context(|| {
+            format!(
+                "binding the controller listener {}",
+                config.controller_listener
+            )
+        })?;
     info!(addr = %grpc.local_addr()?, "serving the controllers' gRPC endpoint");
     let grpc = tokio::spawn(serve_routed(grpc, router.clone(), stopped()));
     ready.store(true, Ordering::Release);
@@ -87,12 +106,14 @@ pub async fn run(client: Client, config: RunConfig, shutdown: impl Future<Output
     let (leading_tx, mut leading) = watch::channel(false);
     let election = ElectionConfig::new(&config.namespace, &config.lease_name, &config.identity);
     let elector = tokio::spawn(Elector::new(client.clone(), election.clone()).run(leading_tx));
-    let outcome = tokio::select! {
-        () = stopped() => Ok(()),
-        elected = leading.wait_for(|l| *l) => match elected {
-            Ok(_) => lead(&client, &config, &ctx, &mut leading, stopped()).await,
-            Err(_) => Err(anyhow::anyhow!("leader election stopped")),
-        },
+    let elected = tokio::select! {
+        () = stopped() => None,
+        elected = leading.wait_for(|l| *l) => Some(elected.is_ok()),
+    };
+    let outcome = match elected {
+        None => Ok(()),
+        Some(true) => lead(&client, &config, &ctx, &mut leading, stopped()).await,
+        Some(false) => Err(anyhow::anyhow!("leader election stopped")),
     };
     elector.abort();
     if outcome.is_ok() {
@@ -125,16 +146,24 @@ async fn lead(
     let (clusters, topics, statefulsets, config_maps, services) = apis(client, config);
     // A deleted Cluster is never reconciled again (it has no finalizer: ownerReferences
     // clean up after it), so its controller stops when the watch sees it go.
-    let departures = watcher::watcher(clusters.clone(), watcher::Config::default()).for_each(|event| async {
-        if let Ok(watcher::Event::Delete(cluster)) = event {
-            ctx.hosting.stop(&cluster.namespace().unwrap_or_default(), &cluster.name_any());
-        }
-    });
+    let departures =
+        watcher::watcher(clusters.clone(), watcher::Config::default()).for_each(|event| async {
+            if let Ok(watcher::Event::Delete(cluster)) = event {
+                ctx.hosting.stop(
+                    &cluster.namespace().unwrap_or_default(),
+                    &cluster.name_any(),
+                );
+            }
+        });
     let cluster_controller = Controller::new(clusters, watcher::Config::default())
         .owns(statefulsets, watcher::Config::default())
         .owns(config_maps, watcher::Config::default())
         .owns(services, watcher::Config::default())
-        .run(cluster_reconcile::reconcile, cluster_error_policy, ctx.clone())
+        .run(
+            cluster_reconcile::reconcile,
+            cluster_error_policy,
+            ctx.clone(),
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 warn!(error = %e, "Cluster reconcile failed");
@@ -156,7 +185,13 @@ async fn lead(
     }
 }
 
-type Apis = (Api<Cluster>, Api<Topic>, Api<StatefulSet>, Api<ConfigMap>, Api<Service>);
+type Apis = (
+    Api<Cluster>,
+    Api<Topic>,
+    Api<StatefulSet>,
+    Api<ConfigMap>,
+    Api<Service>,
+);
 
 fn apis(client: &Client, config: &RunConfig) -> Apis {
     match &config.watch_namespace {
@@ -177,13 +212,21 @@ fn apis(client: &Client, config: &RunConfig) -> Apis {
     }
 }
 
-fn cluster_error_policy(cluster: Arc<Cluster>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+fn cluster_error_policy(
+    cluster: Arc<Cluster>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
     ctx.metrics
         .reconcile_errors
         .with_label_values(&["Cluster", error.reason()])
         .inc();
     warn!(cluster = %cluster.name_any(), error = %error, "Cluster reconcile failed; retrying with backoff");
-    ctx.backoff(&format!("Cluster/{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any()))
+    ctx.backoff(&format!(
+        "Cluster/{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    ))
 }
 
 fn topic_error_policy(topic: Arc<Topic>, error: &TopicError, ctx: Arc<Context>) -> Action {
@@ -192,7 +235,11 @@ fn topic_error_policy(topic: Arc<Topic>, error: &TopicError, ctx: Arc<Context>) 
         .with_label_values(&["Topic", error.reason()])
         .inc();
     warn!(topic = %topic.name_any(), error = %error, "Topic reconcile failed; retrying with backoff");
-    ctx.backoff(&format!("Topic/{}/{}", topic.namespace().unwrap_or_default(), topic.name_any()))
+    ctx.backoff(&format!(
+        "Topic/{}/{}",
+        topic.namespace().unwrap_or_default(),
+        topic.name_any()
+    ))
 }
 
 /// Puts [`LEADER_LABEL`] on this pod and takes it off any other (a leader that crashed
@@ -202,11 +249,25 @@ async fn label_leader(client: &Client, config: &RunConfig) -> Result<(), kube::E
     let others = pods
         .list(&ListParams::default().labels(&format!("{LEADER_LABEL}=true")))
         .await?;
-    for pod in others.items.iter().filter(|p| p.name_any() != config.identity) {
+    for pod in others
+        .items
+        .iter()
+        .filter(|p| p.name_any() != config.identity)
+    {
         let unlabel = json!({"metadata": {"labels": {LEADER_LABEL: null}}});
-        pods.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&unlabel)).await?;
+        pods.patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&unlabel),
+        )
+        .await?;
     }
     let label = json!({"metadata": {"labels": {LEADER_LABEL: "true"}}});
-    pods.patch(&config.identity, &PatchParams::default(), &Patch::Merge(&label)).await?;
+    pods.patch(
+        &config.identity,
+        &PatchParams::default(),
+        &Patch::Merge(&label),
+    )
+    .await?;
     Ok(())
 }

@@ -5,8 +5,8 @@
 
 mod common;
 
-use kube::api::{Api, PostParams};
 use kube::ResourceExt as _;
+use kube::api::{Api, PostParams};
 use serde_json::json;
 use weir_controller::metadata::{BrokerInfo, ClusterMetadata, PartitionState, TopicMetadata};
 use weir_controller::{BrokerId, MetadataStore, StoreError, TopicId, TopicName};
@@ -23,7 +23,10 @@ async fn create_cluster(client: &kube::Client) -> Cluster {
         "spec": {"brokers": 3, "storage": {"size": "1Gi"}},
     }))
     .unwrap();
-    clusters.create(&PostParams::default(), &cluster).await.unwrap()
+    clusters
+        .create(&PostParams::default(), &cluster)
+        .await
+        .unwrap()
 }
 
 fn topic(name: &str, partitions: i32, config: &[(&str, &str)]) -> TopicMetadata {
@@ -33,7 +36,10 @@ fn topic(name: &str, partitions: i32, config: &[(&str, &str)]) -> TopicMetadata 
         partitions: (0..partitions)
             .map(|p| PartitionState::new(p, vec![BrokerId(p % 3), BrokerId((p + 1) % 3)]))
             .collect(),
-        configs: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        configs: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }
 
@@ -41,7 +47,15 @@ fn image(version: u64) -> ClusterMetadata {
     let mut m = ClusterMetadata::empty("Y2x1c3Rlci1pZC0wMDAwMQ", version);
     m.next_producer_id = 5000;
     for id in 0..3 {
-        m.brokers.insert(BrokerId(id), BrokerInfo::new(BrokerId(id), Some(format!("rack-{id}")), format!("b{id}"), 9092));
+        m.brokers.insert(
+            BrokerId(id),
+            BrokerInfo::new(
+                BrokerId(id),
+                Some(format!("rack-{id}")),
+                format!("b{id}"),
+                9092,
+            ),
+        );
     }
     m
 }
@@ -52,11 +66,21 @@ async fn an_image_round_trips_through_cluster_and_topic_status() {
     let client = server.client();
     create_cluster(&client).await;
     let store = KubeStore::new(client.clone(), NAMESPACE, "demo");
-    assert_eq!(store.load().await.unwrap(), None, "a new Cluster has no metadata");
+    assert_eq!(
+        store.load().await.unwrap(),
+        None,
+        "a new Cluster has no metadata"
+    );
 
     let mut first = image(1);
-    first.topics.insert("orders".into(), topic("orders", 3, &[("retention.ms", "1000")]));
-    first.topics.insert("__consumer_offsets".into(), topic("__consumer_offsets", 2, &[("cleanup.policy", "compact")]));
+    first.topics.insert(
+        "orders".into(),
+        topic("orders", 3, &[("retention.ms", "1000")]),
+    );
+    first.topics.insert(
+        "__consumer_offsets".into(),
+        topic("__consumer_offsets", 2, &[("cleanup.policy", "compact")]),
+    );
     store.save(&first, None).await.unwrap();
 
     let fresh = KubeStore::new(client.clone(), NAMESPACE, "demo");
@@ -64,9 +88,15 @@ async fn an_image_round_trips_through_cluster_and_topic_status() {
 
     // Topics without a resource got one each, owned by the Cluster and labelled.
     let topics: Api<Topic> = Api::namespaced(client.clone(), NAMESPACE);
-    let offsets = topics.get(&resource_name_for("__consumer_offsets")).await.unwrap();
+    let offsets = topics
+        .get(&resource_name_for("__consumer_offsets"))
+        .await
+        .unwrap();
     assert_eq!(offsets.labels()[ORIGIN_LABEL], "kafka-api");
-    assert_eq!(offsets.spec.topic_name.as_deref(), Some("__consumer_offsets"));
+    assert_eq!(
+        offsets.spec.topic_name.as_deref(),
+        Some("__consumer_offsets")
+    );
     assert_eq!(offsets.spec.partitions, 2);
     assert_eq!(offsets.owner_references()[0].kind, "Cluster");
     let orders = topics.get("orders").await.unwrap();
@@ -83,8 +113,20 @@ async fn an_image_round_trips_through_cluster_and_topic_status() {
     orders.partitions[0].isr = vec![BrokerId(0)];
     second.topics.remove("__consumer_offsets");
     store.save(&second, Some(1)).await.unwrap();
-    assert_eq!(KubeStore::new(client.clone(), NAMESPACE, "demo").load().await.unwrap(), Some(second));
-    assert!(topics.get_opt(&resource_name_for("__consumer_offsets")).await.unwrap().is_none());
+    assert_eq!(
+        KubeStore::new(client.clone(), NAMESPACE, "demo")
+            .load()
+            .await
+            .unwrap(),
+        Some(second)
+    );
+    assert!(
+        topics
+            .get_opt(&resource_name_for("__consumer_offsets"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let orders = topics.get("orders").await.unwrap().status.unwrap();
     assert!(orders.config.is_empty(), "{:?}", orders.config);
     assert_eq!(orders.partitions[0].isr, vec![0]);
@@ -114,7 +156,16 @@ async fn of_two_writers_one_wins_and_the_other_retries_from_a_reload() {
         (Err(_), Ok(())) => (&from_b, ra),
         other => panic!("exactly one save must win: {other:?}"),
     };
-    assert!(matches!(loser, Err(StoreError::Conflict { expected: Some(1), found: Some(2) })), "{loser:?}");
+    assert!(
+        matches!(
+            loser,
+            Err(StoreError::Conflict {
+                expected: Some(1),
+                found: Some(2)
+            })
+        ),
+        "{loser:?}"
+    );
 
     // The loser reloads and retries on top of the winner's image.
     let reloaded = b.load().await.unwrap().unwrap();
@@ -136,7 +187,16 @@ async fn a_saved_first_image_is_never_overwritten_by_another_first_save() {
     let b = KubeStore::new(client.clone(), NAMESPACE, "demo");
     a.save(&image(1), None).await.unwrap();
     let err = b.save(&image(1), None).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { expected: None, found: Some(1) }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                expected: None,
+                found: Some(1)
+            }
+        ),
+        "{err:?}"
+    );
     server.stop().await;
 }
 

@@ -53,8 +53,14 @@ async fn one_candidate_leads_and_the_other_takes_over_when_it_stops_renewing() {
     a.abort();
     let stopped_renewing = tokio::time::Instant::now();
     let mut b_leading = b_leading;
-    tokio::time::timeout(Duration::from_secs(10), b_leading.wait_for(|l| *l)).await.unwrap().unwrap();
-    assert!(stopped_renewing.elapsed() >= Duration::from_millis(1400), "took over before the lease expired");
+    tokio::time::timeout(Duration::from_secs(10), b_leading.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stopped_renewing.elapsed() >= Duration::from_millis(1400),
+        "took over before the lease expired"
+    );
     assert_eq!(holder(&leases).await.as_deref(), Some("b"));
     let lease = leases.get("weir-operator").await.unwrap().spec.unwrap();
     assert_eq!(lease.lease_transitions, Some(1));
@@ -99,14 +105,19 @@ async fn two_operators_elect_one_leader_which_hands_over_on_shutdown() {
     let first = tokio::spawn(run(client.clone(), operator("operator-0"), async {
         let _ = first_stopped.await;
     }));
-    let first_holder = eventually(Duration::from_secs(10), || async { holder(&leases).await }).await;
+    let first_holder =
+        eventually(Duration::from_secs(10), || async { holder(&leases).await }).await;
     assert_eq!(first_holder, "operator-0");
     let (stop_second, second_stopped) = tokio::sync::oneshot::channel::<()>();
     let second = tokio::spawn(run(client.clone(), operator("operator-1"), async {
         let _ = second_stopped.await;
     }));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(holder(&leases).await.as_deref(), Some("operator-0"), "the standby must not take a held Lease");
+    assert_eq!(
+        holder(&leases).await.as_deref(),
+        Some("operator-0"),
+        "the standby must not take a held Lease"
+    );
 
     // SIGTERM to the leader: it releases the Lease and the standby leads well before the
     // 15 s lease duration would have run out.

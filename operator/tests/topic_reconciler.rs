@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt as _;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use uuid::Uuid;
 use weir_controller::registry::RegisterBroker;
@@ -20,7 +20,10 @@ use weir_operator::topic::reconcile::{FINALIZER, reconcile};
 
 use common::{NAMESPACE, api_server, context, eventually};
 
-async fn cluster_with_brokers(client: &kube::Client, ctx: &Arc<weir_operator::context::Context>) -> HostedPlane {
+async fn cluster_with_brokers(
+    client: &kube::Client,
+    ctx: &Arc<weir_operator::context::Context>,
+) -> HostedPlane {
     let clusters: Api<Cluster> = Api::namespaced(client.clone(), NAMESPACE);
     let cluster: Cluster = serde_json::from_value(json!({
         "apiVersion": "weir.dev/v1alpha1", "kind": "Cluster",
@@ -28,17 +31,32 @@ async fn cluster_with_brokers(client: &kube::Client, ctx: &Arc<weir_operator::co
         "spec": {"brokers": 3, "storage": {"size": "1Gi"}},
     }))
     .unwrap();
-    let created = clusters.create(&PostParams::default(), &cluster).await.unwrap();
-    reconcile_cluster(Arc::new(created), ctx.clone()).await.unwrap();
+    let created = clusters
+        .create(&PostParams::default(), &cluster)
+        .await
+        .unwrap();
+    reconcile_cluster(Arc::new(created), ctx.clone())
+        .await
+        .unwrap();
     let plane = ctx.hosting.get(NAMESPACE, "demo").unwrap();
-    let cluster_id = plane.controller().lock().await.metadata().cluster_id.clone();
+    let cluster_id = plane
+        .controller()
+        .lock()
+        .await
+        .metadata()
+        .cluster_id
+        .clone();
     for id in 0..3 {
         let registered = plane
             .register_broker(RegisterBroker {
                 id: BrokerId(id),
                 incarnation: Uuid::new_v4(),
                 cluster_id: cluster_id.clone(),
-                listeners: vec![Listener { name: "PLAINTEXT".into(), host: format!("b{id}"), port: 9092 }],
+                listeners: vec![Listener {
+                    name: "PLAINTEXT".into(),
+                    host: format!("b{id}"),
+                    port: 9092,
+                }],
                 rack: None,
             })
             .await
@@ -64,7 +82,11 @@ fn orders(partitions: i32) -> Topic {
 }
 
 /// Reconciles the current object until `done` holds for it.
-async fn reconcile_until(topics: &Api<Topic>, ctx: &Arc<weir_operator::context::Context>, done: impl Fn(&Topic) -> bool) -> Topic {
+async fn reconcile_until(
+    topics: &Api<Topic>,
+    ctx: &Arc<weir_operator::context::Context>,
+    done: impl Fn(&Topic) -> bool,
+) -> Topic {
     eventually(Duration::from_secs(10), || async {
         let topic = topics.get_opt("orders").await.unwrap()?;
         if done(&topic) {
@@ -79,7 +101,9 @@ async fn reconcile_until(topics: &Api<Topic>, ctx: &Arc<weir_operator::context::
 fn ready(topic: &Topic) -> bool {
     topic.status.as_ref().is_some_and(|s| {
         s.observed_generation == topic.metadata.generation
-            && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
     })
 }
 
@@ -90,34 +114,81 @@ async fn a_topic_is_created_grown_reconfigured_and_deleted() {
     let ctx = context(client.clone());
     let plane = cluster_with_brokers(&client, &ctx).await;
     let topics: Api<Topic> = Api::namespaced(client.clone(), NAMESPACE);
-    topics.create(&PostParams::default(), &orders(3)).await.unwrap();
+    topics
+        .create(&PostParams::default(), &orders(3))
+        .await
+        .unwrap();
 
     let topic = reconcile_until(&topics, &ctx, ready).await;
     assert!(topic.finalizers().iter().any(|f| f == FINALIZER));
     let status = topic.status.unwrap();
     assert_eq!(status.partitions.len(), 3);
-    assert!(status.partitions.iter().all(|p| p.replicas.len() == 2 && p.leader.is_some()));
+    assert!(
+        status
+            .partitions
+            .iter()
+            .all(|p| p.replicas.len() == 2 && p.leader.is_some())
+    );
     assert!(status.topic_id.is_some());
     assert_eq!(status.config["retention.ms"], "60000");
-    let committed = plane.controller().lock().await.metadata().topic("orders").cloned().unwrap();
+    let committed = plane
+        .controller()
+        .lock()
+        .await
+        .metadata()
+        .topic("orders")
+        .cloned()
+        .unwrap();
     assert_eq!(committed.partitions.len(), 3);
 
     // Grow and reconfigure.
     let patch = json!({"spec": {"partitions": 5, "config": {"cleanup.policy": "compact"}}});
-    topics.patch("orders", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    topics
+        .patch("orders", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     let topic = reconcile_until(&topics, &ctx, ready).await;
     let status = topic.status.unwrap();
     assert_eq!(status.partitions.len(), 5);
-    assert_eq!(status.config.get("cleanup.policy").map(String::as_str), Some("compact"));
-    assert!(!status.config.contains_key("retention.ms"), "removed overrides go: {:?}", status.config);
+    assert_eq!(
+        status.config.get("cleanup.policy").map(String::as_str),
+        Some("compact")
+    );
+    assert!(
+        !status.config.contains_key("retention.ms"),
+        "removed overrides go: {:?}",
+        status.config
+    );
 
     // Delete: the topic goes, then the resource.
-    topics.delete("orders", &DeleteParams::default()).await.unwrap();
+    topics
+        .delete("orders", &DeleteParams::default())
+        .await
+        .unwrap();
     let still = topics.get("orders").await.unwrap();
-    assert!(still.metadata.deletion_timestamp.is_some(), "the finalizer holds the resource");
+    assert!(
+        still.metadata.deletion_timestamp.is_some(),
+        "the finalizer holds the resource"
+    );
     reconcile(Arc::new(still), ctx.clone()).await.unwrap();
-    eventually(Duration::from_secs(5), || async { topics.get_opt("orders").await.unwrap().is_none().then_some(()) }).await;
-    assert!(plane.controller().lock().await.metadata().topic("orders").is_none());
+    eventually(Duration::from_secs(5), || async {
+        topics
+            .get_opt("orders")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        plane
+            .controller()
+            .lock()
+            .await
+            .metadata()
+            .topic("orders")
+            .is_none()
+    );
     server.stop().await;
 }
 
@@ -132,11 +203,22 @@ async fn retain_keeps_the_kafka_topic() {
     topic.spec.deletion_policy = weir_operator::crd::DeletionPolicy::Retain;
     topics.create(&PostParams::default(), &topic).await.unwrap();
     reconcile_until(&topics, &ctx, ready).await;
-    topics.delete("orders", &DeleteParams::default()).await.unwrap();
+    topics
+        .delete("orders", &DeleteParams::default())
+        .await
+        .unwrap();
     let deleting = topics.get("orders").await.unwrap();
     reconcile(Arc::new(deleting), ctx.clone()).await.unwrap();
     assert!(topics.get_opt("orders").await.unwrap().is_none());
-    assert!(plane.controller().lock().await.metadata().topic("orders").is_some());
+    assert!(
+        plane
+            .controller()
+            .lock()
+            .await
+            .metadata()
+            .topic("orders")
+            .is_some()
+    );
     server.stop().await;
 }
 
@@ -151,11 +233,18 @@ async fn an_impossible_spec_is_reported_not_retried_blindly() {
     topic.spec.replication_factor = 5;
     topics.create(&PostParams::default(), &topic).await.unwrap();
     let topic = reconcile_until(&topics, &ctx, |t| {
-        t.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == "ControllerRefused"))
+        t.status.as_ref().is_some_and(|s| {
+            s.conditions.iter().any(|c| {
+                c.type_ == "Ready" && c.status == "False" && c.reason == "ControllerRefused"
+            })
+        })
     })
     .await;
     let message = &topic.status.unwrap().conditions[0].message;
-    assert!(message.to_lowercase().contains("replication factor"), "{message}");
+    assert!(
+        message.to_lowercase().contains("replication factor"),
+        "{message}"
+    );
     server.stop().await;
 }
 
@@ -165,13 +254,25 @@ async fn a_topic_whose_cluster_is_gone_releases_its_finalizer() {
     let client = server.client();
     let ctx = context(client.clone());
     let topics: Api<Topic> = Api::namespaced(client.clone(), NAMESPACE);
-    topics.create(&PostParams::default(), &orders(1)).await.unwrap();
-    let topic = reconcile_until(&topics, &ctx, |t| !t.finalizers().is_empty() && t.status.is_some()).await;
+    topics
+        .create(&PostParams::default(), &orders(1))
+        .await
+        .unwrap();
+    let topic = reconcile_until(&topics, &ctx, |t| {
+        !t.finalizers().is_empty() && t.status.is_some()
+    })
+    .await;
     let reason = &topic.status.unwrap().conditions[0].reason;
     assert_eq!(reason, "ClusterNotFound");
-    topics.delete("orders", &DeleteParams::default()).await.unwrap();
+    topics
+        .delete("orders", &DeleteParams::default())
+        .await
+        .unwrap();
     let deleting = topics.get("orders").await.unwrap();
     reconcile(Arc::new(deleting), ctx.clone()).await.unwrap();
-    assert!(topics.get_opt("orders").await.unwrap().is_none(), "namespace deletion must never hang on it");
+    assert!(
+        topics.get_opt("orders").await.unwrap().is_none(),
+        "namespace deletion must never hang on it"
+    );
     server.stop().await;
 }

@@ -111,13 +111,23 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         .map_err(kube_error("listing the broker pods"))?
         .items;
     let metadata = plane.controller().lock().await.metadata().clone();
-    let observed = observe(&valid.names, valid.spec.brokers, statefulset.as_ref(), &pods, Some(&metadata));
+    let observed = observe(
+        &valid.names,
+        valid.spec.brokers,
+        statefulset.as_ref(),
+        &pods,
+        Some(&metadata),
+    );
     if let Some(pod) = observed.next_restart() {
         restart(&cluster, &ctx, &namespace, pod).await?;
     }
     write_status(&cluster, &ctx, &valid, &observed, &metadata.cluster_id).await?;
     let idle = observed.healthy() && observed.outdated.is_empty();
-    Ok(Action::requeue(if idle { REQUEUE_IDLE } else { REQUEUE_BUSY }))
+    Ok(Action::requeue(if idle {
+        REQUEUE_IDLE
+    } else {
+        REQUEUE_BUSY
+    }))
 }
 
 /// Server-side applies one owned object as [`MANAGER`], taking over fields others set.
@@ -131,13 +141,21 @@ async fn apply(ctx: &Context, namespace: &str, owned: &Owned) -> Result<(), Reco
         &Patch::Apply(&owned.object),
     )
     .await
-    .map_err(kube_error(format!("applying {} {name}", owned.resource.kind)))?;
+    .map_err(kube_error(format!(
+        "applying {} {name}",
+        owned.resource.kind
+    )))?;
     Ok(())
 }
 
 /// Deletes a broker pod for the rolling update; the StatefulSet recreates it on the new
 /// revision, and the broker moves its leadership away on SIGTERM first.
-async fn restart(cluster: &Cluster, ctx: &Context, namespace: &str, pod: &str) -> Result<(), ReconcileError> {
+async fn restart(
+    cluster: &Cluster,
+    ctx: &Context,
+    namespace: &str,
+    pod: &str,
+) -> Result<(), ReconcileError> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     info!(cluster = %cluster.name_any(), pod, "restarting a broker for the new revision");
     pods.delete(pod, &DeleteParams::default())
@@ -181,17 +199,29 @@ async fn write_status(
     patch_status(cluster, ctx, &patch).await
 }
 
-async fn patch_status(cluster: &Cluster, ctx: &Context, patch: &serde_json::Value) -> Result<(), ReconcileError> {
+async fn patch_status(
+    cluster: &Cluster,
+    ctx: &Context,
+    patch: &serde_json::Value,
+) -> Result<(), ReconcileError> {
     let api: Api<Cluster> =
         Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
-    api.patch_status(&cluster.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map_err(kube_error("writing the Cluster status"))?;
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .map_err(kube_error("writing the Cluster status"))?;
     Ok(())
 }
 
 /// `Ready=False` and `Degraded=True` with the reason; an Event when the reason is new.
-async fn report_invalid(cluster: &Cluster, ctx: &Context, invalid: &InvalidSpec) -> Result<(), ReconcileError> {
+async fn report_invalid(
+    cluster: &Cluster,
+    ctx: &Context,
+    invalid: &InvalidSpec,
+) -> Result<(), ReconcileError> {
     let generation = cluster.metadata.generation;
     let mut conditions = cluster
         .status
@@ -203,13 +233,44 @@ async fn report_invalid(cluster: &Cluster, ctx: &Context, invalid: &InvalidSpec)
     });
     let message = invalid.to_string();
     let now = now();
-    set_condition(&mut conditions, ConditionType::Ready, false, invalid.reason(), message.clone(), generation, &now);
-    set_condition(&mut conditions, ConditionType::Degraded, true, invalid.reason(), message.clone(), generation, &now);
-    set_condition(&mut conditions, ConditionType::Progressing, false, "InvalidSpec", "waiting for a valid spec", generation, &now);
+    set_condition(
+        &mut conditions,
+        ConditionType::Ready,
+        false,
+        invalid.reason(),
+        message.clone(),
+        generation,
+        &now,
+    );
+    set_condition(
+        &mut conditions,
+        ConditionType::Degraded,
+        true,
+        invalid.reason(),
+        message.clone(),
+        generation,
+        &now,
+    );
+    set_condition(
+        &mut conditions,
+        ConditionType::Progressing,
+        false,
+        "InvalidSpec",
+        "waiting for a valid spec",
+        generation,
+        &now,
+    );
     let patch = json!({"status": {"observedGeneration": generation, "conditions": conditions}});
     patch_status(cluster, ctx, &patch).await?;
     if !already {
-        ctx.event(&cluster.object_ref(&()), true, invalid.reason(), "Validate", message).await;
+        ctx.event(
+            &cluster.object_ref(&()),
+            true,
+            invalid.reason(),
+            "Validate",
+            message,
+        )
+        .await;
     }
     Ok(())
 }

@@ -13,7 +13,9 @@ use crate::crd::TopicSpec;
 pub enum Step {
     Create(CreateTopic),
     /// CreatePartitions up to this total.
-    AddPartitions { total: i32 },
+    AddPartitions {
+        total: i32,
+    },
     /// Replace the config overrides with these (AlterConfigs semantics).
     SetConfig(BTreeMap<String, String>),
     /// Reassign partitions to change the replication factor: (partition, new replicas).
@@ -23,7 +25,9 @@ pub enum Step {
 /// Why the spec cannot be reached by any step.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Unreachable {
-    #[error("spec.partitions is {wanted} but the topic has {committed}; Kafka cannot remove partitions")]
+    #[error(
+        "spec.partitions is {wanted} but the topic has {committed}; Kafka cannot remove partitions"
+    )]
     FewerPartitions { wanted: i32, committed: i32 },
     #[error("spec.replicationFactor is {wanted} but only {brokers} broker(s) are registered")]
     NotEnoughBrokers { wanted: i32, brokers: usize },
@@ -76,7 +80,9 @@ pub fn plan(
                 brokers: brokers.len(),
             });
         }
-        steps.push(Step::Reassign(change_replication_factor(topic, wanted_rf, brokers)));
+        steps.push(Step::Reassign(change_replication_factor(
+            topic, wanted_rf, brokers,
+        )));
     }
     if spec.partitions > committed_partitions {
         steps.push(Step::AddPartitions {
@@ -140,7 +146,10 @@ mod tests {
             topic_name: None,
             partitions,
             replication_factor: rf,
-            config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             deletion_policy: Default::default(),
         }
     }
@@ -152,9 +161,14 @@ mod tests {
             partitions: replicas
                 .iter()
                 .enumerate()
-                .map(|(i, r)| PartitionState::new(i as i32, r.iter().map(|b| BrokerId(*b)).collect()))
+                .map(|(i, r)| {
+                    PartitionState::new(i as i32, r.iter().map(|b| BrokerId(*b)).collect())
+                })
                 .collect(),
-            configs: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            configs: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -164,8 +178,16 @@ mod tests {
 
     #[test]
     fn a_missing_topic_is_created_as_specified() {
-        let steps = plan("t", &spec(3, 2, &[("retention.ms", "1")]), None, &brokers(3)).unwrap();
-        let [Step::Create(create)] = &steps[..] else { panic!("{steps:?}") };
+        let steps = plan(
+            "t",
+            &spec(3, 2, &[("retention.ms", "1")]),
+            None,
+            &brokers(3),
+        )
+        .unwrap();
+        let [Step::Create(create)] = &steps[..] else {
+            panic!("{steps:?}")
+        };
         assert_eq!(create.num_partitions, Some(3));
         assert_eq!(create.replication_factor, Some(2));
         assert_eq!(create.configs["retention.ms"], "1");
@@ -182,7 +204,13 @@ mod tests {
     fn config_then_partitions_are_changed() {
         let topic = committed(&[&[0]], &[("retention.ms", "1")]);
         let steps = plan("t", &spec(4, 1, &[]), Some(&topic), &brokers(1)).unwrap();
-        assert_eq!(steps, vec![Step::SetConfig(BTreeMap::new()), Step::AddPartitions { total: 4 }]);
+        assert_eq!(
+            steps,
+            vec![
+                Step::SetConfig(BTreeMap::new()),
+                Step::AddPartitions { total: 4 }
+            ]
+        );
     }
 
     #[test]
@@ -196,12 +224,20 @@ mod tests {
     fn replication_factor_grows_onto_the_least_loaded_brokers_and_shrinks_from_the_tail() {
         let topic = committed(&[&[0], &[1], &[0]], &[]);
         let steps = plan("t", &spec(3, 2, &[]), Some(&topic), &brokers(3)).unwrap();
-        let [Step::Reassign(targets)] = &steps[..] else { panic!("{steps:?}") };
+        let [Step::Reassign(targets)] = &steps[..] else {
+            panic!("{steps:?}")
+        };
         let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
-        assert_eq!(targets, &vec![(0, ids(&[0, 2])), (1, ids(&[1, 2])), (2, ids(&[0, 1]))]);
+        assert_eq!(
+            targets,
+            &vec![(0, ids(&[0, 2])), (1, ids(&[1, 2])), (2, ids(&[0, 1]))]
+        );
         let wide = committed(&[&[2, 0, 1]], &[]);
         let steps = plan("t", &spec(1, 2, &[]), Some(&wide), &brokers(3)).unwrap();
-        assert_eq!(steps, vec![Step::Reassign(vec![(0, vec![BrokerId(2), BrokerId(0)])])]);
+        assert_eq!(
+            steps,
+            vec![Step::Reassign(vec![(0, vec![BrokerId(2), BrokerId(0)])])]
+        );
         let err = plan("t", &spec(1, 4, &[]), Some(&wide), &brokers(3)).unwrap_err();
         assert_eq!(err.reason(), "NotEnoughBrokers");
     }

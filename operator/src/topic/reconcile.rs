@@ -12,14 +12,17 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt as _;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
-use kube::ResourceExt as _;
 use serde_json::json;
 use tracing::info;
 use weir_controller::metadata::TopicMetadata;
-use weir_controller::{BrokerId, ConfigChange, ControlPlane, ControllerError, PartitionRef, ReassignmentChange, TopicRef};
+use weir_controller::{
+    BrokerId, ConfigChange, ControlPlane, ControllerError, PartitionRef, ReassignmentChange,
+    TopicRef,
+};
 
 use super::plan::{Step, plan};
 use crate::context::Context;
@@ -78,30 +81,45 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action, T
     })
     .await
     .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => TopicError::Finalizer(other.to_string()),
     })
 }
 
 /// The Cluster the topic names, unless it is gone or being deleted.
 async fn live_cluster(topic: &Topic, ctx: &Context) -> Result<Option<Cluster>, TopicError> {
-    let api: Api<Cluster> = Api::namespaced(ctx.client.clone(), &topic.namespace().unwrap_or_default());
+    let api: Api<Cluster> =
+        Api::namespaced(ctx.client.clone(), &topic.namespace().unwrap_or_default());
     let cluster = api
         .get_opt(&topic.spec.cluster)
         .await
-        .map_err(kube_error(format!("reading Cluster {}", topic.spec.cluster)))?;
+        .map_err(kube_error(format!(
+            "reading Cluster {}",
+            topic.spec.cluster
+        )))?;
     Ok(cluster.filter(|c| c.metadata.deletion_timestamp.is_none()))
 }
 
 async fn apply(topic: &Topic, ctx: &Context) -> Result<Action, TopicError> {
     let namespace = topic.namespace().unwrap_or_default();
     if live_cluster(topic, ctx).await?.is_none() {
-        let message = format!("Cluster {} does not exist in namespace {namespace}", topic.spec.cluster);
+        let message = format!(
+            "Cluster {} does not exist in namespace {namespace}",
+            topic.spec.cluster
+        );
         write_status(topic, ctx, false, "ClusterNotFound", message).await?;
         return Ok(Action::requeue(REQUEUE_WAITING * 6));
     }
     let Some(plane) = ctx.hosting.get(&namespace, &topic.spec.cluster) else {
-        write_status(topic, ctx, false, "ControllerNotReady", "waiting for the cluster's controller".to_owned()).await?;
+        write_status(
+            topic,
+            ctx,
+            false,
+            "ControllerNotReady",
+            "waiting for the cluster's controller".to_owned(),
+        )
+        .await?;
         return Ok(Action::requeue(REQUEUE_WAITING));
     };
     let name = topic.topic_name().to_owned();
@@ -109,7 +127,14 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action, TopicError> {
     let steps = match plan(&name, &topic.spec, committed.as_ref(), &brokers) {
         Ok(steps) => steps,
         Err(unreachable) => {
-            write_status(topic, ctx, false, unreachable.reason(), unreachable.to_string()).await?;
+            write_status(
+                topic,
+                ctx,
+                false,
+                unreachable.reason(),
+                unreachable.to_string(),
+            )
+            .await?;
             return Ok(Action::requeue(REQUEUE_WAITING * 6));
         }
     };
@@ -122,10 +147,21 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action, TopicError> {
     }
     let (committed, _) = snapshot(&plane, &name).await;
     let Some(committed) = committed else {
-        write_status(topic, ctx, false, "Creating", "the topic is being created".to_owned()).await?;
+        write_status(
+            topic,
+            ctx,
+            false,
+            "Creating",
+            "the topic is being created".to_owned(),
+        )
+        .await?;
         return Ok(Action::requeue(REQUEUE_WAITING));
     };
-    let offline = committed.partitions.iter().filter(|p| p.leader.is_none()).count();
+    let offline = committed
+        .partitions
+        .iter()
+        .filter(|p| p.leader.is_none())
+        .count();
     let under = committed
         .partitions
         .iter()
@@ -133,16 +169,40 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action, TopicError> {
         .count();
     let reassigning = committed.partitions.iter().any(|p| p.is_reassigning());
     let (ready, reason, message) = if offline > 0 {
-        (false, "OfflinePartitions", format!("{offline} partition(s) have no leader"))
+        (
+            false,
+            "OfflinePartitions",
+            format!("{offline} partition(s) have no leader"),
+        )
     } else if reassigning {
-        (false, "Reassigning", "replicas are moving to the specified replication factor".to_owned())
+        (
+            false,
+            "Reassigning",
+            "replicas are moving to the specified replication factor".to_owned(),
+        )
     } else if under > 0 {
-        (true, "UnderReplicated", format!("{under} partition(s) are under-replicated"))
+        (
+            true,
+            "UnderReplicated",
+            format!("{under} partition(s) are under-replicated"),
+        )
     } else {
-        (true, "Ready", format!("{} partition(s), replication factor {}", committed.partitions.len(), committed.replication_factor()))
+        (
+            true,
+            "Ready",
+            format!(
+                "{} partition(s), replication factor {}",
+                committed.partitions.len(),
+                committed.replication_factor()
+            ),
+        )
     };
     write_status(topic, ctx, ready, reason, message).await?;
-    Ok(Action::requeue(if ready { REQUEUE_IDLE } else { REQUEUE_WAITING }))
+    Ok(Action::requeue(if ready {
+        REQUEUE_IDLE
+    } else {
+        REQUEUE_WAITING
+    }))
 }
 
 /// The committed topic and the registered, unfenced brokers.
@@ -162,7 +222,10 @@ async fn run(plane: &HostedPlane, name: &str, step: Step) -> Result<(), Controll
     info!(topic = name, ?step, "changing the topic");
     match step {
         Step::Create(create) => plane.create_topic(create, false).await.map(drop),
-        Step::AddPartitions { total } => plane.create_partitions(name, total, None, false).await.map(drop),
+        Step::AddPartitions { total } => plane
+            .create_partitions(name, total, None, false)
+            .await
+            .map(drop),
         Step::SetConfig(config) => plane
             .alter_topic_configs(name, ConfigChange::Replace(config), false)
             .await
@@ -171,7 +234,10 @@ async fn run(plane: &HostedPlane, name: &str, step: Step) -> Result<(), Controll
             let changes = targets
                 .into_iter()
                 .map(|(partition, replicas)| ReassignmentChange {
-                    partition: PartitionRef { topic: name.to_owned(), partition },
+                    partition: PartitionRef {
+                        topic: name.to_owned(),
+                        partition,
+                    },
                     target: Some(replicas),
                 })
                 .collect();
@@ -185,13 +251,17 @@ async fn run(plane: &HostedPlane, name: &str, step: Step) -> Result<(), Controll
 
 async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action, TopicError> {
     let namespace = topic.namespace().unwrap_or_default();
-    if topic.spec.deletion_policy == DeletionPolicy::Retain || live_cluster(topic, ctx).await?.is_none() {
+    if topic.spec.deletion_policy == DeletionPolicy::Retain
+        || live_cluster(topic, ctx).await?.is_none()
+    {
         return Ok(Action::await_change());
     }
     let plane = ctx
         .hosting
         .get(&namespace, &topic.spec.cluster)
-        .ok_or_else(|| TopicError::ControllerNotReady { cluster: topic.spec.cluster.clone() })?;
+        .ok_or_else(|| TopicError::ControllerNotReady {
+            cluster: topic.spec.cluster.clone(),
+        })?;
     let name = topic.topic_name().to_owned();
     match plane.delete_topic(TopicRef::Name(name.clone())).await {
         Ok(_) => info!(topic = %name, "deleted the topic with its Topic resource"),
@@ -201,19 +271,42 @@ async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action, TopicError> {
     Ok(Action::await_change())
 }
 
-async fn write_status(topic: &Topic, ctx: &Context, ready: bool, reason: &str, message: String) -> Result<(), TopicError> {
+async fn write_status(
+    topic: &Topic,
+    ctx: &Context,
+    ready: bool,
+    reason: &str,
+    message: String,
+) -> Result<(), TopicError> {
     let generation = topic.metadata.generation;
-    let mut conditions = topic.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let mut conditions = topic
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
     let now = Time(Timestamp::now());
-    set_condition(&mut conditions, ConditionType::Ready, ready, reason, message, generation, &now);
-    let api: Api<Topic> = Api::namespaced(ctx.client.clone(), &topic.namespace().unwrap_or_default());
+    set_condition(
+        &mut conditions,
+        ConditionType::Ready,
+        ready,
+        reason,
+        message,
+        generation,
+        &now,
+    );
+    let api: Api<Topic> =
+        Api::namespaced(ctx.client.clone(), &topic.namespace().unwrap_or_default());
     let patch = json!({"status": {
         "observedGeneration": generation,
         "conditions": conditions,
         "topicName": topic.topic_name(),
     }});
-    api.patch_status(&topic.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(kube_error("writing the Topic status"))?;
+    api.patch_status(
+        &topic.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(kube_error("writing the Topic status"))?;
     Ok(())
 }

@@ -32,7 +32,10 @@ pub async fn api_server() -> ApiServer {
         },
         ..Namespace::default()
     };
-    namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
     server
 }
 
@@ -41,7 +44,12 @@ pub fn context(client: Client) -> Arc<Context> {
         broker_image: "weir-broker:test".to_owned(),
         controller_address: "weir-operator-controller.weir-system.svc:9093".to_owned(),
     };
-    Arc::new(Context::new(client, defaults, ClusterRouter::default(), "operator-0"))
+    Arc::new(Context::new(
+        client,
+        defaults,
+        ClusterRouter::default(),
+        "operator-0",
+    ))
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, for up to `within`.
@@ -55,7 +63,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within {within:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -45,10 +45,18 @@ pub fn observe(
     let mut outdated = Vec::new();
     for id in 0..wanted {
         let pod_name = names.pod(id);
-        let pod = pods.iter().find(|p| p.metadata.name.as_deref() == Some(&pod_name));
-        let ready = pod.is_some_and(pod_ready) && pod.is_some_and(|p| p.metadata.deletion_timestamp.is_none());
+        let pod = pods
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(&pod_name));
+        let ready = pod.is_some_and(pod_ready)
+            && pod.is_some_and(|p| p.metadata.deletion_timestamp.is_none());
         if let (Some(pod), Some(revision)) = (pod, &update_revision)
-            && pod.metadata.labels.as_ref().and_then(|l| l.get(REVISION_LABEL)) != Some(revision)
+            && pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(REVISION_LABEL))
+                != Some(revision)
         {
             outdated.push(pod_name.clone());
         }
@@ -71,7 +79,12 @@ pub fn observe(
             registered,
         });
     }
-    let partitions = || metadata.into_iter().flat_map(|m| m.topics.values()).flat_map(|t| &t.partitions);
+    let partitions = || {
+        metadata
+            .into_iter()
+            .flat_map(|m| m.topics.values())
+            .flat_map(|t| &t.partitions)
+    };
     let under_replicated = partitions()
         .filter(|p| p.isr.len() < p.replicas.len() - p.adding_replicas.len())
         .count();
@@ -95,7 +108,9 @@ fn pod_ready(pod: &Pod) -> bool {
 impl Observed {
     /// Every broker ready, registered and in sync, nothing under-replicated or offline.
     pub fn healthy(&self) -> bool {
-        self.brokers.iter().all(|b| b.ready && b.registered && b.in_sync)
+        self.brokers
+            .iter()
+            .all(|b| b.ready && b.registered && b.in_sync)
             && self.under_replicated_partitions == 0
             && self.offline_partitions == 0
     }
@@ -112,36 +127,113 @@ impl Observed {
     }
 
     /// Ready, Progressing and Degraded from this observation.
-    pub fn conditions(&self, previous: &[Condition], generation: Option<i64>, now: &Time) -> Vec<Condition> {
+    pub fn conditions(
+        &self,
+        previous: &[Condition],
+        generation: Option<i64>,
+        now: &Time,
+    ) -> Vec<Condition> {
         let mut conditions = previous.to_vec();
         let wanted = self.brokers.len();
         let (progressing, progress_reason, progress_message) = if !self.outdated.is_empty() {
-            (true, "RollingRestart", format!("{} broker(s) to restart for a new revision: {}", self.outdated.len(), self.outdated.join(", ")))
+            (
+                true,
+                "RollingRestart",
+                format!(
+                    "{} broker(s) to restart for a new revision: {}",
+                    self.outdated.len(),
+                    self.outdated.join(", ")
+                ),
+            )
         } else if self.ready_brokers < i32::try_from(wanted).unwrap_or(i32::MAX) {
-            (true, "BrokersStarting", format!("{} of {wanted} brokers ready", self.ready_brokers))
+            (
+                true,
+                "BrokersStarting",
+                format!("{} of {wanted} brokers ready", self.ready_brokers),
+            )
         } else {
-            (false, "Stable", "every broker runs the current revision".to_owned())
+            (
+                false,
+                "Stable",
+                "every broker runs the current revision".to_owned(),
+            )
         };
         let (degraded, degraded_reason, degraded_message) = if self.offline_partitions > 0 {
-            (true, "OfflinePartitions", format!("{} partition(s) have no leader", self.offline_partitions))
+            (
+                true,
+                "OfflinePartitions",
+                format!("{} partition(s) have no leader", self.offline_partitions),
+            )
         } else if self.under_replicated_partitions > 0 {
-            (true, "UnderReplicatedPartitions", format!("{} partition(s) are under-replicated", self.under_replicated_partitions))
+            (
+                true,
+                "UnderReplicatedPartitions",
+                format!(
+                    "{} partition(s) are under-replicated",
+                    self.under_replicated_partitions
+                ),
+            )
         } else {
-            (false, "AsExpected", "all partitions fully replicated".to_owned())
+            (
+                false,
+                "AsExpected",
+                "all partitions fully replicated".to_owned(),
+            )
         };
-        let unregistered: Vec<String> = self.brokers.iter().filter(|b| !b.registered).map(|b| b.id.to_string()).collect();
-        let (ready, ready_reason, ready_message) = if self.ready_brokers < i32::try_from(wanted).unwrap_or(i32::MAX) {
-            (false, "BrokersNotReady", format!("{} of {wanted} brokers ready", self.ready_brokers))
-        } else if !unregistered.is_empty() {
-            (false, "BrokersNotRegistered", format!("broker(s) {} not registered with the controller", unregistered.join(", ")))
-        } else if degraded {
-            (false, degraded_reason, degraded_message.clone())
-        } else {
-            (true, "Ready", format!("{wanted} brokers ready and in sync"))
-        };
-        set_condition(&mut conditions, ConditionType::Ready, ready, ready_reason, ready_message, generation, now);
-        set_condition(&mut conditions, ConditionType::Progressing, progressing, progress_reason, progress_message, generation, now);
-        set_condition(&mut conditions, ConditionType::Degraded, degraded, degraded_reason, degraded_message, generation, now);
+        let unregistered: Vec<String> = self
+            .brokers
+            .iter()
+            .filter(|b| !b.registered)
+            .map(|b| b.id.to_string())
+            .collect();
+        let (ready, ready_reason, ready_message) =
+            if self.ready_brokers < i32::try_from(wanted).unwrap_or(i32::MAX) {
+                (
+                    false,
+                    "BrokersNotReady",
+                    format!("{} of {wanted} brokers ready", self.ready_brokers),
+                )
+            } else if !unregistered.is_empty() {
+                (
+                    false,
+                    "BrokersNotRegistered",
+                    format!(
+                        "broker(s) {} not registered with the controller",
+                        unregistered.join(", ")
+                    ),
+                )
+            } else if degraded {
+                (false, degraded_reason, degraded_message.clone())
+            } else {
+                (true, "Ready", format!("{wanted} brokers ready and in sync"))
+            };
+        set_condition(
+            &mut conditions,
+            ConditionType::Ready,
+            ready,
+            ready_reason,
+            ready_message,
+            generation,
+            now,
+        );
+        set_condition(
+            &mut conditions,
+            ConditionType::Progressing,
+            progressing,
+            progress_reason,
+            progress_message,
+            generation,
+            now,
+        );
+        set_condition(
+            &mut conditions,
+            ConditionType::Degraded,
+            degraded,
+            degraded_reason,
+            degraded_message,
+            generation,
+            now,
+        );
         conditions
     }
 }

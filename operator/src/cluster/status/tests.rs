@@ -17,7 +17,10 @@ fn pod(id: i32, revision: &str, ready: bool) -> Pod {
     Pod {
         metadata: ObjectMeta {
             name: Some(names().pod(id)),
-            labels: Some(BTreeMap::from([(REVISION_LABEL.to_owned(), revision.to_owned())])),
+            labels: Some(BTreeMap::from([(
+                REVISION_LABEL.to_owned(),
+                revision.to_owned(),
+            )])),
             ..ObjectMeta::default()
         },
         status: Some(PodStatus {
@@ -46,7 +49,8 @@ fn statefulset(revision: &str) -> StatefulSet {
 fn metadata(isr: &[i32]) -> ClusterMetadata {
     let mut m = ClusterMetadata::empty("id", 3);
     for id in 0..3 {
-        m.brokers.insert(BrokerId(id), BrokerInfo::new(BrokerId(id), None, "h", 9092));
+        m.brokers
+            .insert(BrokerId(id), BrokerInfo::new(BrokerId(id), None, "h", 9092));
     }
     let mut p = PartitionState::new(0, vec![BrokerId(0), BrokerId(1), BrokerId(2)]);
     p.isr = isr.iter().map(|b| BrokerId(*b)).collect();
@@ -73,7 +77,13 @@ fn condition<'a>(conditions: &'a [Condition], kind: &str) -> &'a Condition {
 #[test]
 fn a_healthy_current_cluster_is_ready_and_restarts_nobody() {
     let pods: Vec<Pod> = (0..3).map(|i| pod(i, "r2", true)).collect();
-    let observed = observe(&names(), 3, Some(&statefulset("r2")), &pods, Some(&metadata(&[0, 1, 2])));
+    let observed = observe(
+        &names(),
+        3,
+        Some(&statefulset("r2")),
+        &pods,
+        Some(&metadata(&[0, 1, 2])),
+    );
     assert!(observed.healthy());
     assert_eq!(observed.next_restart(), None);
     assert_eq!(observed.ready_brokers, 3);
@@ -87,30 +97,60 @@ fn a_healthy_current_cluster_is_ready_and_restarts_nobody() {
 #[test]
 fn a_new_revision_restarts_the_highest_ordinal_first_one_at_a_time() {
     let pods = vec![pod(0, "r1", true), pod(1, "r1", true), pod(2, "r1", true)];
-    let observed = observe(&names(), 3, Some(&statefulset("r2")), &pods, Some(&metadata(&[0, 1, 2])));
+    let observed = observe(
+        &names(),
+        3,
+        Some(&statefulset("r2")),
+        &pods,
+        Some(&metadata(&[0, 1, 2])),
+    );
     assert_eq!(observed.next_restart(), Some("demo-broker-2"));
     let conditions = observed.conditions(&[], Some(5), &now());
-    assert_eq!(condition(&conditions, "Progressing").reason, "RollingRestart");
+    assert_eq!(
+        condition(&conditions, "Progressing").reason,
+        "RollingRestart"
+    );
 
     // Broker 2 restarted but is not back in the ISR yet: nobody else may go.
     let pods = vec![pod(0, "r1", true), pod(1, "r1", true), pod(2, "r2", true)];
-    let observed = observe(&names(), 3, Some(&statefulset("r2")), &pods, Some(&metadata(&[0, 1])));
+    let observed = observe(
+        &names(),
+        3,
+        Some(&statefulset("r2")),
+        &pods,
+        Some(&metadata(&[0, 1])),
+    );
     assert!(!observed.brokers[2].in_sync);
     assert_eq!(observed.under_replicated_partitions, 1);
     assert_eq!(observed.next_restart(), None);
     let conditions = observed.conditions(&[], Some(5), &now());
-    assert_eq!(condition(&conditions, "Degraded").reason, "UnderReplicatedPartitions");
+    assert_eq!(
+        condition(&conditions, "Degraded").reason,
+        "UnderReplicatedPartitions"
+    );
     assert_eq!(condition(&conditions, "Ready").status, "False");
 
     // Back in sync: the next one goes.
-    let observed = observe(&names(), 3, Some(&statefulset("r2")), &pods, Some(&metadata(&[0, 1, 2])));
+    let observed = observe(
+        &names(),
+        3,
+        Some(&statefulset("r2")),
+        &pods,
+        Some(&metadata(&[0, 1, 2])),
+    );
     assert_eq!(observed.next_restart(), Some("demo-broker-1"));
 }
 
 #[test]
 fn a_pod_that_is_not_ready_blocks_restarts_and_readiness() {
     let pods = vec![pod(0, "r1", true), pod(1, "r1", false), pod(2, "r1", true)];
-    let observed = observe(&names(), 3, Some(&statefulset("r2")), &pods, Some(&metadata(&[0, 1, 2])));
+    let observed = observe(
+        &names(),
+        3,
+        Some(&statefulset("r2")),
+        &pods,
+        Some(&metadata(&[0, 1, 2])),
+    );
     assert_eq!(observed.next_restart(), None);
     let conditions = observed.conditions(&[], None, &now());
     assert_eq!(condition(&conditions, "Ready").reason, "BrokersNotReady");
@@ -125,5 +165,8 @@ fn missing_pods_and_unregistered_brokers_are_not_ready() {
     assert_eq!(observed.ready_brokers, 1);
     assert!(!observed.brokers[1].registered);
     let conditions = observed.conditions(&[], None, &now());
-    assert_eq!(condition(&conditions, "Progressing").reason, "BrokersStarting");
+    assert_eq!(
+        condition(&conditions, "Progressing").reason,
+        "BrokersStarting"
+    );
 }
