@@ -19,7 +19,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::fields::{FieldSet, Part, Path, PathElement, display, is_empty_container, remove_at, value_at};
+use crate::fields::{
+    FieldSet, Part, Path, PathElement, display, is_empty_container, remove_at, value_at,
+};
 use crate::managed::{self, ManagedEntry, Operation};
 use crate::shape::{ListType, Shape, item_key};
 use crate::status::FieldConflict;
@@ -42,8 +44,14 @@ impl Apply<'_> {
 
     /// The object after applying `config` to `current` (None: the object does not exist),
     /// with `metadata.managedFields` updated, or the conflicts that stop it.
-    pub(crate) fn run(&self, current: Option<&Value>, config: &Value) -> Result<Value, Vec<FieldConflict>> {
-        let base = current.cloned().unwrap_or_else(|| Value::Object(Map::new()));
+    pub(crate) fn run(
+        &self,
+        current: Option<&Value>,
+        config: &Value,
+    ) -> Result<Value, Vec<FieldConflict>> {
+        let base = current
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new()));
         let mut entries = managed::read(&base);
         let subresource = self.subresource();
         let new_set = FieldSet::of(config, self.shape, self.part);
@@ -55,7 +63,9 @@ impl Apply<'_> {
         let mut conflicts = Vec::new();
         let mut taken: Vec<(usize, Path)> = Vec::new();
         for path in new_set.iter() {
-            if !matches!(path.last(), Some(PathElement::Field(_))) || value_at(config, path) == value_at(&base, path) {
+            if !matches!(path.last(), Some(PathElement::Field(_)))
+                || value_at(config, path) == value_at(&base, path)
+            {
                 continue;
             }
             for (i, entry) in entries.iter().enumerate() {
@@ -157,7 +167,10 @@ fn merge(target: &mut Value, config: &Value, name: &str, shape: Shape<'_>) {
                 ListType::Map(keys) => {
                     for item in c {
                         let key = item_key(item, &keys);
-                        match t.iter_mut().find(|existing| item_key(existing, &keys) == key) {
+                        match t
+                            .iter_mut()
+                            .find(|existing| item_key(existing, &keys) == key)
+                        {
                             Some(existing) => merge(existing, item, "", shape.items()),
                             None => t.push(item.clone()),
                         }
@@ -211,20 +224,34 @@ mod tests {
 
     #[test]
     fn fields_a_manager_stops_applying_are_removed() {
-        let first = apply("mgr", false).run(None, &cm(json!({"a": "1", "b": "2"}))).unwrap();
+        let first = apply("mgr", false)
+            .run(None, &cm(json!({"a": "1", "b": "2"})))
+            .unwrap();
         assert_eq!(first["data"], json!({"a": "1", "b": "2"}));
-        let second = apply("mgr", false).run(Some(&first), &cm(json!({"a": "1"}))).unwrap();
+        let second = apply("mgr", false)
+            .run(Some(&first), &cm(json!({"a": "1"})))
+            .unwrap();
         assert_eq!(second["data"], json!({"a": "1"}));
         let third = apply("mgr", false)
-            .run(Some(&second), &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}))
+            .run(
+                Some(&second),
+                &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+            )
             .unwrap();
-        assert!(third.get("data").is_none(), "the emptied map goes too: {third}");
+        assert!(
+            third.get("data").is_none(),
+            "the emptied map goes too: {third}"
+        );
     }
 
     #[test]
     fn fields_another_manager_applied_stay() {
-        let a = apply("a", false).run(None, &cm(json!({"shared": "1", "a": "1"}))).unwrap();
-        let b = apply("b", false).run(Some(&a), &cm(json!({"shared": "1", "b": "1"}))).unwrap();
+        let a = apply("a", false)
+            .run(None, &cm(json!({"shared": "1", "a": "1"})))
+            .unwrap();
+        let b = apply("b", false)
+            .run(Some(&a), &cm(json!({"shared": "1", "b": "1"})))
+            .unwrap();
         let a2 = apply("a", false).run(Some(&b), &cm(json!({}))).unwrap();
         assert_eq!(a2["data"], json!({"shared": "1", "b": "1"}));
     }
@@ -232,12 +259,24 @@ mod tests {
     #[test]
     fn a_different_value_for_anothers_field_conflicts_unless_forced() {
         let a = apply("a", false).run(None, &cm(json!({"k": "1"}))).unwrap();
-        let conflicts = apply("b", false).run(Some(&a), &cm(json!({"k": "2"}))).unwrap_err();
-        assert_eq!(conflicts, vec![FieldConflict { manager: "a".into(), field: ".data.k".into() }]);
-        let forced = apply("b", true).run(Some(&a), &cm(json!({"k": "2"}))).unwrap();
+        let conflicts = apply("b", false)
+            .run(Some(&a), &cm(json!({"k": "2"})))
+            .unwrap_err();
+        assert_eq!(
+            conflicts,
+            vec![FieldConflict {
+                manager: "a".into(),
+                field: ".data.k".into()
+            }]
+        );
+        let forced = apply("b", true)
+            .run(Some(&a), &cm(json!({"k": "2"})))
+            .unwrap();
         assert_eq!(forced["data"]["k"], "2");
         // The field moved: a applying without it no longer removes it.
-        let a2 = apply("a", false).run(Some(&forced), &cm(json!({"other": "x"}))).unwrap();
+        let a2 = apply("a", false)
+            .run(Some(&forced), &cm(json!({"other": "x"})))
+            .unwrap();
         assert_eq!(a2["data"], json!({"k": "2", "other": "x"}));
     }
 
@@ -248,7 +287,10 @@ mod tests {
                    "spec": {"template": {"spec": {"containers": containers}}}})
         };
         let first = apply("op", false)
-            .run(None, &sts(json!([{"name": "a", "image": "1"}, {"name": "b", "image": "1"}])))
+            .run(
+                None,
+                &sts(json!([{"name": "a", "image": "1"}, {"name": "b", "image": "1"}])),
+            )
             .unwrap();
         let mut edited = first.clone();
         edited["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");

@@ -28,13 +28,16 @@ const VERBS: [&str; 8] = [
 const STATUS_VERBS: [&str; 3] = ["get", "patch", "update"];
 
 /// The media type of aggregated discovery responses.
-pub(crate) const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub(crate) const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Whether an `Accept` header asks for aggregated discovery (v2).
 pub(crate) fn wants_aggregated(accept: &str) -> bool {
     accept.split(',').any(|media| {
         let params: Vec<&str> = media.split(';').map(str::trim).collect();
-        params.contains(&"g=apidiscovery.k8s.io") && params.contains(&"v=v2") && params.contains(&"as=APIGroupDiscoveryList")
+        params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"v=v2")
+            && params.contains(&"as=APIGroupDiscoveryList")
     })
 }
 
@@ -92,7 +95,10 @@ pub(crate) fn group(registry: &Registry, name: &str) -> Option<Value> {
 /// `/api/v1` or `/apis/{group}/{version}`, if that group version is served.
 pub(crate) fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for rt in registry.all().filter(|rt| rt.group == group && rt.serves(version)) {
+    for rt in registry
+        .all()
+        .filter(|rt| rt.group == group && rt.serves(version))
+    {
         let mut doc = json!({
             "name": rt.plural,
             "singularName": rt.singular,

@@ -77,7 +77,9 @@ impl Fault {
     }
 
     /// Answer with this HTTP code and `Status.reason` (e.g. 409 `Conflict`, 429
-    /// `TooManyRequests`, 503 `ServiceUnavailable`).
+    /// `TooManyRequests`, 503 `ServiceUnavailable`). Note that a `kube::Client` retries
+    /// 429, 503 and 504 by itself (up to 15 times): to make one of those reach the code
+    /// under test, fail the request more often ([`Fault::times`], [`Fault::always`]).
     pub fn status(mut self, code: u16, reason: &str) -> Fault {
         self.code = code;
         self.reason = reason.to_owned();
@@ -102,7 +104,13 @@ impl Fault {
         self
     }
 
-    pub(crate) fn matches(&self, verb: Verb, group: &str, resource: &str, name: Option<&str>) -> bool {
+    pub(crate) fn matches(
+        &self,
+        verb: Verb,
+        group: &str,
+        resource: &str,
+        name: Option<&str>,
+    ) -> bool {
         self.verb == verb
             && self.group == group
             && self.resource == resource

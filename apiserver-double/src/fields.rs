@@ -73,7 +73,10 @@ impl FieldSet {
             let path = vec![PathElement::Field(k.clone())];
             if k == "metadata" {
                 if let Some(meta) = v.as_object() {
-                    for (mk, mv) in meta.iter().filter(|(mk, _)| TRACKED_METADATA.contains(&mk.as_str())) {
+                    for (mk, mv) in meta
+                        .iter()
+                        .filter(|(mk, _)| TRACKED_METADATA.contains(&mk.as_str()))
+                    {
                         let mut p = path.clone();
                         p.push(PathElement::Field(mk.clone()));
                         set.collect(mv, mk, shape.field("metadata").field(mk), p);
@@ -238,7 +241,10 @@ fn find_item<'a>(items: &'a [Value], element: &PathElement) -> Option<(usize, &'
         PathElement::Key(key) => {
             let key: Value = serde_json::from_str(key).ok()?;
             let keys: Vec<String> = key.as_object()?.keys().cloned().collect();
-            items.iter().enumerate().find(|(_, item)| item_has_key(item, &key, &keys))
+            items
+                .iter()
+                .enumerate()
+                .find(|(_, item)| item_has_key(item, &key, &keys))
         }
         PathElement::Value(v) => {
             let v: Value = serde_json::from_str(v).ok()?;
@@ -357,9 +363,19 @@ mod tests {
         assert!(set.contains(&item));
         assert!(set.contains(&image));
         assert!(set.contains(&[f("metadata"), f("labels"), f("app")]));
-        assert!(set.contains(&[f("metadata"), f("finalizers"), PathElement::Value("\"a/b\"".into())]));
-        assert!(!set.contains(&[f("metadata"), f("name")]), "the name is not tracked");
-        assert!(!set.owns_at_or_below(&[f("status")]), "status belongs to the subresource");
+        assert!(set.contains(&[
+            f("metadata"),
+            f("finalizers"),
+            PathElement::Value("\"a/b\"".into())
+        ]));
+        assert!(
+            !set.contains(&[f("metadata"), f("name")]),
+            "the name is not tracked"
+        );
+        assert!(
+            !set.owns_at_or_below(&[f("status")]),
+            "status belongs to the subresource"
+        );
         assert!(set.owns_at_or_below(&containers));
         assert_eq!(value_at(&obj, &image), Some(&json!("i")));
     }
@@ -378,21 +394,33 @@ mod tests {
     #[test]
     fn remove_at_removes_map_fields_and_list_items() {
         let mut obj = json!({"spec": {"containers": [{"name": "a"}, {"name": "b", "image": "i"}]}, "m": {"finalizers": ["x", "y"]}});
-        let b = vec![f("spec"), f("containers"), PathElement::Key(r#"{"name":"b"}"#.into())];
+        let b = vec![
+            f("spec"),
+            f("containers"),
+            PathElement::Key(r#"{"name":"b"}"#.into()),
+        ];
         let mut image = b.clone();
         image.push(f("image"));
         assert!(remove_at(&mut obj, &image));
         assert_eq!(obj["spec"]["containers"][1], json!({"name": "b"}));
         assert!(remove_at(&mut obj, &b));
         assert_eq!(obj["spec"]["containers"], json!([{"name": "a"}]));
-        assert!(remove_at(&mut obj, &[f("m"), f("finalizers"), PathElement::Value("\"x\"".into())]));
+        assert!(remove_at(
+            &mut obj,
+            &[f("m"), f("finalizers"), PathElement::Value("\"x\"".into())]
+        ));
         assert_eq!(obj["m"]["finalizers"], json!(["y"]));
         assert!(!remove_at(&mut obj, &[f("nope"), f("x")]));
     }
 
     #[test]
     fn display_matches_the_servers_conflict_format() {
-        let p = vec![f("spec"), f("containers"), PathElement::Key(r#"{"name":"c"}"#.into()), f("image")];
+        let p = vec![
+            f("spec"),
+            f("containers"),
+            PathElement::Key(r#"{"name":"c"}"#.into()),
+            f("image"),
+        ];
         assert_eq!(display(&p), r#".spec.containers[name="c"].image"#);
     }
 }

@@ -49,7 +49,8 @@ pub(crate) struct DeleteOptions {
     pub(crate) dry_run: bool,
 }
 
-const PROTECTED_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+const PROTECTED_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Deletes one object; returns its last state and whether it is gone (false: it waits for
 /// finalizers or, for a namespace, for its contents).
@@ -67,7 +68,11 @@ pub(crate) fn delete(
         .ok_or_else(|| t.not_found(name))?;
     let preconditions = [
         ("UID", &opts.precondition_uid, meta::uid(&current)),
-        ("ResourceVersion", &opts.precondition_rv, meta::resource_version(&current)),
+        (
+            "ResourceVersion",
+            &opts.precondition_rv,
+            meta::resource_version(&current),
+        ),
     ];
     for (field, expected, actual) in preconditions {
         if let Some(expected) = expected.as_deref().filter(|e| *e != actual) {
@@ -97,9 +102,15 @@ pub(crate) fn delete(
         orphan_dependents(state, meta::uid(&current));
     }
     if !meta::finalizers(&current).is_empty() {
-        return Ok((mark_deleting(state, &resource, &key).unwrap_or(current), false));
+        return Ok((
+            mark_deleting(state, &resource, &key).unwrap_or(current),
+            false,
+        ));
     }
-    Ok((remove_and_collect(state, &resource, &key).unwrap_or(current), true))
+    Ok((
+        remove_and_collect(state, &resource, &key).unwrap_or(current),
+        true,
+    ))
 }
 
 /// Removes an object whose last finalizer an update just removed.
@@ -150,11 +161,11 @@ fn remove_and_collect(state: &mut State, resource: &ResourceKey, key: &ObjectKey
         meta::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
         state.remove(&resource, &key, obj.clone());
         let uid = meta::uid(&obj).to_owned();
-        if resource.is_crd() {
-            if let Some(rt) = state.registry.by_crd(meta::name(&obj)).map(|rt| rt.key()) {
-                state.registry.unregister(&rt);
-                queue.extend(state.keys_of(&rt).into_iter().map(|k| (rt.clone(), k)));
-            }
+        if resource.is_crd()
+            && let Some(rt) = state.registry.by_crd(meta::name(&obj)).map(|rt| rt.key())
+        {
+            state.registry.unregister(&rt);
+            queue.extend(state.keys_of(&rt).into_iter().map(|k| (rt.clone(), k)));
         }
         for (dep_resource, dep_key) in state.dependents_of(&uid) {
             let Some(dependent) = state.get(&dep_resource, &dep_key) else {
@@ -180,7 +191,12 @@ fn remove_and_collect(state: &mut State, resource: &ResourceKey, key: &ObjectKey
 }
 
 /// Drops the `ownerReferences` entries naming `owner_uid` from a stored object.
-fn remove_owner_reference(state: &mut State, resource: &ResourceKey, key: &ObjectKey, owner_uid: &str) {
+fn remove_owner_reference(
+    state: &mut State,
+    resource: &ResourceKey,
+    key: &ObjectKey,
+    owner_uid: &str,
+) {
     let Some(mut obj) = state.get(resource, key).cloned() else {
         return;
     };
@@ -207,7 +223,11 @@ fn terminate_namespace(state: &mut State, name: &str) -> (Value, bool) {
     let resource = ResourceKey::new("", "namespaces");
     let key = (String::new(), name.to_owned());
     let mut marked = state.get(&resource, &key).cloned().unwrap_or(Value::Null);
-    if let Some(mut ns) = state.get(&resource, &key).cloned().filter(|ns| !meta::is_deleting(ns)) {
+    if let Some(mut ns) = state
+        .get(&resource, &key)
+        .cloned()
+        .filter(|ns| !meta::is_deleting(ns))
+    {
         let rv = state.next_rv();
         let meta = meta::metadata_mut(&mut ns);
         meta.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
@@ -233,7 +253,10 @@ fn finish_namespace(state: &mut State, name: &str) -> Option<Value> {
     let resource = ResourceKey::new("", "namespaces");
     let key = (String::new(), name.to_owned());
     let ns = state.get(&resource, &key)?;
-    if !meta::is_deleting(ns) || !meta::finalizers(ns).is_empty() || !state.keys_in_namespace(name).is_empty() {
+    if !meta::is_deleting(ns)
+        || !meta::finalizers(ns).is_empty()
+        || !state.keys_in_namespace(name).is_empty()
+    {
         return None;
     }
     let mut ns = ns.clone();
@@ -318,8 +341,14 @@ mod tests {
         let a = create(&mut state, &cms, json!({"metadata": {"name": "a"}}));
         let b = create(&mut state, &cms, json!({"metadata": {"name": "b"}}));
         let mut refs = owned_by(&a);
-        refs.as_array_mut().unwrap().extend(owned_by(&b).as_array().unwrap().clone());
-        create(&mut state, &cms, json!({"metadata": {"name": "child", "ownerReferences": refs}}));
+        refs.as_array_mut()
+            .unwrap()
+            .extend(owned_by(&b).as_array().unwrap().clone());
+        create(
+            &mut state,
+            &cms,
+            json!({"metadata": {"name": "child", "ownerReferences": refs}}),
+        );
         delete(&mut state, &cms, "a", &DeleteOptions::default()).unwrap();
         let child = state.get(&cms.key(), &cms.object_key("child")).unwrap();
         assert_eq!(meta::owner_uids(child), [meta::uid(&b)]);
@@ -329,25 +358,50 @@ mod tests {
     fn deleting_a_namespace_removes_its_objects_and_waits_for_finalizers() {
         let mut state = State::new(1000, 16);
         let namespaces = Target {
-            rt: ResourceType::new("", "v1", "Namespace", "namespaces", Scope::Cluster).with_status_subresource(),
+            rt: ResourceType::new("", "v1", "Namespace", "namespaces", Scope::Cluster)
+                .with_status_subresource(),
             version: "v1".into(),
             namespace: None,
         };
-        create(&mut state, &namespaces, json!({"metadata": {"name": "tenant"}}));
+        create(
+            &mut state,
+            &namespaces,
+            json!({"metadata": {"name": "tenant"}}),
+        );
         let cms = target("configmaps", "ConfigMap", "tenant");
         create(&mut state, &cms, json!({"metadata": {"name": "plain"}}));
-        create(&mut state, &cms, json!({"metadata": {"name": "held", "finalizers": ["x/y"]}}));
-        let (ns, gone) = delete(&mut state, &namespaces, "tenant", &DeleteOptions::default()).unwrap();
+        create(
+            &mut state,
+            &cms,
+            json!({"metadata": {"name": "held", "finalizers": ["x/y"]}}),
+        );
+        let (ns, gone) =
+            delete(&mut state, &namespaces, "tenant", &DeleteOptions::default()).unwrap();
         assert!(!gone);
         assert_eq!(ns["status"]["phase"], "Terminating");
         assert!(state.get(&cms.key(), &cms.object_key("plain")).is_none());
-        let held = state.get(&cms.key(), &cms.object_key("held")).unwrap().clone();
+        let held = state
+            .get(&cms.key(), &cms.object_key("held"))
+            .unwrap()
+            .clone();
         assert!(meta::is_deleting(&held));
         let mut released = held.clone();
         released["metadata"]["finalizers"] = json!([]);
-        write::update(&mut state, &cms, &opts(), "held", released, write::Sub::Main).unwrap();
+        write::update(
+            &mut state,
+            &cms,
+            &opts(),
+            "held",
+            released,
+            write::Sub::Main,
+        )
+        .unwrap();
         assert!(state.get(&cms.key(), &cms.object_key("held")).is_none());
-        assert!(state.get(&namespaces.key(), &(String::new(), "tenant".into())).is_none());
+        assert!(
+            state
+                .get(&namespaces.key(), &(String::new(), "tenant".into()))
+                .is_none()
+        );
     }
 
     #[test]
@@ -358,7 +412,13 @@ mod tests {
             version: "v1".into(),
             namespace: None,
         };
-        let err = delete(&mut state, &namespaces, "default", &DeleteOptions::default()).unwrap_err();
+        let err = delete(
+            &mut state,
+            &namespaces,
+            "default",
+            &DeleteOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.code(), 403);
     }
 }

@@ -15,8 +15,9 @@
 //! `watch=true|1` or a `/watch/` path; POST = create; PUT = update; PATCH = patch by
 //! `Content-Type`; DELETE one = delete, DELETE collection = deletecollection). Responses
 //! are always JSON, whatever `Accept` asks for (protobuf and `as=Table` included), except
-//! for aggregated discovery. Paths the double does not serve (other subresources such as
-//! `scale`, `log`, `exec`; `/openapi/*`) get a 404 `Status`.
+//! for aggregated discovery. `/openapi/v3` is the minimal document of [`crate::openapi`].
+//! Paths the double does not serve (other subresources such as `scale`, `log`, `exec`;
+//! `/openapi/v2`) get a 404 `Status`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,6 +34,7 @@ use crate::discovery;
 use crate::faults::Verb;
 use crate::gc::{self, DeleteOptions, Propagation};
 use crate::meta;
+use crate::openapi;
 use crate::patch::{self, PatchType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
@@ -83,7 +85,9 @@ impl Shared {
     /// The store. A panic while it was held cannot leave it half-written in a way later
     /// requests care about more than the panic itself, so poisoning is ignored.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Ends every open watch stream (clients reconnect).
@@ -92,15 +96,24 @@ impl Shared {
     }
 
     pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
-        self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn clear_requests(&self) {
-        self.requests.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     fn record(&self, request: RecordedRequest) {
-        self.requests.lock().unwrap_or_else(|p| p.into_inner()).push(request);
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(request);
     }
 }
 
@@ -178,24 +191,28 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn hex(digit: u8) -> Option<u8> {
-    char::from(digit).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 fn json_response(code: u16, body: &Value) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = Response::new(Body::from(serde_json::to_vec(body).unwrap_or_default()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 fn text_response(text: &'static str) -> Response {
     let mut response = Response::new(Body::from(text));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
     response
 }
 
@@ -208,11 +225,17 @@ fn aggregated_response(body: &Value) -> Response {
     response
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> &'a str {
-    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
-async fn route(shared: &Arc<Shared>, request: Request) -> (Option<Verb>, Result<Response, ApiError>) {
+async fn route(
+    shared: &Arc<Shared>,
+    request: Request,
+) -> (Option<Verb>, Result<Response, ApiError>) {
     let path = request.uri().path().to_owned();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let aggregated = discovery::wants_aggregated(header_str(request.headers(), header::ACCEPT));
@@ -221,18 +244,42 @@ async fn route(shared: &Arc<Shared>, request: Request) -> (Option<Verb>, Result<
     let result = match segments.as_slice() {
         ["version"] => Ok(json_response(200, &discovery::version())),
         ["healthz" | "livez" | "readyz"] => Ok(text_response("ok")),
-        ["api"] if aggregated => Ok(aggregated_response(&discovery::aggregated(&shared.lock().registry, true))),
-        ["api"] => Ok(json_response(200, &discovery::core_versions(&shared.server_address))),
+        ["api"] if aggregated => Ok(aggregated_response(&discovery::aggregated(
+            &shared.lock().registry,
+            true,
+        ))),
+        ["api"] => Ok(json_response(
+            200,
+            &discovery::core_versions(&shared.server_address),
+        )),
         ["apis"] if aggregated => Ok(aggregated_response(&discovery::aggregated(
             &shared.lock().registry,
             false,
         ))),
-        ["apis"] => Ok(json_response(200, &discovery::group_list(&shared.lock().registry))),
+        ["apis"] => Ok(json_response(
+            200,
+            &discovery::group_list(&shared.lock().registry),
+        )),
         ["apis", group] => found(discovery::group(&shared.lock().registry, group)),
         ["api", "v1"] => found(discovery::resource_list(&shared.lock().registry, "", "v1")),
-        ["apis", group, version] => found(discovery::resource_list(&shared.lock().registry, group, version)),
+        ["apis", group, version] => found(discovery::resource_list(
+            &shared.lock().registry,
+            group,
+            version,
+        )),
+        ["openapi", "v3"] => Ok(json_response(200, &openapi::index(&shared.lock().registry))),
+        ["openapi", "v3", "api", "v1"] => {
+            found(openapi::group_version(&shared.lock().registry, "", "v1"))
+        }
+        ["openapi", "v3", "apis", group, version] => found(openapi::group_version(
+            &shared.lock().registry,
+            group,
+            version,
+        )),
         ["api", "v1", rest @ ..] => return resource(shared, "", "v1", rest, request).await,
-        ["apis", group, version, rest @ ..] => return resource(shared, group, version, rest, request).await,
+        ["apis", group, version, rest @ ..] => {
+            return resource(shared, group, version, rest, request).await;
+        }
         _ => Err(unknown()),
     };
     (None, result)
@@ -247,13 +294,20 @@ struct ResourcePath {
     watch_path: bool,
 }
 
-fn parse_resource_path(state: &State, group: &str, version: &str, rest: &[&str]) -> Option<ResourcePath> {
+fn parse_resource_path(
+    state: &State,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Option<ResourcePath> {
     let (watch_path, rest) = match rest {
         ["watch", rest @ ..] => (true, rest),
         rest => (false, rest),
     };
     let (namespace, rest) = match rest {
-        ["namespaces", ns, rest @ ..] if !rest.is_empty() && !matches!(rest, ["status" | "finalize"]) => {
+        ["namespaces", ns, rest @ ..]
+            if !rest.is_empty() && !matches!(rest, ["status" | "finalize"]) =>
+        {
             (Some((*ns).to_owned()), rest)
         }
         rest => (None, rest),
@@ -336,12 +390,13 @@ async fn resource(
 
 async fn read_body(request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|e| ApiError::MalformedBody {
-            format: "request body",
-            detail: e.to_string(),
-        })?;
+    let bytes =
+        axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .map_err(|e| ApiError::MalformedBody {
+                format: "request body",
+                detail: e.to_string(),
+            })?;
     Ok((parts.headers, bytes))
 }
 
@@ -353,7 +408,12 @@ fn write_options(query: &Query, headers: &HeaderMap) -> WriteOptions {
         .unwrap_or_else(|| {
             let agent = header_str(headers, header::USER_AGENT);
             let product = agent.split('/').next().unwrap_or_default().trim();
-            if product.is_empty() { "unknown" } else { product }.to_owned()
+            if product.is_empty() {
+                "unknown"
+            } else {
+                product
+            }
+            .to_owned()
         });
     WriteOptions {
         manager,
@@ -361,7 +421,10 @@ fn write_options(query: &Query, headers: &HeaderMap) -> WriteOptions {
     }
 }
 
-fn selectors(query: &Query, name: Option<&str>) -> Result<(LabelSelector, FieldSelector), ApiError> {
+fn selectors(
+    query: &Query,
+    name: Option<&str>,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let bad = |selector: &str| {
         let selector = selector.to_owned();
         move |e: crate::selector::SelectorError| ApiError::BadSelector {
@@ -417,10 +480,20 @@ async fn serve(
             ))
         }
         Verb::Watch => {
-            let (labels, fields) = selectors(&query, rp.watch_path.then_some(name.as_str()).filter(|n| !n.is_empty()))?;
+            let (labels, fields) = selectors(
+                &query,
+                rp.watch_path
+                    .then_some(name.as_str())
+                    .filter(|n| !n.is_empty()),
+            )?;
             let from = match query.get("resourceVersion").unwrap_or_default() {
                 "" | "0" => None,
-                rv => Some(rv.parse::<u64>().map_err(|_| ApiError::BadResourceVersion { value: rv.to_owned() })?),
+                rv => Some(
+                    rv.parse::<u64>()
+                        .map_err(|_| ApiError::BadResourceVersion {
+                            value: rv.to_owned(),
+                        })?,
+                ),
             };
             let timeout = query
                 .get("timeoutSeconds")
@@ -436,9 +509,10 @@ async fn serve(
             };
             let start = shared.lock().watch(&t.key(), t.namespace.as_deref(), from);
             let mut response = Response::new(watch::body(shared.clone(), t, params, start));
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
             Ok(response)
         }
         Verb::Create => {
@@ -457,14 +531,28 @@ async fn serve(
         }
         Verb::Patch => {
             let (headers, body) = read_body(request).await?;
-            let patch_type = PatchType::from_content_type(header_str(&headers, header::CONTENT_TYPE))?;
-            if patch_type == PatchType::Apply && query.get("fieldManager").is_none_or(str::is_empty) {
+            let patch_type =
+                PatchType::from_content_type(header_str(&headers, header::CONTENT_TYPE))?;
+            if patch_type == PatchType::Apply && query.get("fieldManager").is_none_or(str::is_empty)
+            {
                 return Err(ApiError::MissingFieldManager);
             }
             let opts = write_options(&query, &headers);
             let force = query.flag("force");
-            let (obj, created) = write::patch(&mut shared.lock(), &t, &opts, &name, patch_type, &body, rp.sub, force)?;
-            Ok(json_response(if created { 201 } else { 200 }, &t.present(obj)))
+            let (obj, created) = write::patch(
+                &mut shared.lock(),
+                &t,
+                &opts,
+                &name,
+                patch_type,
+                &body,
+                rp.sub,
+                force,
+            )?;
+            Ok(json_response(
+                if created { 201 } else { 200 },
+                &t.present(obj),
+            ))
         }
         Verb::Delete => {
             let (_, body) = read_body(request).await?;
@@ -514,7 +602,10 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
     let policy = query
         .get("propagationPolicy")
         .or_else(|| body["propagationPolicy"].as_str());
-    let orphan = query.get("orphanDependents").map(|v| v == "true").or_else(|| body["orphanDependents"].as_bool());
+    let orphan = query
+        .get("orphanDependents")
+        .map(|v| v == "true")
+        .or_else(|| body["orphanDependents"].as_bool());
     let propagation = match (policy, orphan) {
         (Some("Orphan"), _) | (None, Some(true)) => Propagation::Orphan,
         (Some("Foreground"), _) => Propagation::Foreground,
@@ -549,29 +640,55 @@ mod tests {
     #[test]
     fn resource_paths_parse_namespaces_names_and_subresources() {
         let state = State::new(10, 10);
-        let p = parse_resource_path(&state, "", "v1", &["namespaces", "ns", "configmaps", "a"]).unwrap();
+        let p = parse_resource_path(&state, "", "v1", &["namespaces", "ns", "configmaps", "a"])
+            .unwrap();
         assert_eq!(
             (p.target.namespace.as_deref(), p.name.as_deref(), p.sub),
             (Some("ns"), Some("a"), Sub::Main)
         );
         let p = parse_resource_path(&state, "", "v1", &["namespaces", "ns", "status"]).unwrap();
-        assert_eq!((p.target.rt.plural.as_str(), p.name.as_deref(), p.sub), ("namespaces", Some("ns"), Sub::Status));
+        assert_eq!(
+            (p.target.rt.plural.as_str(), p.name.as_deref(), p.sub),
+            ("namespaces", Some("ns"), Sub::Status)
+        );
         let p = parse_resource_path(&state, "", "v1", &["configmaps"]).unwrap();
         assert_eq!(p.target.namespace, None, "a list across namespaces");
-        let p = parse_resource_path(&state, "apps", "v1", &["watch", "namespaces", "ns", "statefulsets"]).unwrap();
+        let p = parse_resource_path(
+            &state,
+            "apps",
+            "v1",
+            &["watch", "namespaces", "ns", "statefulsets"],
+        )
+        .unwrap();
         assert!(p.watch_path);
-        assert!(parse_resource_path(&state, "", "v1", &["configmaps", "a"]).is_none(), "namespaced needs a namespace");
-        assert!(parse_resource_path(&state, "", "v1", &["namespaces", "ns", "configmaps", "a", "scale"]).is_none());
+        assert!(
+            parse_resource_path(&state, "", "v1", &["configmaps", "a"]).is_none(),
+            "namespaced needs a namespace"
+        );
+        assert!(
+            parse_resource_path(
+                &state,
+                "",
+                "v1",
+                &["namespaces", "ns", "configmaps", "a", "scale"]
+            )
+            .is_none()
+        );
         assert!(parse_resource_path(&state, "", "v1", &["namespaces", "ns", "nodes"]).is_none());
     }
 
     #[test]
     fn delete_options_come_from_body_and_query() {
-        let body = br#"{"kind":"DeleteOptions","propagationPolicy":"Orphan","preconditions":{"uid":"u"}}"#;
+        let body =
+            br#"{"kind":"DeleteOptions","propagationPolicy":"Orphan","preconditions":{"uid":"u"}}"#;
         let opts = delete_options(&Query::default(), body).unwrap();
         assert_eq!(opts.propagation, Propagation::Orphan);
         assert_eq!(opts.precondition_uid.as_deref(), Some("u"));
-        let opts = delete_options(&Query::parse(Some("propagationPolicy=Foreground&dryRun=All")), b"").unwrap();
+        let opts = delete_options(
+            &Query::parse(Some("propagationPolicy=Foreground&dryRun=All")),
+            b"",
+        )
+        .unwrap();
         assert_eq!(opts.propagation, Propagation::Foreground);
         assert!(opts.dry_run);
     }

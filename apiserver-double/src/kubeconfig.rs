@@ -48,7 +48,10 @@ mod tests {
     fn the_kubeconfig_parses_and_points_at_the_url() {
         let text = render("http://127.0.0.1:1234");
         let doc: serde_json::Value = serde_yaml::from_str(&text).unwrap();
-        assert_eq!(doc["clusters"][0]["cluster"]["server"], "http://127.0.0.1:1234");
+        assert_eq!(
+            doc["clusters"][0]["cluster"]["server"],
+            "http://127.0.0.1:1234"
+        );
         assert_eq!(doc["current-context"], NAME);
         assert_eq!(doc["contexts"][0]["context"]["namespace"], "default");
         assert!(doc["users"][0]["user"].as_object().unwrap().is_empty());

@@ -61,7 +61,7 @@
 //!   OpenAPI schemas; custom resources use their CRD schema's `x-kubernetes-list-type`.
 //!   See [`shape`](crate) and the `apply` module.
 //! - Field ownership (`managedFields`) follows the real rules for apply and update
-//!   operations but is computed without schemas; clients cannot overwrite it.
+//!   operations (including clients replacing the list) but is computed without schemas.
 //! - Garbage collection, namespace termination and CRD cleanup happen synchronously
 //!   during the DELETE (or the update removing the last finalizer); `Foreground`
 //!   propagation behaves as `Background`.
@@ -78,7 +78,8 @@
 //! No TLS, no authentication or authorization, no admission (webhooks, quotas, limit
 //! ranges), no validation of built-in types, no protobuf or `Table` output (always JSON),
 //! no other subresources (`scale`, `log`, `exec`, `eviction`, `binding`), no OpenAPI
-//! documents (`/openapi/*` is 404), no API aggregation, no conversion webhooks (all
+//! schemas (`/openapi/v3` only tells kubectl that the server validates fields, which it
+//! then does not; `/openapi/v2` is 404), no API aggregation, no conversion webhooks (all
 //! versions of a CRD share the objects, differing only in `apiVersion`), no controllers
 //! (no pods for StatefulSets, no endpoints, no service accounts or tokens, no kubelet).
 //! Persist nothing. Extensions that simulate controllers (a kubelet) should talk to it
@@ -99,6 +100,7 @@ mod http;
 mod kubeconfig;
 mod managed;
 mod meta;
+mod openapi;
 mod patch;
 mod registry;
 mod schema;
@@ -241,7 +243,8 @@ impl ApiServer {
     ///
     /// If kube cannot build its HTTP stack (it does not for a plain-HTTP URL).
     pub fn client(&self) -> kube::Client {
-        kube::Client::try_from(self.config()).expect("building a kube client for the API server double")
+        kube::Client::try_from(self.config())
+            .expect("building a kube client for the API server double")
     }
 
     /// Writes a kubeconfig for kubectl and `kube::Config::infer` (via `KUBECONFIG`):
@@ -255,7 +258,9 @@ impl ApiServer {
     pub async fn stop(mut self) {
         self.signal_stop();
         if let Some(task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(5), task).await.is_err()
+            && tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
         {
             tracing::warn!("API server double did not stop within five seconds");
         }
@@ -279,7 +284,13 @@ impl ApiServer {
     }
 
     /// One stored object (`namespace` `None` for cluster-scoped resources).
-    pub fn object(&self, group: &str, plural: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+    pub fn object(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
         let key = (namespace.unwrap_or_default().to_owned(), name.to_owned());
         self.shared
             .lock()

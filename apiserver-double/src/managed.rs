@@ -4,9 +4,9 @@
 //! subresource, field set) and the bookkeeping of non-apply writes: a create, update or
 //! patch makes its manager own every tracked field it added or changed and takes those
 //! fields from every other entry, as the real server does; fields it removed leave every
-//! entry. Entries left with no fields are dropped. Request bodies cannot set
-//! `managedFields` (the real server lets a client overwrite or reset them; the double
-//! keeps its own account).
+//! entry. Entries left with no fields are dropped. A non-empty `managedFields` list in a
+//! create, update or patch body replaces the stored one before the write is accounted
+//! (`[{}]` clears it), as on the real server; an empty or missing list keeps it.
 
 use serde_json::{Value, json};
 
@@ -44,8 +44,15 @@ pub(crate) struct ManagedEntry {
 impl ManagedEntry {
     /// Whether this entry is the one a write by `manager` with `operation` on
     /// `subresource` updates.
-    pub(crate) fn is(&self, manager: &str, operation: Operation, subresource: Option<&str>) -> bool {
-        self.manager == manager && self.operation == operation && self.subresource.as_deref() == subresource
+    pub(crate) fn is(
+        &self,
+        manager: &str,
+        operation: Operation,
+        subresource: Option<&str>,
+    ) -> bool {
+        self.manager == manager
+            && self.operation == operation
+            && self.subresource.as_deref() == subresource
     }
 }
 
@@ -117,7 +124,9 @@ pub(crate) fn after_update(
     writer: &Writer<'_>,
 ) -> Vec<ManagedEntry> {
     let new_fields = FieldSet::of(new, shape, writer.part);
-    let old_fields = old.map(|o| FieldSet::of(o, shape, writer.part)).unwrap_or_default();
+    let old_fields = old
+        .map(|o| FieldSet::of(o, shape, writer.part))
+        .unwrap_or_default();
     let changed: Vec<&Vec<PathElement>> = new_fields
         .iter()
         .filter(|path| match old {
@@ -186,8 +195,13 @@ mod tests {
     }
 
     fn owns(entries: &[ManagedEntry], manager: &str, path: &[&str]) -> bool {
-        let path: Vec<PathElement> = path.iter().map(|p| PathElement::Field((*p).into())).collect();
-        entries.iter().any(|e| e.manager == manager && e.fields.contains(&path))
+        let path: Vec<PathElement> = path
+            .iter()
+            .map(|p| PathElement::Field((*p).into()))
+            .collect();
+        entries
+            .iter()
+            .any(|e| e.manager == manager && e.fields.contains(&path))
     }
 
     #[test]
@@ -211,7 +225,10 @@ mod tests {
         let entries = after_update(Vec::new(), None, &obj.clone(), shape, &writer("m"));
         write(&mut obj, &entries);
         assert_eq!(obj["metadata"]["managedFields"][0]["manager"], "m");
-        assert_eq!(obj["metadata"]["managedFields"][0]["fieldsV1"]["f:data"]["f:a"], json!({}));
+        assert_eq!(
+            obj["metadata"]["managedFields"][0]["fieldsV1"]["f:data"]["f:a"],
+            json!({})
+        );
         assert_eq!(read(&obj), entries);
     }
 }

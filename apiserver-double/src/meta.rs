@@ -89,16 +89,18 @@ pub(crate) fn dns1123_problem(name: &str, max: usize) -> Option<String> {
         return Some("Required value: name or generateName is required".into());
     }
     if name.len() > max {
-        return Some(format!("Invalid value: {name:?}: must be no more than {max} characters"));
+        return Some(format!(
+            "Invalid value: {name:?}: must be no more than {max} characters"
+        ));
     }
     let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     let chars_ok = name
         .chars()
         .all(|c| alnum(c) || c == '-' || (c == '.' && max != 63));
     let ends_ok = name.starts_with(alnum) && name.ends_with(alnum);
-    let dots_ok = !name.split('.').any(|part| {
-        part.is_empty() || !part.starts_with(alnum) || !part.ends_with(alnum)
-    });
+    let dots_ok = !name
+        .split('.')
+        .any(|part| part.is_empty() || !part.starts_with(alnum) || !part.ends_with(alnum));
     if chars_ok && ends_ok && dots_ok {
         None
     } else {
@@ -126,13 +128,19 @@ pub(crate) fn resource_version(obj: &Value) -> &str {
 }
 
 pub(crate) fn is_deleting(obj: &Value) -> bool {
-    obj["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null())
+    obj["metadata"]
+        .get("deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
 }
 
 pub(crate) fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
-        .map(|fs| fs.iter().filter_map(|f| f.as_str().map(str::to_owned)).collect())
+        .map(|fs| {
+            fs.iter()
+                .filter_map(|f| f.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -140,7 +148,11 @@ pub(crate) fn finalizers(obj: &Value) -> Vec<String> {
 pub(crate) fn owner_uids(obj: &Value) -> Vec<String> {
     obj["metadata"]["ownerReferences"]
         .as_array()
-        .map(|refs| refs.iter().filter_map(|r| r["uid"].as_str().map(str::to_owned)).collect())
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r["uid"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -62,10 +62,11 @@ pub(crate) fn merge_patch(current: &Value, patch: &Value) -> Value {
 
 /// `current` with the RFC 6902 patch applied.
 pub(crate) fn json_patch(current: &Value, patch: Value) -> Result<Value, ApiError> {
-    let ops: json_patch::Patch = serde_json::from_value(patch).map_err(|e| ApiError::MalformedBody {
-        format: "JSON patch",
-        detail: e.to_string(),
-    })?;
+    let ops: json_patch::Patch =
+        serde_json::from_value(patch).map_err(|e| ApiError::MalformedBody {
+            format: "JSON patch",
+            detail: e.to_string(),
+        })?;
     let mut out = current.clone();
     json_patch::patch(&mut out, &ops).map_err(|source| ApiError::JsonPatchFailed { source })?;
     Ok(out)
@@ -90,7 +91,9 @@ fn merge_object(target: &mut Map<String, Value>, patch: &Map<String, Value>, sha
     }
     for (key, value) in patch {
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(Value::Array(items)), Some(remove)) = (target.get_mut(field), value.as_array()) {
+            if let (Some(Value::Array(items)), Some(remove)) =
+                (target.get_mut(field), value.as_array())
+            {
                 items.retain(|i| !remove.contains(i));
             }
             continue;
@@ -107,9 +110,13 @@ fn merge_object(target: &mut Map<String, Value>, patch: &Map<String, Value>, sha
             }
             Value::Object(p) => {
                 let field_shape = shape.field(key);
-                let entry = target.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+                let entry = target
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 match entry {
-                    Value::Object(t) if !field_shape.atomic_map() => merge_object(t, p, field_shape),
+                    Value::Object(t) if !field_shape.atomic_map() => {
+                        merge_object(t, p, field_shape)
+                    }
                     other => *other = strip_directives(value),
                 }
             }
@@ -130,9 +137,18 @@ fn merge_object(target: &mut Map<String, Value>, patch: &Map<String, Value>, sha
 fn merge_list(current: Option<&Value>, patch: &[Value], name: &str, shape: Shape<'_>) -> Value {
     let is_replace = |i: &Value| i.get("$patch").and_then(Value::as_str) == Some("replace");
     if patch.iter().any(is_replace) {
-        return Value::Array(patch.iter().filter(|i| !is_replace(i)).map(strip_directives).collect());
+        return Value::Array(
+            patch
+                .iter()
+                .filter(|i| !is_replace(i))
+                .map(strip_directives)
+                .collect(),
+        );
     }
-    let current: Vec<Value> = current.and_then(Value::as_array).cloned().unwrap_or_default();
+    let current: Vec<Value> = current
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let all: Vec<&Value> = current.iter().chain(patch).collect();
     match shape.list_type(name, &all) {
         ListType::Atomic => Value::Array(patch.iter().map(strip_directives).collect()),
@@ -200,20 +216,36 @@ mod tests {
             PatchType::from_content_type("application/apply-patch+yaml").unwrap(),
             PatchType::Apply
         );
-        assert_eq!(PatchType::from_content_type("text/plain").unwrap_err().code(), 415);
+        assert_eq!(
+            PatchType::from_content_type("text/plain")
+                .unwrap_err()
+                .code(),
+            415
+        );
     }
 
     #[test]
     fn merge_patch_null_removes_a_field() {
-        let out = merge_patch(&json!({"data": {"a": "1", "b": "2"}}), &json!({"data": {"a": null, "c": "3"}}));
+        let out = merge_patch(
+            &json!({"data": {"a": "1", "b": "2"}}),
+            &json!({"data": {"a": null, "c": "3"}}),
+        );
         assert_eq!(out, json!({"data": {"b": "2", "c": "3"}}));
     }
 
     #[test]
     fn failed_json_patch_test_is_invalid() {
-        let err = json_patch(&json!({"a": 1}), json!([{"op": "test", "path": "/a", "value": 2}])).unwrap_err();
+        let err = json_patch(
+            &json!({"a": 1}),
+            json!([{"op": "test", "path": "/a", "value": 2}]),
+        )
+        .unwrap_err();
         assert_eq!(err.code(), 422);
-        let ok = json_patch(&json!({"a": 1}), json!([{"op": "replace", "path": "/a", "value": 2}])).unwrap();
+        let ok = json_patch(
+            &json!({"a": 1}),
+            json!([{"op": "replace", "path": "/a", "value": 2}]),
+        )
+        .unwrap();
         assert_eq!(ok, json!({"a": 2}));
     }
 
@@ -238,7 +270,11 @@ mod tests {
         let out = strategic_merge_patch(&current, &patch, Shape::root(None));
         assert_eq!(out["metadata"]["finalizers"], json!(["y"]));
         assert_eq!(out["spec"]["containers"], json!([{"name": "b"}]));
-        assert_eq!(out["spec"]["args"], json!(["2"]), "other lists are replaced");
+        assert_eq!(
+            out["spec"]["args"],
+            json!(["2"]),
+            "other lists are replaced"
+        );
         assert!(out["spec"].get("$setElementOrder/containers").is_none());
     }
 

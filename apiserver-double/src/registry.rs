@@ -187,7 +187,9 @@ impl Registry {
 
     /// The resource registered by the CRD named `crd_name`, if any.
     pub(crate) fn by_crd(&self, crd_name: &str) -> Option<&ResourceType> {
-        self.resources.values().find(|rt| rt.crd.as_deref() == Some(crd_name))
+        self.resources
+            .values()
+            .find(|rt| rt.crd.as_deref() == Some(crd_name))
     }
 
     pub(crate) fn all(&self) -> impl Iterator<Item = &ResourceType> {
@@ -216,7 +218,9 @@ impl Registry {
 /// names that are not of the `v1beta2` form last, alphabetically.
 pub(crate) fn version_priority(version: &str) -> (u8, i64, i64, String) {
     let parsed = version.strip_prefix('v').and_then(|rest| {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let major: i64 = rest[..digits].parse().ok()?;
         let tail = &rest[digits..];
         if tail.is_empty() {
@@ -229,7 +233,11 @@ pub(crate) fn version_priority(version: &str) -> (u8, i64, i64, String) {
         } else {
             return None;
         };
-        let minor: i64 = if minor.is_empty() { 0 } else { minor.parse().ok()? };
+        let minor: i64 = if minor.is_empty() {
+            0
+        } else {
+            minor.parse().ok()?
+        };
         Some((tier, -major, -minor))
     });
     match parsed {
@@ -251,20 +259,28 @@ fn builtins() -> Vec<ResourceType> {
         ResourceType::new("", "v1", "PersistentVolume", "persistentvolumes", Cluster)
             .with_status_subresource()
             .with_short_names(&["pv"]),
-        ResourceType::new("", "v1", "ConfigMap", "configmaps", Namespaced).with_short_names(&["cm"]),
+        ResourceType::new("", "v1", "ConfigMap", "configmaps", Namespaced)
+            .with_short_names(&["cm"]),
         ResourceType::new("", "v1", "Secret", "secrets", Namespaced),
         ResourceType::new("", "v1", "Service", "services", Namespaced)
             .with_status_subresource()
             .with_short_names(&["svc"])
             .with_categories(&all),
-        ResourceType::new("", "v1", "ServiceAccount", "serviceaccounts", Namespaced).with_short_names(&["sa"]),
+        ResourceType::new("", "v1", "ServiceAccount", "serviceaccounts", Namespaced)
+            .with_short_names(&["sa"]),
         ResourceType::new("", "v1", "Pod", "pods", Namespaced)
             .with_status_subresource()
             .with_short_names(&["po"])
             .with_categories(&all),
-        ResourceType::new("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", Namespaced)
-            .with_status_subresource()
-            .with_short_names(&["pvc"]),
+        ResourceType::new(
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            Namespaced,
+        )
+        .with_status_subresource()
+        .with_short_names(&["pvc"]),
         ResourceType::new("", "v1", "Event", "events", Namespaced).with_short_names(&["ev"]),
         ResourceType::new("", "v1", "Endpoints", "endpoints", Namespaced).with_short_names(&["ep"]),
         ResourceType::new("apps", "v1", "StatefulSet", "statefulsets", Namespaced)
@@ -279,16 +295,53 @@ fn builtins() -> Vec<ResourceType> {
             .with_status_subresource()
             .with_short_names(&["rs"])
             .with_categories(&all),
-        ResourceType::new("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", Namespaced)
-            .with_status_subresource()
-            .with_short_names(&["pdb"]),
+        ResourceType::new(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            Namespaced,
+        )
+        .with_status_subresource()
+        .with_short_names(&["pdb"]),
         ResourceType::new("coordination.k8s.io", "v1", "Lease", "leases", Namespaced),
-        ResourceType::new("events.k8s.io", "v1", "Event", "events", Namespaced).with_short_names(&["ev"]),
-        ResourceType::new("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", Namespaced),
-        ResourceType::new("rbac.authorization.k8s.io", "v1", "Role", "roles", Namespaced),
-        ResourceType::new("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", Namespaced),
-        ResourceType::new("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", Cluster),
-        ResourceType::new("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", Cluster),
+        ResourceType::new("events.k8s.io", "v1", "Event", "events", Namespaced)
+            .with_short_names(&["ev"]),
+        ResourceType::new(
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+            "endpointslices",
+            Namespaced,
+        ),
+        ResourceType::new(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            Namespaced,
+        ),
+        ResourceType::new(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            Namespaced,
+        ),
+        ResourceType::new(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            Cluster,
+        ),
+        ResourceType::new(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            Cluster,
+        ),
         ResourceType::new(
             "apiextensions.k8s.io",
             "v1",
@@ -339,11 +392,16 @@ pub(crate) fn from_crd(crd: &Value) -> Result<ResourceType, ApiError> {
             return Err(crd_invalid(
                 name,
                 "spec.scope",
-                format!("Unsupported value: {other:?}: supported values: \"Cluster\", \"Namespaced\""),
+                format!(
+                    "Unsupported value: {other:?}: supported values: \"Cluster\", \"Namespaced\""
+                ),
             ));
         }
     };
-    let versions = spec["versions"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let versions = spec["versions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let mut served = Vec::new();
     let mut status_subresource = false;
     let mut schemas = BTreeMap::new();
@@ -361,7 +419,12 @@ pub(crate) fn from_crd(crd: &Value) -> Result<ResourceType, ApiError> {
             schemas.insert(vname.to_owned(), schema.clone());
         }
     }
-    if versions.iter().filter(|v| v["storage"].as_bool() == Some(true)).count() != 1 {
+    if versions
+        .iter()
+        .filter(|v| v["storage"].as_bool() == Some(true))
+        .count()
+        != 1
+    {
         return Err(crd_invalid(
             name,
             "spec.versions",
@@ -371,7 +434,11 @@ pub(crate) fn from_crd(crd: &Value) -> Result<ResourceType, ApiError> {
     served.sort_by_key(|v| version_priority(v));
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     Ok(ResourceType {
@@ -403,7 +470,10 @@ pub(crate) fn crd_status(crd: &Value, rt: &ResourceType, now: &str) -> Value {
         // Keep the transition time of a condition that is already true.
         let existing = crd["status"]["conditions"]
             .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == kind && c["status"] == "True"))
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c["type"] == kind && c["status"] == "True")
+            })
             .and_then(|c| c["lastTransitionTime"].as_str())
             .unwrap_or(now);
         json!({"type": kind, "status": "True", "reason": reason, "message": message,
@@ -469,6 +539,9 @@ mod tests {
     fn versions_sort_ga_then_beta_then_alpha() {
         let mut versions = vec!["v1alpha1", "v2beta1", "v1", "v2", "v1beta2", "foo"];
         versions.sort_by_key(|v| version_priority(v));
-        assert_eq!(versions, ["v2", "v1", "v2beta1", "v1beta2", "v1alpha1", "foo"]);
+        assert_eq!(
+            versions,
+            ["v2", "v1", "v2beta1", "v1beta2", "v1alpha1", "foo"]
+        );
     }
 }

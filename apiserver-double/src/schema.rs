@@ -78,10 +78,14 @@ mod tests {
                 "listeners": {"type": "array", "items": {"properties": {"tls": {"default": false}}}},
             }},
         }});
-        let mut obj = json!({"metadata": {}, "spec": {"replicas": 1, "listeners": [{"name": "a"}]}});
+        let mut obj =
+            json!({"metadata": {}, "spec": {"replicas": 1, "listeners": [{"name": "a"}]}});
         apply_defaults(&mut obj, &schema);
         assert_eq!(obj["spec"]["replicas"], 1, "present values are kept");
-        assert_eq!(obj["spec"]["storage"]["size"], "1Gi", "a defaulted object gets its defaults");
+        assert_eq!(
+            obj["spec"]["storage"]["size"], "1Gi",
+            "a defaulted object gets its defaults"
+        );
         assert_eq!(obj["spec"]["listeners"][0]["tls"], false);
         assert_eq!(obj["metadata"], json!({}));
 

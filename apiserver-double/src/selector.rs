@@ -145,7 +145,10 @@ impl<'a> Parser<'a> {
     fn list(&mut self, key: &str, op: &'static str) -> Result<Vec<String>, SelectorError> {
         self.skip_ws();
         if !self.eat("(") {
-            return Err(SelectorError::MissingOpenParen { key: key.to_owned(), op });
+            return Err(SelectorError::MissingOpenParen {
+                key: key.to_owned(),
+                op,
+            });
         }
         let mut values = Vec::new();
         loop {
@@ -159,7 +162,9 @@ impl<'a> Parser<'a> {
                 return Ok(values);
             }
             if !self.eat(",") {
-                return Err(SelectorError::UnterminatedList { key: key.to_owned() });
+                return Err(SelectorError::UnterminatedList {
+                    key: key.to_owned(),
+                });
             }
         }
     }
@@ -183,7 +188,9 @@ impl FieldSelector {
             } else if let Some((p, v)) = term.split_once('=') {
                 (p, v, true)
             } else {
-                return Err(SelectorError::BadFieldTerm { term: term.to_owned() });
+                return Err(SelectorError::BadFieldTerm {
+                    term: term.to_owned(),
+                });
             };
             terms.push((path.trim().to_owned(), value.trim().to_owned(), equal));
         }
@@ -227,7 +234,10 @@ mod tests {
         assert!(sel("app==weir,tier=broker").matches(&o));
         assert!(!sel("app=weir,tier=controller").matches(&o));
         assert!(sel("tier!=controller").matches(&o));
-        assert!(sel("missing!=x").matches(&o), "!= holds when the label is absent");
+        assert!(
+            sel("missing!=x").matches(&o),
+            "!= holds when the label is absent"
+        );
         assert!(sel("").matches(&o));
     }
 
@@ -242,7 +252,10 @@ mod tests {
         assert!(sel("app").matches(&o));
         assert!(!sel("!app").matches(&o));
         assert!(sel("!missing, app in (weir)").matches(&o));
-        assert!(sel("inx=1").matches(&obj(json!({"inx": "1"}))), "a key may begin with 'in'");
+        assert!(
+            sel("inx=1").matches(&obj(json!({"inx": "1"}))),
+            "a key may begin with 'in'"
+        );
     }
 
     #[test]

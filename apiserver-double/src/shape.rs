@@ -97,7 +97,11 @@ impl<'a> Shape<'a> {
                 Some("map") => ListType::Map(
                     s["x-kubernetes-list-map-keys"]
                         .as_array()
-                        .map(|keys| keys.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+                        .map(|keys| {
+                            keys.iter()
+                                .filter_map(|k| k.as_str().map(str::to_owned))
+                                .collect()
+                        })
                         .unwrap_or_default(),
                 ),
                 _ => ListType::Atomic,
@@ -110,7 +114,9 @@ impl<'a> Shape<'a> {
             {
                 ListType::Atomic
             }
-            ListType::Set if items.iter().any(|i| i.is_object() || i.is_array()) => ListType::Atomic,
+            ListType::Set if items.iter().any(|i| i.is_object() || i.is_array()) => {
+                ListType::Atomic
+            }
             other => other,
         }
     }
@@ -118,7 +124,12 @@ impl<'a> Shape<'a> {
 
 fn builtin_list_type(field: &str, items: &[&Value]) -> ListType {
     let keys: &[&str] = match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
         | "resourceClaims" => &["name"],
         "volumeMounts" => &["mountPath"],
         "volumeDevices" => &["devicePath"],
@@ -126,7 +137,9 @@ fn builtin_list_type(field: &str, items: &[&Value]) -> ListType {
         "conditions" => &["type"],
         "ownerReferences" => &["uid"],
         "topologySpreadConstraints" => &["topologyKey", "whenUnsatisfiable"],
-        "ports" if items.iter().any(|i| i.get("containerPort").is_some()) => &["containerPort", "protocol"],
+        "ports" if items.iter().any(|i| i.get("containerPort").is_some()) => {
+            &["containerPort", "protocol"]
+        }
         "ports" => &["port", "protocol"],
         "finalizers" => return ListType::Set,
         _ => return ListType::Atomic,
@@ -157,7 +170,10 @@ mod tests {
 
     #[test]
     fn builtin_containers_merge_by_name_and_finalizers_as_a_set() {
-        let shape = Shape::root(None).field("spec").field("template").field("spec");
+        let shape = Shape::root(None)
+            .field("spec")
+            .field("template")
+            .field("spec");
         let c = json!({"name": "broker"});
         assert_eq!(
             shape.field("containers").list_type("containers", &[&c]),
@@ -165,8 +181,14 @@ mod tests {
         );
         let meta = Shape::root(None).field("metadata");
         let f = json!("weir.dev/cleanup");
-        assert_eq!(meta.field("finalizers").list_type("finalizers", &[&f]), ListType::Set);
-        assert_eq!(shape.field("args").list_type("args", &[&f]), ListType::Atomic);
+        assert_eq!(
+            meta.field("finalizers").list_type("finalizers", &[&f]),
+            ListType::Set
+        );
+        assert_eq!(
+            shape.field("args").list_type("args", &[&f]),
+            ListType::Atomic
+        );
     }
 
     #[test]
@@ -183,7 +205,10 @@ mod tests {
             spec.field("listeners").list_type("listeners", &[&item]),
             ListType::Map(vec!["name".into()])
         );
-        assert_eq!(spec.field("hosts").list_type("hosts", &[&item]), ListType::Atomic);
+        assert_eq!(
+            spec.field("hosts").list_type("hosts", &[&item]),
+            ListType::Atomic
+        );
         assert_eq!(
             spec.field("containers").list_type("containers", &[&item]),
             ListType::Atomic,
@@ -191,7 +216,10 @@ mod tests {
         );
         let f = json!("x");
         let meta = Shape::root(Some(&schema)).field("metadata");
-        assert_eq!(meta.field("finalizers").list_type("finalizers", &[&f]), ListType::Set);
+        assert_eq!(
+            meta.field("finalizers").list_type("finalizers", &[&f]),
+            ListType::Set
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub(crate) enum ApiError {
         "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
     )]
     StaleResourceVersion { resource: String, name: String },
-    #[error("Precondition failed: {field} in precondition: {expected}, {field} in object meta: {actual}")]
+    #[error(
+        "Precondition failed: {field} in precondition: {expected}, {field} in object meta: {actual}"
+    )]
     PreconditionFailed {
         resource: String,
         name: String,
@@ -48,14 +50,19 @@ pub(crate) enum ApiError {
         source: json_patch::PatchError,
     },
     #[error("the request body is not valid {format}: {detail}")]
-    MalformedBody { format: &'static str, detail: String },
+    MalformedBody {
+        format: &'static str,
+        detail: String,
+    },
     #[error("the name of the object ({in_body}) does not match the name on the URL ({in_url})")]
     NameMismatch { in_body: String, in_url: String },
     #[error(
         "the namespace of the provided object ({in_body}) does not match the namespace sent on the request ({in_url})"
     )]
     NamespaceMismatch { in_body: String, in_url: String },
-    #[error("the API version in the data ({in_body}) does not match the expected API version ({expected})")]
+    #[error(
+        "the API version in the data ({in_body}) does not match the expected API version ({expected})"
+    )]
     ApiVersionMismatch { in_body: String, expected: String },
     #[error("the kind in the data ({in_body}) does not match the expected kind ({expected})")]
     KindMismatch { in_body: String, expected: String },
@@ -156,7 +163,9 @@ impl ApiError {
             | ApiError::AlreadyExists { resource, name }
             | ApiError::StaleResourceVersion { resource, name }
             | ApiError::PreconditionFailed { resource, name, .. }
-            | ApiError::Forbidden { resource, name, .. } => Some(group_kind_details(resource, name)),
+            | ApiError::Forbidden { resource, name, .. } => {
+                Some(group_kind_details(resource, name))
+            }
             ApiError::ApplyConflict {
                 resource,
                 name,
@@ -231,7 +240,10 @@ mod tests {
         assert_eq!(status["kind"], "Status");
         assert_eq!(status["code"], 404);
         assert_eq!(status["reason"], "NotFound");
-        assert_eq!(status["message"], "leases.coordination.k8s.io \"x\" not found");
+        assert_eq!(
+            status["message"],
+            "leases.coordination.k8s.io \"x\" not found"
+        );
         assert_eq!(status["details"]["group"], "coordination.k8s.io");
         assert_eq!(status["details"]["kind"], "leases");
     }

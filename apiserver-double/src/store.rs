@@ -112,7 +112,11 @@ impl State {
                 "spec": {"finalizers": ["kubernetes"]},
                 "status": {"phase": "Active"},
             });
-            state.put(&ResourceKey::new("", "namespaces"), (String::new(), ns.to_owned()), object);
+            state.put(
+                &ResourceKey::new("", "namespaces"),
+                (String::new(), ns.to_owned()),
+                object,
+            );
         }
         state
     }
@@ -215,7 +219,10 @@ impl State {
     /// Removes the object at `key`, recording a DELETED event carrying `last` (its final
     /// state, whose resourceVersion the caller set from [`State::next_rv`]).
     pub(crate) fn remove(&mut self, resource: &ResourceKey, key: &ObjectKey, last: Value) {
-        let previous = self.objects.get_mut(resource).and_then(|objects| objects.remove(key));
+        let previous = self
+            .objects
+            .get_mut(resource)
+            .and_then(|objects| objects.remove(key));
         self.uids.remove(meta::uid(&last));
         self.record(Event {
             rv: parse_rv(meta::resource_version(&last)),
@@ -247,7 +254,12 @@ impl State {
     }
 
     /// Starts a watch on `resource` from `from` (None: current objects as ADDED first).
-    pub(crate) fn watch(&self, resource: &ResourceKey, namespace: Option<&str>, from: Option<u64>) -> WatchStart {
+    pub(crate) fn watch(
+        &self,
+        resource: &ResourceKey,
+        namespace: Option<&str>,
+        from: Option<u64>,
+    ) -> WatchStart {
         let receiver = self.events.subscribe();
         match from {
             None => WatchStart::Replay {
@@ -283,8 +295,17 @@ impl State {
     }
 
     /// The first injected fault matching the request, used up once.
-    pub(crate) fn take_fault(&mut self, verb: Verb, group: &str, resource: &str, name: Option<&str>) -> Option<Fault> {
-        let i = self.faults.iter().position(|f| f.matches(verb, group, resource, name))?;
+    pub(crate) fn take_fault(
+        &mut self,
+        verb: Verb,
+        group: &str,
+        resource: &str,
+        name: Option<&str>,
+    ) -> Option<Fault> {
+        let i = self
+            .faults
+            .iter()
+            .position(|f| f.matches(verb, group, resource, name))?;
         let fault = self.faults[i].clone();
         if self.faults[i].use_once() {
             self.faults.remove(i);
@@ -316,7 +337,10 @@ mod tests {
             .list(&ResourceKey::new("", "namespaces"), None)
             .map(|n| meta::name(n).to_owned())
             .collect();
-        assert_eq!(names, ["default", "kube-node-lease", "kube-public", "kube-system"]);
+        assert_eq!(
+            names,
+            ["default", "kube-node-lease", "kube-public", "kube-system"]
+        );
         assert_eq!(state.rv(), 4);
     }
 
@@ -334,10 +358,16 @@ mod tests {
             }
             other => panic!("expected a replay, got {other:?}"),
         }
-        assert!(matches!(state.watch(&configmaps(), None, Some(4)), WatchStart::Replay { .. }));
+        assert!(matches!(
+            state.watch(&configmaps(), None, Some(4)),
+            WatchStart::Replay { .. }
+        ));
         assert!(matches!(
             state.watch(&configmaps(), None, Some(3)),
-            WatchStart::Expired { requested: 3, floor: 4 }
+            WatchStart::Expired {
+                requested: 3,
+                floor: 4
+            }
         ));
     }
 
@@ -347,7 +377,10 @@ mod tests {
         let rv = state.next_rv();
         state.put(&configmaps(), ("default".into(), "a".into()), cm("a", rv));
         state.compact();
-        assert!(matches!(state.watch(&configmaps(), None, Some(rv)), WatchStart::Expired { .. }));
+        assert!(matches!(
+            state.watch(&configmaps(), None, Some(rv)),
+            WatchStart::Expired { .. }
+        ));
         assert!(matches!(
             state.watch(&configmaps(), None, Some(state.rv())),
             WatchStart::Replay { .. }

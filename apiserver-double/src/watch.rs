@@ -47,11 +47,17 @@ pub(crate) struct WatchParams {
 }
 
 /// The body of a watch response; the events are produced by a spawned task.
-pub(crate) fn body(shared: Arc<Shared>, target: Target, params: WatchParams, start: WatchStart) -> Body {
+pub(crate) fn body(
+    shared: Arc<Shared>,
+    target: Target,
+    params: WatchParams,
+    start: WatchStart,
+) -> Body {
     let (tx, mut rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(run(shared, target, params, start, tx));
     Body::from_stream(futures::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx).map(|line| line.map(Ok::<_, std::convert::Infallible>))
+        rx.poll_recv(cx)
+            .map(|line| line.map(Ok::<_, std::convert::Infallible>))
     }))
 }
 
@@ -62,7 +68,13 @@ struct Watch {
     tx: mpsc::Sender<Bytes>,
 }
 
-async fn run(shared: Arc<Shared>, target: Target, params: WatchParams, start: WatchStart, tx: mpsc::Sender<Bytes>) {
+async fn run(
+    shared: Arc<Shared>,
+    target: Target,
+    params: WatchParams,
+    start: WatchStart,
+    tx: mpsc::Sender<Bytes>,
+) {
     let mut epoch = shared.watch_epoch.subscribe();
     let watch = Watch {
         shared,
@@ -92,7 +104,9 @@ async fn run(shared: Arc<Shared>, target: Target, params: WatchParams, start: Wa
             return;
         }
     }
-    if watch.params.send_initial_events && !watch.send("BOOKMARK", watch.bookmark(current, true)).await {
+    if watch.params.send_initial_events
+        && !watch.send("BOOKMARK", watch.bookmark(current, true)).await
+    {
         return;
     }
     for event in events {
@@ -101,7 +115,10 @@ async fn run(shared: Arc<Shared>, target: Target, params: WatchParams, start: Wa
         }
     }
     let deadline = tokio::time::Instant::now() + watch.params.timeout;
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + BOOKMARK_INTERVAL,
+        BOOKMARK_INTERVAL,
+    );
     loop {
         tokio::select! {
             received = receiver.recv() => match received {
@@ -144,7 +161,8 @@ impl Watch {
 
     /// Sends one event line; false when the client is gone.
     async fn send(&self, kind: &str, object: Value) -> bool {
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         self.tx.send(Bytes::from(line)).await.is_ok()
     }
@@ -164,7 +182,8 @@ impl Watch {
             (EventType::Deleted, b, n) if b || n => "DELETED",
             _ => return true,
         };
-        self.send(kind, self.target.present((*event.object).clone())).await
+        self.send(kind, self.target.present((*event.object).clone()))
+            .await
     }
 
     fn bookmark(&self, rv: u64, initial_events_end: bool) -> Value {

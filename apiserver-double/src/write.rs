@@ -8,8 +8,11 @@
 //!   must be DNS-1123 subdomains (labels for namespaces and services) (422);
 //!   `generateName` gets a five-character suffix.
 //! - The server owns `uid`, `creationTimestamp`, `resourceVersion`, `generation`,
-//!   `deletionTimestamp`, `deletionGracePeriodSeconds` and `managedFields`; bodies cannot
-//!   change them. A non-empty `metadata.resourceVersion` (or `uid`) in an update or patch
+//!   `deletionTimestamp` and `deletionGracePeriodSeconds`; bodies cannot change them.
+//!   `managedFields` is recomputed on every write, starting from the body's list when a
+//!   create, update or patch of the main resource sends a non-empty one (as the real
+//!   server allows; kubectl moves ownership that way when it upgrades client-side apply
+//!   to server-side apply), else from the stored list. A non-empty `metadata.resourceVersion` (or `uid`) in an update or patch
 //!   body is a precondition (409 `Conflict`).
 //! - With a status subresource, writes to the main resource keep `.status` (and a create
 //!   drops it); writes to `/status` change only `.status`.
@@ -118,8 +121,14 @@ enum Managed {
 }
 
 /// POST: stores a new object.
-pub(crate) fn create(state: &mut State, t: &Target, opts: &WriteOptions, body: Value) -> Result<Value, ApiError> {
+pub(crate) fn create(
+    state: &mut State,
+    t: &Target,
+    opts: &WriteOptions,
+    body: Value,
+) -> Result<Value, ApiError> {
     let now = meta::now_rfc3339();
+    let base = managed::read(&body);
     let mut obj = prepare_new(state, t, body, &now)?;
     let api_version = t.api_version();
     let writer = Writer {
@@ -128,7 +137,7 @@ pub(crate) fn create(state: &mut State, t: &Target, opts: &WriteOptions, body: V
         part: t.part(false),
         now: &now,
     };
-    let entries = managed::after_update(Vec::new(), None, &obj, t.shape(), &writer);
+    let entries = managed::after_update(base, None, &obj, t.shape(), &writer);
     managed::write(&mut obj, &entries);
     insert(state, t, obj, opts.dry_run, &now)
 }
@@ -180,9 +189,14 @@ pub(crate) fn patch(
                     accepted: "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
                 });
             }
-            PatchType::Strategic | PatchType::Apply => patch::strategic_merge_patch(&current, &body, t.shape()),
+            PatchType::Strategic | PatchType::Apply => {
+                patch::strategic_merge_patch(&current, &body, t.shape())
+            }
         };
-        return Ok((replace(state, t, opts, &current, patched, sub, Managed::Update)?, false));
+        return Ok((
+            replace(state, t, opts, &current, patched, sub, Managed::Update)?,
+            false,
+        ));
     }
 
     let config = parse_apply_body(body)?;
@@ -217,7 +231,10 @@ pub(crate) fn patch(
         }
         Some(current) => {
             let merged = apply.run(Some(&current), &config).map_err(conflict)?;
-            Ok((replace(state, t, opts, &current, merged, sub, Managed::Apply)?, false))
+            Ok((
+                replace(state, t, opts, &current, merged, sub, Managed::Apply)?,
+                false,
+            ))
         }
     }
 }
@@ -271,7 +288,9 @@ fn check_type_meta(t: &Target, obj: &mut Value) -> Result<(), ApiError> {
 fn prepare_new(state: &State, t: &Target, mut obj: Value, now: &str) -> Result<Value, ApiError> {
     check_type_meta(t, &mut obj)?;
     let key = t.key();
-    let body_namespace = meta::meta_str(&obj, "namespace").unwrap_or_default().to_owned();
+    let body_namespace = meta::meta_str(&obj, "namespace")
+        .unwrap_or_default()
+        .to_owned();
     if t.rt.namespaced() {
         let ns = t.namespace.clone().unwrap_or_default();
         if !body_namespace.is_empty() && body_namespace != ns {
@@ -280,7 +299,10 @@ fn prepare_new(state: &State, t: &Target, mut obj: Value, now: &str) -> Result<V
                 in_url: ns,
             });
         }
-        match state.get(&ResourceKey::new("", "namespaces"), &(String::new(), ns.clone())) {
+        match state.get(
+            &ResourceKey::new("", "namespaces"),
+            &(String::new(), ns.clone()),
+        ) {
             None => {
                 return Err(ApiError::NotFound {
                     resource: "namespaces".into(),
@@ -291,7 +313,9 @@ fn prepare_new(state: &State, t: &Target, mut obj: Value, now: &str) -> Result<V
                 return Err(ApiError::Forbidden {
                     resource: t.rt.qualified(),
                     name: meta::name(&obj).to_owned(),
-                    detail: format!("unable to create new content in namespace {ns} because it is being terminated"),
+                    detail: format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
                 });
             }
             Some(_) => {}
@@ -332,7 +356,12 @@ fn prepare_new(state: &State, t: &Target, mut obj: Value, now: &str) -> Result<V
     meta.insert("uid".into(), json!(meta::new_uid()));
     meta.insert("creationTimestamp".into(), json!(now));
     meta.insert("generation".into(), json!(1));
-    for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+    for server_owned in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
         meta.remove(server_owned);
     }
     if key.is_namespace() {
@@ -360,7 +389,13 @@ fn prepare_new(state: &State, t: &Target, mut obj: Value, now: &str) -> Result<V
 }
 
 /// Stores a prepared new object at the next resourceVersion.
-fn insert(state: &mut State, t: &Target, mut obj: Value, dry_run: bool, now: &str) -> Result<Value, ApiError> {
+fn insert(
+    state: &mut State,
+    t: &Target,
+    mut obj: Value,
+    dry_run: bool,
+    now: &str,
+) -> Result<Value, ApiError> {
     let registered = crd_hook(t, &mut obj, now)?;
     if dry_run {
         return Ok(obj);
@@ -427,7 +462,9 @@ fn replace(
         });
     }
     let old_namespace = meta::meta_str(old, "namespace").unwrap_or_default();
-    if let Some(ns) = meta::meta_str(&new, "namespace").filter(|n| !n.is_empty() && *n != old_namespace) {
+    if let Some(ns) =
+        meta::meta_str(&new, "namespace").filter(|n| !n.is_empty() && *n != old_namespace)
+    {
         return Err(ApiError::NamespaceMismatch {
             in_body: ns.to_owned(),
             in_url: old_namespace.to_owned(),
@@ -451,7 +488,9 @@ fn replace(
         });
     }
 
-    let applied_managed_fields = new["metadata"]["managedFields"].clone();
+    // Apply: computed by server-side apply. Update: the client's own list, if it sent a
+    // non-empty one, replaces the stored one before this write is accounted.
+    let body_managed_fields = new["metadata"]["managedFields"].clone();
     let mut result = match sub {
         Sub::Status => {
             let mut result = old.clone();
@@ -502,9 +541,15 @@ fn replace(
         Managed::Apply => set_or_remove(
             meta::metadata_mut(&mut result),
             "managedFields",
-            Some(&applied_managed_fields).filter(|v| !v.is_null()),
+            Some(&body_managed_fields).filter(|v| !v.is_null()),
         ),
         Managed::Update => {
+            let base = match body_managed_fields.as_array() {
+                Some(list) if !list.is_empty() && sub == Sub::Main => {
+                    managed::read(&json!({"metadata": {"managedFields": list}}))
+                }
+                _ => managed::read(old),
+            };
             let api_version = t.api_version();
             let writer = Writer {
                 manager: &opts.manager,
@@ -512,7 +557,7 @@ fn replace(
                 part: t.part(sub == Sub::Status),
                 now: &now,
             };
-            let entries = managed::after_update(managed::read(old), Some(old), &result, t.shape(), &writer);
+            let entries = managed::after_update(base, Some(old), &result, t.shape(), &writer);
             managed::write(&mut result, &entries);
         }
     }
@@ -643,22 +688,46 @@ mod tests {
         assert_eq!(obj["metadata"]["generation"], 1);
         assert_ne!(obj["metadata"]["uid"], "client-chosen");
         assert_eq!(obj["metadata"]["resourceVersion"], state.rv().to_string());
-        assert_eq!(create(&mut state, &t, &opts(), body).unwrap_err().code(), 409);
+        assert_eq!(
+            create(&mut state, &t, &opts(), body).unwrap_err().code(),
+            409
+        );
     }
 
     #[test]
     fn create_checks_the_name_namespace_and_kind() {
         let mut state = State::new(100, 16);
         let t = configmaps();
-        let bad_name = create(&mut state, &t, &opts(), json!({"metadata": {"name": "Not_Valid"}}));
+        let bad_name = create(
+            &mut state,
+            &t,
+            &opts(),
+            json!({"metadata": {"name": "Not_Valid"}}),
+        );
         assert_eq!(bad_name.unwrap_err().code(), 422);
-        let wrong_kind = create(&mut state, &t, &opts(), json!({"kind": "Secret", "metadata": {"name": "a"}}));
+        let wrong_kind = create(
+            &mut state,
+            &t,
+            &opts(),
+            json!({"kind": "Secret", "metadata": {"name": "a"}}),
+        );
         assert_eq!(wrong_kind.unwrap_err().code(), 400);
         let mut elsewhere = configmaps();
         elsewhere.namespace = Some("missing".into());
-        let missing_ns = create(&mut state, &elsewhere, &opts(), json!({"metadata": {"name": "a"}}));
+        let missing_ns = create(
+            &mut state,
+            &elsewhere,
+            &opts(),
+            json!({"metadata": {"name": "a"}}),
+        );
         assert_eq!(missing_ns.unwrap_err().code(), 404);
-        let generated = create(&mut state, &t, &opts(), json!({"metadata": {"generateName": "gen-"}})).unwrap();
+        let generated = create(
+            &mut state,
+            &t,
+            &opts(),
+            json!({"metadata": {"generateName": "gen-"}}),
+        )
+        .unwrap();
         assert!(meta::name(&generated).starts_with("gen-") && meta::name(&generated).len() == 9);
     }
 
@@ -666,18 +735,33 @@ mod tests {
     fn an_update_that_changes_nothing_keeps_the_resource_version() {
         let mut state = State::new(100, 16);
         let t = configmaps();
-        let obj = create(&mut state, &t, &opts(), json!({"metadata": {"name": "a"}, "data": {"k": "v"}})).unwrap();
+        let obj = create(
+            &mut state,
+            &t,
+            &opts(),
+            json!({"metadata": {"name": "a"}, "data": {"k": "v"}}),
+        )
+        .unwrap();
         let rv = state.rv();
         let same = update(&mut state, &t, &opts(), "a", obj.clone(), Sub::Main).unwrap();
         assert_eq!(state.rv(), rv);
-        assert_eq!(same["metadata"]["resourceVersion"], obj["metadata"]["resourceVersion"]);
+        assert_eq!(
+            same["metadata"]["resourceVersion"],
+            obj["metadata"]["resourceVersion"]
+        );
     }
 
     #[test]
     fn status_writes_keep_the_rest_and_main_writes_keep_status() {
         let mut state = State::new(100, 16);
-        let rt = ResourceType::new("apps", "v1", "StatefulSet", "statefulsets", Scope::Namespaced)
-            .with_status_subresource();
+        let rt = ResourceType::new(
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            Scope::Namespaced,
+        )
+        .with_status_subresource();
         let t = target(rt, Some("default"));
         let created = create(
             &mut state,
