@@ -13,9 +13,10 @@
 //!
 //! Method and path give the verb (GET one = get, GET collection = list, or watch with
 //! `watch=true|1` or a `/watch/` path; POST = create; PUT = update; PATCH = patch by
-//! `Content-Type`; DELETE one = delete, DELETE collection = deletecollection). Responses
-//! are always JSON, whatever `Accept` asks for (protobuf and `as=Table` included), except
-//! for aggregated discovery. `/openapi/v3` is the minimal document of [`crate::openapi`].
+//! `Content-Type`; DELETE one = delete, DELETE collection = deletecollection). Bodies are
+//! JSON (YAML for apply), or protobuf for the few kinds [`crate::protobuf`] decodes.
+//! Responses are always JSON, whatever `Accept` asks for (protobuf and `as=Table`
+//! included), except for aggregated discovery. `/openapi/v3` is the minimal document of [`crate::openapi`].
 //! Paths the double does not serve (other subresources such as `scale`, `log`, `exec`;
 //! `/openapi/v2`) get a 404 `Status`.
 
@@ -36,6 +37,7 @@ use crate::gc::{self, DeleteOptions, Propagation};
 use crate::meta;
 use crate::openapi;
 use crate::patch::{self, PatchType};
+use crate::protobuf;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::store::State;
@@ -517,14 +519,14 @@ async fn serve(
         }
         Verb::Create => {
             let (headers, body) = read_body(request).await?;
-            let body = patch::parse_json(&body)?;
+            let body = parse_object(&headers, &body)?;
             let opts = write_options(&query, &headers);
             let obj = write::create(&mut shared.lock(), &t, &opts, body)?;
             Ok(json_response(201, &t.present(obj)))
         }
         Verb::Update => {
             let (headers, body) = read_body(request).await?;
-            let body = patch::parse_json(&body)?;
+            let body = parse_object(&headers, &body)?;
             let opts = write_options(&query, &headers);
             let obj = write::update(&mut shared.lock(), &t, &opts, &name, body, rp.sub)?;
             Ok(json_response(200, &t.present(obj)))
@@ -589,6 +591,16 @@ async fn serve(
                 }),
             ))
         }
+    }
+}
+
+/// The object of a create or update body: JSON, or the protobuf kubectl's typed
+/// commands send.
+fn parse_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    if header_str(headers, header::CONTENT_TYPE).starts_with(protobuf::CONTENT_TYPE) {
+        protobuf::decode(body).map_err(|source| ApiError::Protobuf { source })
+    } else {
+        patch::parse_json(body)
     }
 }
 

@@ -76,7 +76,9 @@
 //! # What it does not do
 //!
 //! No TLS, no authentication or authorization, no admission (webhooks, quotas, limit
-//! ranges), no validation of built-in types, no protobuf or `Table` output (always JSON),
+//! ranges), no validation of built-in types, no protobuf or `Table` output (always JSON;
+//! protobuf *request* bodies are decoded only for the Namespace, ConfigMap, Secret and
+//! ServiceAccount that `kubectl create namespace|configmap|secret|serviceaccount` send),
 //! no other subresources (`scale`, `log`, `exec`, `eviction`, `binding`), no OpenAPI
 //! schemas (`/openapi/v3` only tells kubectl that the server validates fields, which it
 //! then does not; `/openapi/v2` is 404), no API aggregation, no conversion webhooks (all
@@ -102,6 +104,7 @@ mod managed;
 mod meta;
 mod openapi;
 mod patch;
+mod protobuf;
 mod registry;
 mod schema;
 mod selector;

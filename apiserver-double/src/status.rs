@@ -81,6 +81,11 @@ pub(crate) enum ApiError {
         content_type: String,
         accepted: &'static str,
     },
+    #[error("the protobuf body could not be decoded: {source}")]
+    Protobuf {
+        #[source]
+        source: crate::protobuf::ProtobufError,
+    },
     #[error("{resource} \"{name}\" is forbidden: {detail}")]
     Forbidden {
         resource: String,
@@ -125,7 +130,11 @@ impl ApiError {
             | ApiError::MissingFieldManager
             | ApiError::BadResourceVersion { .. } => 400,
             ApiError::MethodNotAllowed { .. } => 405,
-            ApiError::UnsupportedMediaType { .. } => 415,
+            ApiError::UnsupportedMediaType { .. }
+            | ApiError::Protobuf {
+                source: crate::protobuf::ProtobufError::UnsupportedKind { .. },
+            } => 415,
+            ApiError::Protobuf { .. } => 400,
             ApiError::Forbidden { .. } => 403,
             ApiError::Expired { .. } => 410,
             ApiError::Injected { code, .. } => *code,
@@ -150,7 +159,11 @@ impl ApiError {
             | ApiError::MissingFieldManager
             | ApiError::BadResourceVersion { .. } => "BadRequest",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
-            ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
+            ApiError::Protobuf {
+                source: crate::protobuf::ProtobufError::UnsupportedKind { .. },
+            }
+            | ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
+            ApiError::Protobuf { .. } => "BadRequest",
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::Expired { .. } => "Expired",
             ApiError::Injected { reason, .. } => reason,

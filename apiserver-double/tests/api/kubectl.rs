@@ -75,13 +75,12 @@ metadata: {name: w1}
 spec: {size: 3}
 ";
 
-#[tokio::test]
-async fn kubectl_gets_and_applies_configmaps_and_custom_resources() -> anyhow::Result<()> {
+/// A server, a directory with its kubeconfig, and kubectl; None (after saying why) when
+/// kubectl is not on PATH.
+async fn setup(test: &str) -> anyhow::Result<Option<(PathBuf, ApiServer, PathBuf)>> {
     let Some(bin) = kubectl_on_path() else {
-        eprintln!(
-            "skipping kubectl_gets_and_applies_configmaps_and_custom_resources: kubectl is not on PATH"
-        );
-        return Ok(());
+        eprintln!("skipping {test}: kubectl is not on PATH");
+        return Ok(None);
     };
     let server = ApiServer::start().await;
     let dir = std::env::temp_dir().join(format!(
@@ -90,6 +89,16 @@ async fn kubectl_gets_and_applies_configmaps_and_custom_resources() -> anyhow::R
     ));
     std::fs::create_dir_all(&dir)?;
     server.write_kubeconfig(&dir.join("kubeconfig"))?;
+    Ok(Some((bin, server, dir)))
+}
+
+#[tokio::test]
+async fn kubectl_gets_and_applies_configmaps_and_custom_resources() -> anyhow::Result<()> {
+    let Some((bin, server, dir)) =
+        setup("kubectl_gets_and_applies_configmaps_and_custom_resources").await?
+    else {
+        return Ok(());
+    };
     let manifest = dir.join("settings.yaml");
     let manifest_arg = manifest.to_str().unwrap_or_default();
 
@@ -173,6 +182,73 @@ async fn kubectl_gets_and_applies_configmaps_and_custom_resources() -> anyhow::R
             .object("", "configmaps", Some("default"), "settings")
             .is_none()
     );
+
+    server.stop().await;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn kubectl_typed_create_commands_and_namespace_deletion_work() -> anyhow::Result<()> {
+    let Some((bin, server, dir)) =
+        setup("kubectl_typed_create_commands_and_namespace_deletion_work").await?
+    else {
+        return Ok(());
+    };
+    // These commands send protobuf bodies.
+    kubectl(&bin, &dir, &["create", "namespace", "tenant"]).await?;
+    kubectl(
+        &bin,
+        &dir,
+        &[
+            "-n",
+            "tenant",
+            "create",
+            "configmap",
+            "cm",
+            "--from-literal=a=b",
+        ],
+    )
+    .await?;
+    kubectl(
+        &bin,
+        &dir,
+        &[
+            "-n",
+            "tenant",
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "--from-literal=k=v",
+        ],
+    )
+    .await?;
+    kubectl(
+        &bin,
+        &dir,
+        &["-n", "tenant", "create", "serviceaccount", "sa"],
+    )
+    .await?;
+    let cm = server.object("", "configmaps", Some("tenant"), "cm");
+    assert_eq!(cm.map(|c| c["data"]["a"].clone()), Some(Value::from("b")));
+    let secret = server.object("", "secrets", Some("tenant"), "s");
+    assert_eq!(
+        secret.map(|s| s["data"]["k"].clone()),
+        Some(Value::from("dg=="))
+    );
+    assert!(
+        server
+            .object("", "serviceaccounts", Some("tenant"), "sa")
+            .is_some()
+    );
+
+    let names = kubectl(&bin, &dir, &["get", "namespaces", "-o", "name"]).await?;
+    assert!(names.lines().any(|l| l == "namespace/tenant"), "{names}");
+    let out = kubectl(&bin, &dir, &["delete", "namespace", "tenant"]).await?;
+    assert!(out.contains("deleted"), "{out}");
+    assert!(server.object("", "namespaces", None, "tenant").is_none());
+    assert!(server.objects("", "configmaps").is_empty());
 
     server.stop().await;
     std::fs::remove_dir_all(&dir)?;
