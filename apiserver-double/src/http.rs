@@ -16,7 +16,8 @@
 //! `Content-Type`; DELETE one = delete, DELETE collection = deletecollection). Bodies are
 //! JSON (YAML for apply), or protobuf for the few kinds [`crate::protobuf`] decodes.
 //! Responses are always JSON, whatever `Accept` asks for (protobuf and `as=Table`
-//! included), except for aggregated discovery. `/openapi/v3` is the minimal document of [`crate::openapi`].
+//! included); `as=PartialObjectMetadata[List]` gets metadata-only objects and lists, and
+//! aggregated discovery its own document. `/openapi/v3` is the minimal document of [`crate::openapi`].
 //! Paths the double does not serve (other subresources such as `scale`, `log`, `exec`;
 //! `/openapi/v2`) get a 404 `Status`.
 
@@ -42,7 +43,7 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::store::State;
 use crate::watch::{self, WatchParams};
-use crate::write::{self, Sub, Target, WriteOptions};
+use crate::write::{self, Sub, Target, View, WriteOptions};
 
 /// The largest request body accepted.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -453,13 +454,18 @@ async fn serve(
 ) -> Result<Response, ApiError> {
     let t = rp.target;
     let name = rp.name.unwrap_or_default();
+    let view = View::from_accept(header_str(request.headers(), header::ACCEPT));
+    let list = |items: Vec<Value>, rv: u64| {
+        let (kind, api_version) = t.list_type(view);
+        json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": rv.to_string()}, "items": items})
+    };
     match verb {
         Verb::Get => {
             let state = shared.lock();
             let obj = state.get(&t.key(), &t.object_key(&name)).cloned();
             drop(state);
             let obj = obj.ok_or_else(|| t.not_found(&name))?;
-            Ok(json_response(200, &t.present(obj)))
+            Ok(json_response(200, &t.present_as(obj, view)))
         }
         Verb::List => {
             let (labels, fields) = selectors(&query, None)?;
@@ -467,19 +473,11 @@ async fn serve(
             let items: Vec<Value> = state
                 .list(&t.key(), t.namespace.as_deref())
                 .filter(|o| labels.matches(o) && fields.matches(o))
-                .map(|o| t.present(o.clone()))
+                .map(|o| t.present_as(o.clone(), view))
                 .collect();
             let rv = state.rv();
             drop(state);
-            Ok(json_response(
-                200,
-                &json!({
-                    "kind": format!("{}List", t.rt.kind),
-                    "apiVersion": t.api_version(),
-                    "metadata": {"resourceVersion": rv.to_string()},
-                    "items": items,
-                }),
-            ))
+            Ok(json_response(200, &list(items, rv)))
         }
         Verb::Watch => {
             let (labels, fields) = selectors(
@@ -508,6 +506,7 @@ async fn serve(
                 send_initial_events: query.flag("sendInitialEvents"),
                 bookmarks: query.flag("allowWatchBookmarks"),
                 timeout,
+                view,
             };
             let start = shared.lock().watch(&t.key(), t.namespace.as_deref(), from);
             let mut response = Response::new(watch::body(shared.clone(), t, params, start));
@@ -522,14 +521,14 @@ async fn serve(
             let body = parse_object(&headers, &body)?;
             let opts = write_options(&query, &headers);
             let obj = write::create(&mut shared.lock(), &t, &opts, body)?;
-            Ok(json_response(201, &t.present(obj)))
+            Ok(json_response(201, &t.present_as(obj, view)))
         }
         Verb::Update => {
             let (headers, body) = read_body(request).await?;
             let body = parse_object(&headers, &body)?;
             let opts = write_options(&query, &headers);
             let obj = write::update(&mut shared.lock(), &t, &opts, &name, body, rp.sub)?;
-            Ok(json_response(200, &t.present(obj)))
+            Ok(json_response(200, &t.present_as(obj, view)))
         }
         Verb::Patch => {
             let (headers, body) = read_body(request).await?;
@@ -553,14 +552,17 @@ async fn serve(
             )?;
             Ok(json_response(
                 if created { 201 } else { 200 },
-                &t.present(obj),
+                &t.present_as(obj, view),
             ))
         }
         Verb::Delete => {
             let (_, body) = read_body(request).await?;
             let opts = delete_options(&query, &body)?;
             let (obj, gone) = gc::delete(&mut shared.lock(), &t, &name, &opts)?;
-            Ok(json_response(if gone { 200 } else { 202 }, &t.present(obj)))
+            Ok(json_response(
+                if gone { 200 } else { 202 },
+                &t.present_as(obj, view),
+            ))
         }
         Verb::DeleteCollection => {
             let (labels, fields) = selectors(&query, None)?;
@@ -576,20 +578,12 @@ async fn serve(
             for name in names {
                 // Objects another deletion in this loop already collected are skipped.
                 if let Ok((obj, _)) = gc::delete(&mut state, &t, &name, &opts) {
-                    items.push(t.present(obj));
+                    items.push(t.present_as(obj, view));
                 }
             }
             let rv = state.rv();
             drop(state);
-            Ok(json_response(
-                200,
-                &json!({
-                    "kind": format!("{}List", t.rt.kind),
-                    "apiVersion": t.api_version(),
-                    "metadata": {"resourceVersion": rv.to_string()},
-                    "items": items,
-                }),
-            ))
+            Ok(json_response(200, &list(items, rv)))
         }
     }
 }

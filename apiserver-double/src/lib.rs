@@ -41,7 +41,8 @@
 //!   (`apidiscovery.k8s.io/v2`) when `Accept` asks for it.
 //! - **Verbs**: get, list (label and field selectors, across namespaces), watch, create
 //!   (`generateName`), update, patch, delete (`propagationPolicy`, `preconditions`),
-//!   deletecollection; `/status` get/update/patch; `dryRun=All` on writes.
+//!   deletecollection; `/status` get/update/patch; `dryRun=All` on writes;
+//!   metadata-only responses (`PartialObjectMetadata`) when `Accept` asks for them.
 //! - **Semantics** of a real server where controllers depend on them: a global
 //!   `resourceVersion` counter and optimistic concurrency (409 `Conflict`), `generation`,
 //!   the status subresource split, no-op updates that write nothing, finalizers and

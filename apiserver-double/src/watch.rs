@@ -31,7 +31,7 @@ use crate::meta;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::store::{Event, EventType, WatchStart};
-use crate::write::Target;
+use crate::write::{Target, View};
 
 /// How often an idle watch with bookmarks enabled gets one.
 pub(crate) const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
@@ -44,6 +44,7 @@ pub(crate) struct WatchParams {
     pub(crate) send_initial_events: bool,
     pub(crate) bookmarks: bool,
     pub(crate) timeout: Duration,
+    pub(crate) view: View,
 }
 
 /// The body of a watch response; the events are produced by a spawned task.
@@ -100,7 +101,10 @@ async fn run(
         } => (snapshot, events, receiver, current),
     };
     for obj in snapshot.into_iter().filter(|o| watch.matches(o)) {
-        if !watch.send("ADDED", watch.target.present(obj)).await {
+        if !watch
+            .send("ADDED", watch.target.present_as(obj, watch.params.view))
+            .await
+        {
             return;
         }
     }
@@ -182,8 +186,12 @@ impl Watch {
             (EventType::Deleted, b, n) if b || n => "DELETED",
             _ => return true,
         };
-        self.send(kind, self.target.present((*event.object).clone()))
-            .await
+        self.send(
+            kind,
+            self.target
+                .present_as((*event.object).clone(), self.params.view),
+        )
+        .await
     }
 
     fn bookmark(&self, rv: u64, initial_events_end: bool) -> Value {
@@ -191,7 +199,14 @@ impl Watch {
         if initial_events_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        json!({"kind": self.target.rt.kind, "apiVersion": self.target.api_version(), "metadata": metadata})
+        let (kind, api_version) = match self.params.view {
+            View::Full => (self.target.rt.kind.clone(), self.target.api_version()),
+            View::Metadata => (
+                "PartialObjectMetadata".to_owned(),
+                "meta.k8s.io/v1".to_owned(),
+            ),
+        };
+        json!({"kind": kind, "apiVersion": api_version, "metadata": metadata})
     }
 
     /// Sends a bookmark at the current version if bookmarks are on and every event up to

@@ -94,6 +94,46 @@ impl Target {
         }
         obj
     }
+
+    /// The object as `view` shows it.
+    pub(crate) fn present_as(&self, obj: Value, view: View) -> Value {
+        match view {
+            View::Full => self.present(obj),
+            View::Metadata => json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            }),
+        }
+    }
+
+    /// `kind` and `apiVersion` of a list of objects shown as `view`.
+    pub(crate) fn list_type(&self, view: View) -> (String, String) {
+        match view {
+            View::Full => (format!("{}List", self.rt.kind), self.api_version()),
+            View::Metadata => ("PartialObjectMetadataList".into(), "meta.k8s.io/v1".into()),
+        }
+    }
+}
+
+/// How objects are shown to a client: whole, or only their metadata
+/// (`PartialObjectMetadata`, when `Accept` asks for `as=PartialObjectMetadata[List]`, as
+/// kube's `get_metadata`, `list_metadata` and `metadata_watcher` do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum View {
+    #[default]
+    Full,
+    Metadata,
+}
+
+impl View {
+    pub(crate) fn from_accept(accept: &str) -> View {
+        if accept.contains("as=PartialObjectMetadata") {
+            View::Metadata
+        } else {
+            View::Full
+        }
+    }
 }
 
 /// Who writes, and whether the write is only tried (`dryRun=All`).

@@ -330,3 +330,38 @@ fn http_request(method: &str, path: &str, body: &str) -> axum::http::Request<Vec
         .body(body.as_bytes().to_vec())
         .expect("a valid request")
 }
+
+#[tokio::test]
+async fn metadata_only_requests_get_partial_object_metadata() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use kube::core::PartialObjectMeta;
+    use kube::runtime::{WatchStreamExt, watcher};
+
+    let server = ApiServer::start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    api.create(&PostParams::default(), &configmap("a", &[("k", "v")]))
+        .await?;
+
+    let meta = api.get_metadata("a").await?;
+    assert_eq!(
+        meta.types.map(|t| t.kind).as_deref(),
+        Some("PartialObjectMetadata")
+    );
+    assert_eq!(meta.metadata.name.as_deref(), Some("a"));
+    let list = api.list_metadata(&ListParams::default()).await?;
+    assert_eq!(list.types.kind, "PartialObjectMetadataList");
+    assert_eq!(list.items.len(), 1);
+
+    let metadata_api: Api<PartialObjectMeta<ConfigMap>> = Api::default_namespaced(server.client());
+    let mut watched = watcher::watcher(metadata_api, watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), watched.next()).await?;
+    let first = first.expect("the watcher continues")?;
+    assert_eq!(first.metadata.name.as_deref(), Some("a"));
+    assert_eq!(
+        first.types.map(|t| t.kind).as_deref(),
+        Some("PartialObjectMetadata")
+    );
+    Ok(())
+}

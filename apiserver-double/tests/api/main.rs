@@ -4,6 +4,7 @@
 mod common;
 
 mod apply;
+mod controller;
 mod crud;
 mod deletion;
 mod discovery;
