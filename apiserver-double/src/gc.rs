@@ -14,6 +14,9 @@
 //!   (as the real garbage collector does). `propagationPolicy: Orphan` removes the
 //!   references instead of deleting. `Foreground` is treated as `Background` (the owner
 //!   is removed first, without the `foregroundDeletion` finalizer phase).
+//! - An object written with owner references none of which exists (by uid, in its own
+//!   namespace or cluster-scoped) is collected right after the write; references to
+//!   missing owners beside a live one are removed.
 //! - Deleting a namespace marks it `Terminating`, deletes everything in it, and removes it
 //!   once it is empty (objects with finalizers keep it until they go). The initial
 //!   namespaces `default`, `kube-system`, `kube-public` and `kube-node-lease` cannot be
@@ -173,7 +176,7 @@ fn remove_and_collect(state: &mut State, resource: &ResourceKey, key: &ObjectKey
             };
             let other_owner_alive = meta::owner_uids(dependent)
                 .iter()
-                .any(|owner| *owner != uid && state.find_uid(owner).is_some());
+                .any(|owner| *owner != uid && owner_exists(state, &dep_key.0, owner));
             if other_owner_alive {
                 remove_owner_reference(state, &dep_resource, &dep_key, &uid);
             } else if meta::finalizers(dependent).is_empty() {
@@ -188,6 +191,40 @@ fn remove_and_collect(state: &mut State, resource: &ResourceKey, key: &ObjectKey
         first.get_or_insert(obj);
     }
     first
+}
+
+/// Whether the owner with `uid` exists where a dependent in `namespace` can have it: in
+/// the same namespace, or cluster-scoped (the real garbage collector looks owners up in
+/// the dependent's namespace, so a reference across namespaces dangles).
+fn owner_exists(state: &State, namespace: &str, uid: &str) -> bool {
+    state
+        .find_uid(uid)
+        .is_some_and(|(_, (owner_namespace, _))| {
+            owner_namespace.is_empty() || owner_namespace == namespace
+        })
+}
+
+/// After a write of an object with owner references: collects it if none of its owners
+/// exists, or drops the references to missing owners if some exist, as the real garbage
+/// collector does a moment after such a write.
+pub(crate) fn collect_if_dangling(state: &mut State, resource: &ResourceKey, key: &ObjectKey) {
+    let Some(obj) = state.get(resource, key) else {
+        return;
+    };
+    let owners = meta::owner_uids(obj);
+    if owners.is_empty() {
+        return;
+    }
+    let (alive, dangling): (Vec<String>, Vec<String>) = owners
+        .into_iter()
+        .partition(|uid| owner_exists(state, &key.0, uid));
+    if alive.is_empty() {
+        delete_in_background(state, resource, key);
+    } else {
+        for uid in dangling {
+            remove_owner_reference(state, resource, key, &uid);
+        }
+    }
 }
 
 /// Drops the `ownerReferences` entries naming `owner_uid` from a stored object.
@@ -402,6 +439,64 @@ mod tests {
                 .get(&namespaces.key(), &(String::new(), "tenant".into()))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn an_object_written_with_only_missing_owners_is_collected_at_once() {
+        let mut state = State::new(1000, 16);
+        let cms = target("configmaps", "ConfigMap", "default");
+        let ghost = json!({"metadata": {"name": "ghost", "uid": "no-such-uid"}});
+        create(
+            &mut state,
+            &cms,
+            json!({"metadata": {"name": "orphan", "ownerReferences": owned_by(&ghost)}}),
+        );
+        assert!(state.get(&cms.key(), &cms.object_key("orphan")).is_none());
+
+        let owner = create(&mut state, &cms, json!({"metadata": {"name": "owner"}}));
+        let mut refs = owned_by(&owner);
+        refs.as_array_mut()
+            .unwrap()
+            .extend(owned_by(&ghost).as_array().unwrap().clone());
+        create(
+            &mut state,
+            &cms,
+            json!({"metadata": {"name": "half", "ownerReferences": refs}}),
+        );
+        let half = state.get(&cms.key(), &cms.object_key("half")).unwrap();
+        assert_eq!(
+            meta::owner_uids(half),
+            [meta::uid(&owner)],
+            "the missing owner's reference goes"
+        );
+    }
+
+    #[test]
+    fn an_owner_in_another_namespace_does_not_count() {
+        let mut state = State::new(1000, 16);
+        let namespaces = Target {
+            rt: ResourceType::new("", "v1", "Namespace", "namespaces", Scope::Cluster)
+                .with_status_subresource(),
+            version: "v1".into(),
+            namespace: None,
+        };
+        create(
+            &mut state,
+            &namespaces,
+            json!({"metadata": {"name": "elsewhere"}}),
+        );
+        let owner = create(
+            &mut state,
+            &target("configmaps", "ConfigMap", "elsewhere"),
+            json!({"metadata": {"name": "owner"}}),
+        );
+        let cms = target("configmaps", "ConfigMap", "default");
+        create(
+            &mut state,
+            &cms,
+            json!({"metadata": {"name": "child", "ownerReferences": owned_by(&owner)}}),
+        );
+        assert!(state.get(&cms.key(), &cms.object_key("child")).is_none());
     }
 
     #[test]

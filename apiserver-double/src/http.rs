@@ -486,7 +486,10 @@ async fn serve(
                     .then_some(name.as_str())
                     .filter(|n| !n.is_empty()),
             )?;
+            let send_initial_events = query.flag("sendInitialEvents");
             let from = match query.get("resourceVersion").unwrap_or_default() {
+                // Initial events are the current state, whatever version is named.
+                _ if send_initial_events => None,
                 "" | "0" => None,
                 rv => Some(
                     rv.parse::<u64>()
@@ -503,7 +506,7 @@ async fn serve(
             let params = WatchParams {
                 labels,
                 fields,
-                send_initial_events: query.flag("sendInitialEvents"),
+                send_initial_events,
                 bookmarks: query.flag("allowWatchBookmarks"),
                 timeout,
                 view,

@@ -46,7 +46,8 @@
 //! - **Semantics** of a real server where controllers depend on them: a global
 //!   `resourceVersion` counter and optimistic concurrency (409 `Conflict`), `generation`,
 //!   the status subresource split, no-op updates that write nothing, finalizers and
-//!   `deletionTimestamp`, owner-reference garbage collection, namespace termination,
+//!   `deletionTimestamp`, owner-reference garbage collection (also of objects written
+//!   with owners that do not exist, or live in another namespace), namespace termination,
 //!   server-side apply with per-manager field ownership, conflicts and removal of fields
 //!   a manager stops applying, watch replay from a version and 410 `Expired` when it is
 //!   too old, bookmarks, `sendInitialEvents`. Errors are `Status` objects with the real

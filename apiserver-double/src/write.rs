@@ -442,10 +442,12 @@ fn insert(
     }
     let rv = state.next_rv();
     meta::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
-    state.put(&t.key(), t.object_key(meta::name(&obj)), obj.clone());
+    let key = t.object_key(meta::name(&obj));
+    state.put(&t.key(), key.clone(), obj.clone());
     if let Some(rt) = registered {
         register_crd_resource(state, rt);
     }
+    gc::collect_if_dangling(state, &t.key(), &key);
     Ok(obj)
 }
 
@@ -619,6 +621,8 @@ fn replace(
     }
     if meta::is_deleting(&result) && meta::finalizers(&result).is_empty() {
         gc::finish_deletion(state, &t.key(), &key);
+    } else if meta::owner_uids(&result) != meta::owner_uids(old) {
+        gc::collect_if_dangling(state, &t.key(), &key);
     }
     Ok(result)
 }
