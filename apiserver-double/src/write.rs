@@ -12,8 +12,10 @@
 //!   `managedFields` is recomputed on every write, starting from the body's list when a
 //!   create, update or patch of the main resource sends a non-empty one (as the real
 //!   server allows; kubectl moves ownership that way when it upgrades client-side apply
-//!   to server-side apply), else from the stored list. A non-empty `metadata.resourceVersion` (or `uid`) in an update or patch
-//!   body is a precondition (409 `Conflict`).
+//!   to server-side apply), else from the stored list.
+//! - A non-empty `metadata.resourceVersion` (or `uid`) in an update or patch body is a
+//!   precondition (409 `Conflict`). An update (PUT) of a custom resource must carry a
+//!   resourceVersion (422); built-in types may be updated unconditionally.
 //! - With a status subresource, writes to the main resource keep `.status` (and a create
 //!   drops it); writes to `/status` change only `.status`.
 //! - `generation` starts at 1 and grows when anything but `metadata` (and `status`, for
@@ -199,6 +201,15 @@ pub(crate) fn update(
         return Err(ApiError::MalformedBody {
             format: "JSON object",
             detail: "the body is not an object".into(),
+        });
+    }
+    // Custom resources do not allow unconditional updates (built-in types mostly do).
+    if t.rt.crd.is_some() && meta::resource_version(&body).is_empty() {
+        return Err(ApiError::Invalid {
+            kind: t.rt.kind.clone(),
+            name: name.to_owned(),
+            field: "metadata.resourceVersion".into(),
+            detail: "Invalid value: 0x0: must be specified for an update".into(),
         });
     }
     replace(state, t, opts, &old, body, sub, Managed::Update)

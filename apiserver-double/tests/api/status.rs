@@ -131,3 +131,31 @@ async fn server_side_apply_to_status_changes_only_status() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn replacing_a_custom_resource_needs_a_resource_version() -> anyhow::Result<()> {
+    let server = ApiServer::start().await;
+    let widgets = install_widgets(&server.client()).await?;
+    let created = widgets
+        .create(&PostParams::default(), &widget("w", 1))
+        .await?;
+    let mut unconditional = created.clone();
+    unconditional.metadata.resource_version = None;
+    unconditional.spec.size = 2;
+    let err = widgets
+        .replace("w", &PostParams::default(), &unconditional)
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), 422);
+    let mut conditional = created;
+    conditional.spec.size = 2;
+    assert_eq!(
+        widgets
+            .replace("w", &PostParams::default(), &conditional)
+            .await?
+            .spec
+            .size,
+        2
+    );
+    Ok(())
+}
