@@ -60,7 +60,10 @@ pub(crate) fn merge_patch(current: &Value, patch: &Value) -> Value {
     out
 }
 
-/// `current` with the RFC 6902 patch applied.
+/// `current` with the RFC 6902 patch applied, as the real server's library
+/// (evanphx/json-patch) applies it: a `test` for `null` passes on a path that does not
+/// exist. kube-runtime's finalizer helper relies on that to add the first finalizer
+/// (`test /metadata/finalizers null`, then `add`).
 pub(crate) fn json_patch(current: &Value, patch: Value) -> Result<Value, ApiError> {
     let ops: json_patch::Patch =
         serde_json::from_value(patch).map_err(|e| ApiError::MalformedBody {
@@ -68,7 +71,16 @@ pub(crate) fn json_patch(current: &Value, patch: Value) -> Result<Value, ApiErro
             detail: e.to_string(),
         })?;
     let mut out = current.clone();
-    json_patch::patch(&mut out, &ops).map_err(|source| ApiError::JsonPatchFailed { source })?;
+    for op in &ops.0 {
+        if let json_patch::PatchOperation::Test(test) = op
+            && test.value.is_null()
+            && out.pointer(test.path.as_str()).is_none()
+        {
+            continue;
+        }
+        json_patch::patch(&mut out, std::slice::from_ref(op))
+            .map_err(|source| ApiError::JsonPatchFailed { source })?;
+    }
     Ok(out)
 }
 
@@ -247,6 +259,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok, json!({"a": 2}));
+    }
+
+    #[test]
+    fn a_test_for_null_passes_on_a_missing_path_as_the_real_server_answers() {
+        let out = json_patch(
+            &json!({"metadata": {"name": "x"}}),
+            json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": ["f"]},
+            ]),
+        )
+        .unwrap();
+        assert_eq!(out["metadata"]["finalizers"], json!(["f"]));
+        let present = json_patch(
+            &json!({"metadata": {"finalizers": ["g"]}}),
+            json!([{"op": "test", "path": "/metadata/finalizers", "value": null}]),
+        );
+        assert!(present.is_err(), "null does not match an existing list");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use common::{api_server, eventually};
 
 fn fast(identity: &str) -> ElectionConfig {
     let mut config = ElectionConfig::new("weir-system", "weir-operator", identity);
-    config.lease_duration = Duration::from_millis(1500);
+    config.lease_duration = Duration::from_secs(2);
     config.renew_deadline = Duration::from_millis(1000);
     config.retry_period = Duration::from_millis(100);
     config
@@ -42,7 +42,10 @@ async fn one_candidate_leads_and_the_other_takes_over_when_it_stops_renewing() {
 
     let (a_tx, mut a_leading) = watch::channel(false);
     let a = tokio::spawn(Elector::new(client.clone(), fast("a")).run(a_tx));
-    a_leading.wait_for(|l| *l).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), a_leading.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
     let (b_tx, b_leading) = watch::channel(false);
     let b = tokio::spawn(Elector::new(client.clone(), fast("b")).run(b_tx));
     tokio::time::sleep(Duration::from_millis(2500)).await;

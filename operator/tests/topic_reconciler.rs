@@ -142,7 +142,7 @@ async fn a_topic_is_created_grown_reconfigured_and_deleted() {
     assert_eq!(committed.partitions.len(), 3);
 
     // Grow and reconfigure.
-    let patch = json!({"spec": {"partitions": 5, "config": {"cleanup.policy": "compact"}}});
+    let patch = json!({"spec": {"partitions": 5, "config": {"cleanup.policy": "compact", "retention.ms": null}}});
     topics
         .patch("orders", &PatchParams::default(), &Patch::Merge(&patch))
         .await

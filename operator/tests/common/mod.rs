@@ -14,10 +14,12 @@ use weir_controller::grpc::ClusterRouter;
 use weir_operator::cluster::ClusterDefaults;
 use weir_operator::context::Context;
 
-pub const NAMESPACE: &str = "kafka";
+pub(crate) const NAMESPACE: &str = "kafka";
+/// Where the operator runs (its Lease).
+pub(crate) const OPERATOR_NAMESPACE: &str = "weir-system";
 
-/// The double with both CRDs and the `kafka` namespace.
-pub async fn api_server() -> ApiServer {
+/// The double with both CRDs and the `kafka` and `weir-system` namespaces.
+pub(crate) async fn api_server() -> ApiServer {
     let server = ApiServer::start().await;
     let client = server.client();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -25,21 +27,23 @@ pub async fn api_server() -> ApiServer {
         crds.create(&PostParams::default(), &crd).await.unwrap();
     }
     let namespaces: Api<Namespace> = Api::all(client);
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(NAMESPACE.to_owned()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    namespaces
-        .create(&PostParams::default(), &namespace)
-        .await
-        .unwrap();
+    for name in [NAMESPACE, OPERATOR_NAMESPACE] {
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+    }
     server
 }
 
-pub fn context(client: Client) -> Arc<Context> {
+pub(crate) fn context(client: Client) -> Arc<Context> {
     let defaults = ClusterDefaults {
         broker_image: "weir-broker:test".to_owned(),
         controller_address: "weir-operator-controller.weir-system.svc:9093".to_owned(),
@@ -53,7 +57,7 @@ pub fn context(client: Client) -> Arc<Context> {
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, for up to `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
