@@ -61,7 +61,7 @@
 //! - Strategic merge patch and server-side apply know list semantics from a table of
 //!   well-known keyed lists for built-in types (`containers` by `name`, ...), not from the
 //!   OpenAPI schemas; custom resources use their CRD schema's `x-kubernetes-list-type`.
-//!   See [`shape`](crate) and the `apply` module.
+//!   See the `shape` and `apply` module docs.
 //! - Field ownership (`managedFields`) follows the real rules for apply and update
 //!   operations (including clients replacing the list) but is computed without schemas.
 //! - Garbage collection, namespace termination and CRD cleanup happen synchronously

@@ -77,7 +77,23 @@ spec: {size: 3}
 
 /// A server, a directory with its kubeconfig, and kubectl; None (after saying why) when
 /// kubectl is not on PATH.
-async fn setup(test: &str) -> anyhow::Result<Option<(PathBuf, ApiServer, PathBuf)>> {
+/// A scratch directory removed when dropped, also when the test fails.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+async fn setup(test: &str) -> anyhow::Result<Option<(PathBuf, ApiServer, Scratch)>> {
     let Some(bin) = kubectl_on_path() else {
         eprintln!("skipping {test}: kubectl is not on PATH");
         return Ok(None);
@@ -88,6 +104,7 @@ async fn setup(test: &str) -> anyhow::Result<Option<(PathBuf, ApiServer, PathBuf
         server.addr().port()
     ));
     std::fs::create_dir_all(&dir)?;
+    let dir = Scratch(dir);
     server.write_kubeconfig(&dir.join("kubeconfig"))?;
     Ok(Some((bin, server, dir)))
 }
@@ -184,7 +201,6 @@ async fn kubectl_gets_and_applies_configmaps_and_custom_resources() -> anyhow::R
     );
 
     server.stop().await;
-    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 
@@ -251,6 +267,5 @@ async fn kubectl_typed_create_commands_and_namespace_deletion_work() -> anyhow::
     assert!(server.objects("", "configmaps").is_empty());
 
     server.stop().await;
-    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

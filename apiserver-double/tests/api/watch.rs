@@ -8,7 +8,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, W
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use serde_json::json;
-use weir_apiserver_double::ApiServer;
+use weir_apiserver_double::{ApiServer, Options};
 
 use crate::common::configmap;
 
@@ -260,5 +260,25 @@ async fn watching_one_object_by_name_sees_only_it() -> anyhow::Result<()> {
     api.create(&PostParams::default(), &configmap("wanted", &[]))
         .await?;
     assert_eq!(next(&mut stream).await?, "wanted");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_short_history_expires_old_versions() -> anyhow::Result<()> {
+    let server = ApiServer::start_with(Options::default().history_limit(2)).await;
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let first = api
+        .create(&PostParams::default(), &configmap("a", &[]))
+        .await?;
+    for name in ["b", "c", "d"] {
+        api.create(&PostParams::default(), &configmap(name, &[]))
+            .await?;
+    }
+    let from = first.metadata.resource_version.unwrap_or_default();
+    let mut stream = api.watch(&WatchParams::default(), &from).await?.boxed();
+    assert!(
+        matches!(next(&mut stream).await?, WatchEvent::Error(status) if status.code == 410),
+        "three events happened since, two are kept"
+    );
     Ok(())
 }
