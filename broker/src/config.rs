@@ -8,14 +8,16 @@
 //! [`BrokerConfig::validate`] checks cross-field rules; every error names the key.
 
 mod controller_cluster;
+mod listeners;
 mod transactions;
+pub use listeners::{Listener, SecurityProtocol, SecurityProtocolMap};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 pub use transactions::TransactionSettings;
 
 use thiserror::Error;
+use weir_controller::ListenerName;
 
 use crate::coordinator::group::GroupConfig;
 use crate::log::LogConfig;
@@ -35,51 +37,6 @@ pub enum ConfigError {
     File { path: PathBuf, reason: String },
     #[error("{path} line {line}: expected `key=value`")]
     Syntax { path: PathBuf, line: usize },
-}
-
-/// A listener: `NAME://host:port`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Listener {
-    pub name: String,
-    pub host: String,
-    pub port: u16,
-}
-
-impl Listener {
-    fn parse(key: &str, spec: &str) -> Result<Listener, ConfigError> {
-        let invalid = |reason: &str| ConfigError::InvalidValue {
-            key: key.to_owned(),
-            value: spec.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let (name, rest) = spec
-            .split_once("://")
-            .ok_or_else(|| invalid("expected NAME://host:port"))?;
-        let (host, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| invalid("expected NAME://host:port"))?;
-        let port = port
-            .parse()
-            .map_err(|_| invalid("port is not a number from 0 to 65535"))?;
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(invalid("listener name must be letters, digits or _"));
-        }
-        Ok(Listener {
-            name: name.to_owned(),
-            host: host.trim_matches(['[', ']']).to_owned(),
-            port,
-        })
-    }
-}
-
-impl fmt::Display for Listener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "{}://[{}]:{}", self.name, self.host, self.port)
-        } else {
-            write!(f, "{}://{}:{}", self.name, self.host, self.port)
-        }
-    }
 }
 
 /// Everything the broker process is configured with.
@@ -117,10 +74,16 @@ pub struct BrokerConfig {
     pub min_insync_replicas: usize,
     pub leader_imbalance_check_interval_seconds: u64,
     pub leader_imbalance_per_broker_percentage: u32,
-    /// `listeners`
+    /// `listeners`: every one is bound, and a request is answered with the brokers'
+    /// endpoints on the listener it arrived on.
     pub listeners: Vec<Listener>,
-    /// `advertised.listeners` (defaults to `listeners`)
+    /// `advertised.listeners` (defaults to `listeners`): registered with the controller.
     pub advertised_listeners: Vec<Listener>,
+    /// `listener.security.protocol.map` (Kafka's default maps PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT and SASL_SSL to themselves); every listener must map to PLAINTEXT.
+    pub listener_security_protocol_map: SecurityProtocolMap,
+    /// `inter.broker.listener.name`: see [`BrokerConfig::inter_broker_listener`].
+    pub inter_broker_listener_name: Option<ListenerName>,
     /// `log.dirs`: the data directory (`--data-dir`).
     pub data_dir: PathBuf,
     /// `http.listener`: where `/metrics`, `/healthz` and `/readyz` are served.
@@ -273,6 +236,8 @@ impl Default for BrokerConfig {
             leader_imbalance_per_broker_percentage: 10,
             listeners: vec![listener.clone()],
             advertised_listeners: vec![listener],
+            listener_security_protocol_map: SecurityProtocolMap::default(),
+            inter_broker_listener_name: None,
             data_dir: PathBuf::from("./weir-data"),
             http_listener: "127.0.0.1:9094".parse().expect("literal"),
             num_partitions: 1,
@@ -381,14 +346,6 @@ impl BrokerConfig {
                 _ => Err(invalid("expected true or false")),
             }
         };
-        let listeners = || -> Result<Vec<Listener>, ConfigError> {
-            value
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| Listener::parse(key, s))
-                .collect()
-        };
         match key {
             "node.id" | "broker.id" => self.node_id = int(0, i32::MAX as i64)? as i32,
             "process.roles" => {
@@ -445,7 +402,7 @@ impl BrokerConfig {
                 self.leader_imbalance_per_broker_percentage = int(0, 100)? as u32
             }
             "listeners" => {
-                let parsed = listeners()?;
+                let parsed = listeners::parse_listeners(key, value)?;
                 let advertised_follow = self.advertised_listeners == self.listeners
                     && !self.explicit.contains_key("advertised.listeners");
                 self.listeners = parsed;
@@ -453,7 +410,15 @@ impl BrokerConfig {
                     self.advertised_listeners = self.listeners.clone();
                 }
             }
-            "advertised.listeners" => self.advertised_listeners = listeners()?,
+            "advertised.listeners" => {
+                self.advertised_listeners = listeners::parse_advertised(key, value)?
+            }
+            "listener.security.protocol.map" => {
+                self.listener_security_protocol_map = listeners::parse_protocol_map(key, value)?
+            }
+            "inter.broker.listener.name" => {
+                self.inter_broker_listener_name = listeners::parse_inter_broker_name(key, value)?
+            }
             "log.dirs" | "log.dir" => {
                 let first = value.split(',').next().unwrap_or("").trim();
                 if first.is_empty() {
@@ -582,29 +547,7 @@ impl BrokerConfig {
             value,
             reason: reason.to_owned(),
         };
-        if self.listeners.is_empty() {
-            return Err(invalid(
-                "listeners",
-                String::new(),
-                "at least one listener is required",
-            ));
-        }
-        for l in &self.advertised_listeners {
-            if !self.listeners.iter().any(|x| x.name == l.name) {
-                return Err(invalid(
-                    "advertised.listeners",
-                    l.name.clone(),
-                    "names a listener that `listeners` does not define",
-                ));
-            }
-            if l.host.is_empty() || l.host == "0.0.0.0" || l.host == "::" {
-                return Err(invalid(
-                    "advertised.listeners",
-                    format!("{}://{}:{}", l.name, l.host, l.port),
-                    "clients cannot connect to a wildcard address; set a reachable host",
-                ));
-            }
-        }
+        listeners::validate(self)?;
         if !self.has_role("controller") && self.controller_servers.is_empty() {
             return Err(invalid(
                 "controller.quorum.bootstrap.servers",
@@ -660,6 +603,13 @@ impl BrokerConfig {
         }
     }
 
+    /// The listener brokers reach each other on (followers fetch from leaders, coordinators
+    /// send transaction markers): `inter.broker.listener.name`, else the first of
+    /// `advertised.listeners`.
+    pub fn inter_broker_listener(&self) -> ListenerName {
+        listeners::inter_broker_listener(self)
+    }
+
     /// Whether `process.roles` includes `role` (`broker` or `controller`).
     pub fn has_role(&self, role: &str) -> bool {
         self.process_roles.iter().any(|r| r == role)
@@ -702,6 +652,13 @@ impl BrokerConfig {
             }
             "listeners" => listeners(&self.listeners),
             "advertised.listeners" => listeners(&self.advertised_listeners),
+            "listener.security.protocol.map" => self.listener_security_protocol_map.to_string(),
+            "inter.broker.listener.name" => {
+                return self
+                    .inter_broker_listener_name
+                    .as_ref()
+                    .map(|n| n.to_string());
+            }
             "log.dirs" | "log.dir" => self.data_dir.display().to_string(),
             "http.listener" => self.http_listener.to_string(),
             "num.partitions" => self.num_partitions.to_string(),
@@ -758,6 +715,7 @@ impl BrokerConfig {
         BROKER_KEYS
             .iter()
             .copied()
+            .chain(listeners::KEYS.iter().copied())
             .chain(transactions::KEYS.iter().copied())
             .chain(LOG_DEFAULT_KEYS.iter().map(|(k, _, _)| *k))
     }
@@ -838,7 +796,12 @@ mod tests {
         for key in BrokerConfig::known_keys() {
             let Some(value) = defaults.value_of(key) else {
                 assert!(
-                    matches!(key, "broker.rack" | "controller.cluster.name"),
+                    [
+                        "broker.rack",
+                        "controller.cluster.name",
+                        "inter.broker.listener.name"
+                    ]
+                    .contains(&key),
                     "{key}"
                 );
                 continue;

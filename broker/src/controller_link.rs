@@ -94,11 +94,7 @@ impl ControllerLink {
             listeners: config
                 .advertised_listeners
                 .iter()
-                .map(|l| Listener {
-                    name: l.name.clone(),
-                    host: l.host.clone(),
-                    port: l.port,
-                })
+                .map(|l| Listener::new(l.name.clone(), l.host.clone(), l.port))
                 .collect(),
             rack: config.rack.clone(),
         };

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use tracing::{error, info, warn};
 use weir_broker::broker::Broker;
 use weir_broker::config::{self, BrokerConfig};
+use weir_broker::server::NamedListener;
 use weir_controller::grpc::{ClientOptions, ControlPlaneService, RemoteControlPlane};
 use weir_controller::local::LocalControlPlane;
 use weir_controller::{ControlPlane, Controller, FileMetadataStore};
@@ -116,6 +117,8 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         roles = ?config.process_roles,
         listeners = ?config.listeners,
         advertised = ?config.advertised_listeners,
+        listener_security_protocol_map = %config.listener_security_protocol_map,
+        inter_broker_listener = %config.inter_broker_listener(),
         data_dir = %config.data_dir.display(),
         http = %config.http_listener,
         explicit = ?config.explicit,
@@ -318,10 +321,13 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let listener = &config.listeners[0];
-    let kafka = tokio::net::TcpListener::bind((listener.host.as_str(), listener.port))
-        .await
-        .with_context(|| format!("binding listener {}:{}", listener.host, listener.port))?;
+    let mut kafka = Vec::with_capacity(config.listeners.len());
+    for listener in &config.listeners {
+        let socket = tokio::net::TcpListener::bind((listener.host.as_str(), listener.port))
+            .await
+            .with_context(|| format!("binding listener {listener}"))?;
+        kafka.push(NamedListener::new(listener.name.clone(), socket));
+    }
     let housekeeping_every = Duration::from_millis(
         config
             .retention_check_interval_ms
@@ -343,7 +349,10 @@ where
         spawn_housekeeping(broker.clone(), housekeeping_every),
         spawn_group_ticker(broker.clone()),
     ];
-    info!(addr = %kafka.local_addr()?, "weir-broker ready");
+    for listener in &kafka {
+        info!(listener = %listener.name, addr = %listener.socket.local_addr()?, "listening");
+    }
+    info!(inter_broker_listener = %broker.config.inter_broker_listener(), "weir-broker ready");
     http.ready.store(true, Ordering::Release);
     let drain = {
         let broker = broker.clone();

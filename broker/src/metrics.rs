@@ -16,7 +16,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_latency: HistogramVec,
     pub errors: IntCounterVec,
-    pub connections: IntGauge,
+    /// Open client connections per listener (`listener` label).
+    pub connections: IntGaugeVec,
     pub log_size: IntGaugeVec,
     pub log_segments: IntGaugeVec,
     /// Log cleaner work, by kind: `segments_cleaned`, `bytes_read`, `bytes_written`,
@@ -116,8 +117,13 @@ impl Metrics {
         registry
             .register(Box::new(request_latency.clone()))
             .expect("unique metric");
-        let connections = IntGauge::with_opts(
-            Opts::new("active_connections", "Open client connections").namespace("weir"),
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "active_connections",
+                "Open client connections, per listener",
+            )
+            .namespace("weir"),
+            &["listener"],
         )
         .expect("valid metric");
         registry

@@ -158,7 +158,7 @@ fn thousands_of_connections_do_not_leak() {
         let (_, metrics) = pid_hint.http_get("/metrics").unwrap();
         metrics
             .lines()
-            .find(|l| l.starts_with("weir_active_connections "))
+            .find(|l| l.starts_with(r#"weir_active_connections{listener="PLAINTEXT"} "#))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap()

@@ -45,6 +45,7 @@ use common::{Rec, batch};
 use weir_broker::broker::{Broker, Partition};
 use weir_broker::config::{BrokerConfig, Listener};
 use weir_broker::replication::LeaderConnection;
+use weir_broker::server::NamedListener;
 use weir_broker::types::Offset;
 use weir_controller::{
     BrokerId, ClusterMetadata, ControlPlane, Controller, ControllerConfig, CreateTopic, Heartbeat,
@@ -115,7 +116,8 @@ impl Cluster {
         let control: Arc<dyn ControlPlane> = self.plane.clone();
         let broker = Broker::open(config, control).await.expect("broker opens");
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(weir_broker::server::run(listener, broker.clone(), async {
+        let listeners = vec![NamedListener::new("PLAINTEXT", listener)];
+        let server = tokio::spawn(weir_broker::server::run(listeners, broker.clone(), async {
             let _ = stopped.await;
         }));
         let tasks = [

@@ -197,7 +197,9 @@ fn registry_code(error: &RegistryError) -> i16 {
         RegistryError::ClusterIdMismatch { .. } => INCONSISTENT_CLUSTER_ID,
         RegistryError::UnknownBroker { .. } => BROKER_ID_NOT_REGISTERED,
         RegistryError::StaleBrokerEpoch { .. } => STALE_BROKER_EPOCH,
-        RegistryError::NoListeners { .. } => INVALID_REQUEST,
+        RegistryError::NoListeners { .. } | RegistryError::DuplicateListener { .. } => {
+            INVALID_REQUEST
+        }
     }
 }
 
@@ -293,6 +295,13 @@ mod tests {
                 77,
             ),
             (RegistryError::NoListeners { broker }, 42),
+            (
+                RegistryError::DuplicateListener {
+                    broker,
+                    listener: "INTERNAL".into(),
+                },
+                42,
+            ),
         ];
         for (source, expected) in cases {
             assert_eq!(code(source.into()), expected);

@@ -1,4 +1,4 @@
-//! Identifier newtypes: broker ids, validated topic names and topic ids.
+//! Identifier newtypes: broker ids, validated topic names, topic ids and listener names.
 //!
 //! Owns Kafka's topic-name rules (`Topic.validate` in Kafka): a [`TopicName`]
 //! can only be built through [`TopicName::new`] (or deserialized through it),
@@ -43,6 +43,66 @@ pub struct BrokerId(pub i32);
 impl fmt::Display for BrokerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// The name of a broker's Kafka listener (`INTERNAL` in `INTERNAL://host:9092`). A broker
+/// advertises one endpoint per listener name; a request is answered with every broker's
+/// endpoint for the listener it arrived on, as Kafka's `ListenerName`. Names compare exactly;
+/// the broker's config upper-cases them ([`ListenerName::normalised`]), as Kafka's does.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ListenerName(String);
+
+impl ListenerName {
+    /// The name as given.
+    pub fn new(name: impl Into<String>) -> ListenerName {
+        ListenerName(name.into())
+    }
+
+    /// The name upper-cased, as Kafka reads listener names from its config.
+    pub fn normalised(name: &str) -> ListenerName {
+        ListenerName(name.to_ascii_uppercase())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ListenerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for ListenerName {
+    fn from(name: &str) -> ListenerName {
+        ListenerName::new(name)
+    }
+}
+
+impl From<String> for ListenerName {
+    fn from(name: String) -> ListenerName {
+        ListenerName::new(name)
+    }
+}
+
+impl From<ListenerName> for String {
+    fn from(name: ListenerName) -> String {
+        name.0
+    }
+}
+
+impl PartialEq<str> for ListenerName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ListenerName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 

@@ -11,7 +11,7 @@
 //! on it.
 //!
 //! Modules, one concern each:
-//! - [`ids`]: `BrokerId`, validated `TopicName`, `TopicId`;
+//! - [`ids`]: `BrokerId`, validated `TopicName`, `TopicId`, `ListenerName`;
 //! - [`metadata`]: the metadata image types;
 //! - [`config`]: the controller's config keys and their defaults;
 //! - [`topic_config`]: Kafka's topic configs, their defaults and validation;
@@ -47,9 +47,9 @@ pub use config::{ControllerConfig, ControllerConfigError, ControllerDefaults};
 pub use controller::{ConfigOp, Controller, CreateTopic, TickReport};
 pub use error::ControllerError;
 pub use grpc::{ControlPlaneService, RemoteControlPlane};
-pub use ids::{BrokerId, InvalidTopicName, TopicId, TopicName};
+pub use ids::{BrokerId, InvalidTopicName, ListenerName, TopicId, TopicName};
 pub use local::LocalControlPlane;
-pub use metadata::{BrokerInfo, ClusterMetadata, PartitionState, TopicMetadata};
+pub use metadata::{BrokerInfo, ClusterMetadata, Listener, PartitionState, TopicMetadata};
 pub use partitions::{PartitionError, ReplicaStatus};
 pub use placement::{PlacementError, assign_replicas, validate_assignment};
 pub use plane::{
@@ -58,7 +58,7 @@ pub use plane::{
     Registered, TopicRef,
 };
 pub use reassignment::ReassignmentError;
-pub use registry::{BrokerEpoch, Listener, RegisterBroker, RegistryError};
+pub use registry::{BrokerEpoch, RegisterBroker, RegistryError};
 pub use store::{FileMetadataStore, MemoryMetadataStore, MetadataStore, StoreError};
 pub use topic_config::{
     ConfigError, ConfigKind, InvalidValue, TOPIC_CONFIGS, TopicConfigDef, Validator,

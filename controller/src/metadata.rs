@@ -12,6 +12,7 @@
 //! - `next_producer_id` never decreases: every id below it has been handed to a broker
 //!   in a block (see `Controller::allocate_producer_ids`), none at or above it has;
 //! - `last_broker_epoch` never decreases and is at least every broker's epoch;
+//! - a registered broker has at least one listener, and no listener name twice;
 //! - a partition's ISR is never empty, is a subset of its replicas, and holds its
 //!   leader; `adding_replicas` and `removing_replicas` are disjoint subsets of the
 //!   replicas (see [`crate::partitions`] for the liveness rules);
@@ -24,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use uuid::Uuid;
 
-use crate::ids::{BrokerId, TopicId, TopicName};
+use crate::ids::{BrokerId, ListenerName, TopicId, TopicName};
 use crate::registry::BrokerEpoch;
 
 /// Leadership and replica set of one partition.
@@ -73,17 +74,11 @@ pub struct TopicMetadata {
 
 impl BrokerInfo {
     /// An unregistered broker entry (epoch 0, no incarnation), unfenced.
-    pub fn new(
-        id: BrokerId,
-        rack: Option<String>,
-        host: impl Into<String>,
-        port: u16,
-    ) -> BrokerInfo {
+    pub fn new(id: BrokerId, rack: Option<String>, listeners: Vec<Listener>) -> BrokerInfo {
         BrokerInfo {
             id,
             rack,
-            host: host.into(),
-            port,
+            listeners,
             epoch: BrokerEpoch::default(),
             incarnation: None,
             fenced: false,
@@ -95,6 +90,12 @@ impl BrokerInfo {
     /// controlled shutdown.
     pub fn is_live(&self) -> bool {
         !self.fenced && !self.in_controlled_shutdown
+    }
+
+    /// The broker's endpoint on listener `name`, if it advertises one (Kafka's
+    /// `BrokerRegistration.node(listenerName)`).
+    pub fn listener(&self, name: &ListenerName) -> Option<&Listener> {
+        self.listeners.iter().find(|l| &l.name == name)
     }
 }
 
@@ -115,30 +116,100 @@ impl TopicMetadata {
     }
 }
 
-/// A registered broker: how clients and other brokers reach it, and its liveness.
+/// An endpoint a broker advertises: its host and port on one named listener
+/// (`advertised.listeners`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    pub name: ListenerName,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Listener {
+    pub fn new(name: impl Into<ListenerName>, host: impl Into<String>, port: u16) -> Listener {
+        Listener {
+            name: name.into(),
+            host: host.into(),
+            port,
+        }
+    }
+}
+
+/// The listener name a broker's single endpoint had in files written before brokers kept
+/// every listener: Kafka's default listener name, which Weir's config defaulted to.
+pub const LEGACY_LISTENER_NAME: &str = "PLAINTEXT";
+
+/// A registered broker: how clients and other brokers reach it, and its liveness.
+///
+/// Stored as JSON with its `listeners`; files written before brokers kept every listener
+/// have `host` and `port` instead, which load as one [`LEGACY_LISTENER_NAME`] listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredBrokerInfo")]
 pub struct BrokerInfo {
     pub id: BrokerId,
     pub rack: Option<String>,
-    /// The advertised host and port of the broker's (single) Kafka listener.
-    pub host: String,
-    pub port: u16,
+    /// Every advertised listener, in the broker's order, each name once. A request is
+    /// answered with the endpoint of the listener it arrived on; brokers reach each other
+    /// on their `inter.broker.listener.name`.
+    pub listeners: Vec<Listener>,
     /// The epoch of the broker's current incarnation (0 for a broker that never
     /// registered through the control plane, e.g. in files written before it existed).
-    #[serde(default)]
     pub epoch: BrokerEpoch,
     /// The current incarnation, which tells a registration retry from a restart.
-    #[serde(default)]
     pub incarnation: Option<Uuid>,
     /// Fenced brokers lead no partitions, are in no ISR (unless the last member), and
     /// are not offered to clients. A broker is fenced from registration until its first
     /// heartbeat and whenever its session expires.
-    #[serde(default)]
     pub fenced: bool,
     /// Set by a controlled shutdown: the broker is being drained of leadership and ISR
     /// membership and is not eligible for either until it registers again.
-    #[serde(default)]
     pub in_controlled_shutdown: bool,
+}
+
+/// [`BrokerInfo`] as read from JSON, in the current or any older format.
+#[derive(Deserialize)]
+struct StoredBrokerInfo {
+    id: BrokerId,
+    rack: Option<String>,
+    #[serde(default)]
+    listeners: Vec<Listener>,
+    /// Before `listeners`: the advertised host and port of the first listener.
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    epoch: BrokerEpoch,
+    #[serde(default)]
+    incarnation: Option<Uuid>,
+    #[serde(default)]
+    fenced: bool,
+    #[serde(default)]
+    in_controlled_shutdown: bool,
+}
+
+impl From<StoredBrokerInfo> for BrokerInfo {
+    fn from(stored: StoredBrokerInfo) -> BrokerInfo {
+        let mut listeners = stored.listeners;
+        if listeners.is_empty()
+            && let Some(host) = stored.host
+        {
+            listeners.push(Listener::new(
+                LEGACY_LISTENER_NAME,
+                host,
+                stored.port.unwrap_or_default(),
+            ));
+        }
+        BrokerInfo {
+            id: stored.id,
+            rack: stored.rack,
+            listeners,
+            epoch: stored.epoch,
+            incarnation: stored.incarnation,
+            fenced: stored.fenced,
+            in_controlled_shutdown: stored.in_controlled_shutdown,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,7 +277,14 @@ mod tests {
         };
         metadata.brokers.insert(
             BrokerId(1),
-            BrokerInfo::new(BrokerId(1), Some("r1".into()), "h", 9092),
+            BrokerInfo::new(
+                BrokerId(1),
+                Some("r1".into()),
+                vec![
+                    Listener::new("INTERNAL", "h", 9092),
+                    Listener::new("EXTERNAL", "kafka-1.example.com", 31000),
+                ],
+            ),
         );
         metadata.topics.insert(
             "orders".into(),
@@ -249,9 +327,42 @@ mod tests {
     fn brokers_written_before_registration_load_unfenced_without_an_epoch() {
         let old = r#"{"id":0,"rack":null,"host":"h","port":9092}"#;
         let broker: BrokerInfo = serde_json::from_str(old).unwrap();
-        assert_eq!(broker, BrokerInfo::new(BrokerId(0), None, "h", 9092));
+        assert_eq!(
+            broker,
+            BrokerInfo::new(
+                BrokerId(0),
+                None,
+                vec![Listener::new("PLAINTEXT", "h", 9092)]
+            )
+        );
         assert_eq!((broker.epoch, broker.incarnation), (BrokerEpoch(0), None));
         assert!(broker.is_live());
+    }
+
+    #[test]
+    fn brokers_written_with_one_endpoint_load_it_as_their_plaintext_listener() {
+        let old = r#"{"id":2,"rack":"r1","host":"pod-2.svc","port":9092,"epoch":7,
+            "incarnation":"0b6f1c2e-8f7e-4c1a-9d2b-3c4d5e6f7a8b","fenced":true,
+            "in_controlled_shutdown":false}"#;
+        let broker: BrokerInfo = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            broker.listeners,
+            vec![Listener::new("PLAINTEXT", "pod-2.svc", 9092)]
+        );
+        assert_eq!(broker.epoch, BrokerEpoch(7));
+        assert!(broker.fenced && broker.incarnation.is_some());
+        // Written back, it is in the new format only, and reads back the same.
+        let json = serde_json::to_value(&broker).unwrap();
+        assert!(
+            json.get("host").is_none() && json.get("port").is_none(),
+            "{json}"
+        );
+        assert_eq!(json["listeners"][0]["name"], "PLAINTEXT");
+        let back: BrokerInfo = serde_json::from_value(json).unwrap();
+        assert_eq!(back, broker);
+        let plaintext = ListenerName::new("PLAINTEXT");
+        assert_eq!(broker.listener(&plaintext).map(|l| l.port), Some(9092));
+        assert!(broker.listener(&ListenerName::new("EXTERNAL")).is_none());
     }
 
     #[test]

@@ -247,6 +247,7 @@ fn rack_alternated(racks: &BTreeMap<BrokerId, &str>) -> Vec<BrokerId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::Listener;
 
     fn brokers(n: i32, racks: Option<usize>) -> Vec<BrokerInfo> {
         (0..n)
@@ -254,8 +255,7 @@ mod tests {
                 BrokerInfo::new(
                     BrokerId(i),
                     racks.map(|r| format!("rack-{}", usize::try_from(i).unwrap() % r)),
-                    "127.0.0.1",
-                    9092,
+                    vec![Listener::new("PLAINTEXT", "127.0.0.1", 9092)],
                 )
             })
             .collect()

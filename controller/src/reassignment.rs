@@ -171,6 +171,7 @@ pub fn ongoing(topic: &str, partition: &PartitionState) -> Option<OngoingReassig
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::Listener;
     use crate::partitions::settle;
 
     fn ids(ids: &[i32]) -> Vec<BrokerId> {
@@ -180,7 +181,11 @@ mod tests {
     fn live(ids_: &[i32]) -> Brokers {
         ids_.iter()
             .map(|&i| {
-                let mut b = BrokerInfo::new(BrokerId(i), None, "h", 9092);
+                let mut b = BrokerInfo::new(
+                    BrokerId(i),
+                    None,
+                    vec![Listener::new("PLAINTEXT", "h", 9092)],
+                );
                 b.incarnation = Some(uuid::Uuid::new_v4());
                 (BrokerId(i), b)
             })

@@ -8,7 +8,7 @@
 //! The rules follow KRaft's `ClusterControlManager` and `BrokerHeartbeatManager`:
 //! - a registration must carry this cluster's id, or it is refused;
 //! - the same incarnation registering again (a retry) gets its existing epoch back,
-//!   with its endpoint and rack replaced by the request's;
+//!   with its listeners and rack replaced by the request's;
 //! - a new incarnation of a known broker id gets a new epoch, higher than any handed
 //!   out before, which fences the previous incarnation: its heartbeats now carry a
 //!   stale epoch. (KRaft instead refuses the new incarnation while the old one's
@@ -21,7 +21,9 @@
 //! - a session that runs out fences the broker: it stays registered with the same
 //!   epoch, and its next valid heartbeat unfences it.
 //!
-//! A broker's first listener is its advertised host and port.
+//! A broker keeps every listener it registers with (name, advertised host and port), as
+//! KRaft's `BrokerRegistration` does: clients get the endpoints of the listener they
+//! connected to, brokers reach each other on their inter-broker listener.
 //!
 //! Invariants: every broker's epoch is at most `last_epoch`, which never decreases
 //! (it is persisted); a broker has a live session exactly when it is not fenced.
@@ -36,8 +38,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use crate::config::DEFAULT_SESSION_TIMEOUT_MS;
-use crate::ids::BrokerId;
+use crate::ids::{BrokerId, ListenerName};
 use crate::metadata::BrokerInfo;
+pub use crate::metadata::Listener;
 
 /// The epoch of one broker incarnation, handed out at registration.
 #[derive(
@@ -52,14 +55,6 @@ impl fmt::Display for BrokerEpoch {
     }
 }
 
-/// A listener a broker advertises.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Listener {
-    pub name: String,
-    pub host: String,
-    pub port: u16,
-}
-
 /// What a broker sends to register.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisterBroker {
@@ -67,7 +62,7 @@ pub struct RegisterBroker {
     /// Drawn by the broker process at start; tells a retry from a restart.
     pub incarnation: Uuid,
     pub cluster_id: String,
-    /// The first one is the broker's advertised endpoint.
+    /// Every advertised listener, each name once (the gRPC server refuses a duplicate).
     pub listeners: Vec<Listener>,
     pub rack: Option<String>,
 }
@@ -96,6 +91,11 @@ pub enum RegistryError {
     },
     #[error("broker {broker} registered without listeners; it needs one to be reached")]
     NoListeners { broker: BrokerId },
+    #[error("broker {broker} registered listener '{listener}' more than once")]
+    DuplicateListener {
+        broker: BrokerId,
+        listener: ListenerName,
+    },
 }
 
 /// What a successful registration did.
@@ -124,14 +124,24 @@ pub fn register(
             expected: cluster_id.to_owned(),
         });
     }
-    let Some(endpoint) = request.listeners.first() else {
+    if request.listeners.is_empty() {
         return Err(RegistryError::NoListeners { broker: request.id });
-    };
+    }
+    for (i, listener) in request.listeners.iter().enumerate() {
+        if request.listeners[..i]
+            .iter()
+            .any(|l| l.name == listener.name)
+        {
+            return Err(RegistryError::DuplicateListener {
+                broker: request.id,
+                listener: listener.name.clone(),
+            });
+        }
+    }
     if let Some(existing) = brokers.get_mut(&request.id)
         && existing.incarnation == Some(request.incarnation)
     {
-        existing.host.clone_from(&endpoint.host);
-        existing.port = endpoint.port;
+        existing.listeners = request.listeners;
         existing.rack = request.rack;
         return Ok(RegistrationOutcome {
             epoch: existing.epoch,
@@ -149,12 +159,7 @@ pub fn register(
         incarnation: Some(request.incarnation),
         fenced: true,
         in_controlled_shutdown: false,
-        ..BrokerInfo::new(
-            request.id,
-            request.rack,
-            endpoint.host.clone(),
-            endpoint.port,
-        )
+        ..BrokerInfo::new(request.id, request.rack, request.listeners)
     };
     brokers.insert(request.id, info);
     Ok(RegistrationOutcome {

@@ -7,9 +7,12 @@
 //! onto `resourceVersion`.
 //!
 //! File format (written by [`FileMetadataStore::save`]): one UTF-8 JSON object,
-//! `{"format": 1, "metadata": <ClusterMetadata>}`, where `ClusterMetadata` is its
+//! `{"format": 2, "metadata": <ClusterMetadata>}`, where `ClusterMetadata` is its
 //! serde form (broker map keys are the ids as strings, topic ids are hyphenated
-//! UUIDs). The file is replaced atomically: the new image is written to
+//! UUIDs). Format 1 differs only in the brokers: one advertised `host` and `port`
+//! each instead of their `listeners`; it is read (each broker gets one PLAINTEXT
+//! listener, see [`BrokerInfo`](crate::metadata::BrokerInfo)) and written back as
+//! format 2, which a build that reads format 1 only refuses by name. The file is replaced atomically: the new image is written to
 //! `<file>.tmp`, fsynced, renamed over the file, and the directory is fsynced, so
 //! a crash leaves either the old image or the new one, never a mix.
 
@@ -22,8 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::metadata::ClusterMetadata;
 
-/// The only file format this build reads and writes.
-const FILE_FORMAT: u32 = 1;
+/// The file format this build writes.
+const FILE_FORMAT: u32 = 2;
+/// The oldest file format this build reads.
+const OLDEST_FILE_FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -45,7 +50,7 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("metadata file {} has format {found}, this build reads format {FILE_FORMAT}", path.display())]
+    #[error("metadata file {} has format {found}, this build reads formats {OLDEST_FILE_FORMAT} to {FILE_FORMAT}", path.display())]
     UnsupportedFormat { path: PathBuf, found: u32 },
     /// A store other than the files here (the operator's Kubernetes store) failed.
     #[error("metadata store backend failed: {source}")]
@@ -176,7 +181,7 @@ fn read_file(path: &Path) -> Result<Option<ClusterMetadata>, StoreError> {
         source,
     };
     let header: FileHeader = serde_json::from_slice(&bytes).map_err(corrupt)?;
-    if header.format != FILE_FORMAT {
+    if !(OLDEST_FILE_FORMAT..=FILE_FORMAT).contains(&header.format) {
         return Err(StoreError::UnsupportedFormat {
             path: path.to_owned(),
             found: header.format,
@@ -271,13 +276,17 @@ mod tests {
 
     use super::*;
     use crate::ids::{BrokerId, TopicId, TopicName};
-    use crate::metadata::{BrokerInfo, PartitionState, TopicMetadata};
+    use crate::metadata::{BrokerInfo, Listener, PartitionState, TopicMetadata};
 
     fn sample(version: u64) -> ClusterMetadata {
         let mut metadata = ClusterMetadata::empty("MkU3OEVBNTcwNTJENDM2Qk", version);
         metadata.brokers.insert(
             BrokerId(0),
-            BrokerInfo::new(BrokerId(0), None, "127.0.0.1", 9092),
+            BrokerInfo::new(
+                BrokerId(0),
+                None,
+                vec![Listener::new("PLAINTEXT", "127.0.0.1", 9092)],
+            ),
         );
         metadata.topics.insert(
             "orders".into(),
@@ -408,15 +417,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn format_1_files_with_one_endpoint_per_broker_load_and_save_as_format_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.json");
+        fs::write(
+            &path,
+            br#"{"format": 1, "metadata": {"cluster_id": "MkU3OEVBNTcwNTJENDM2Qk",
+                "version": 4, "brokers": {"0": {"id": 0, "rack": null,
+                "host": "127.0.0.1", "port": 9092}}, "topics": {}}}"#,
+        )
+        .unwrap();
+        let store = FileMetadataStore::new(path.clone());
+        let loaded = store.load().await.unwrap().unwrap();
+        assert_eq!(
+            loaded.brokers[&BrokerId(0)].listeners,
+            [Listener::new("PLAINTEXT", "127.0.0.1", 9092)]
+        );
+        let mut next = loaded.clone();
+        next.version = 5;
+        store.save(&next, Some(4)).await.unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(value["format"], 2);
+        assert_eq!(store.load().await.unwrap(), Some(next));
+    }
+
+    #[tokio::test]
     async fn unknown_file_format_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cluster.json");
-        fs::write(&path, b"{\"format\": 2, \"metadata\": null}").unwrap();
+        fs::write(&path, b"{\"format\": 3, \"metadata\": null}").unwrap();
         let err = FileMetadataStore::new(path).load().await.unwrap_err();
         assert!(
-            matches!(err, StoreError::UnsupportedFormat { found: 2, .. }),
+            matches!(err, StoreError::UnsupportedFormat { found: 3, .. }),
             "{err:?}"
         );
+        assert!(err.to_string().contains("formats 1 to 2"), "{err}");
     }
 
     #[tokio::test]
@@ -428,9 +463,14 @@ mod tests {
             .await
             .unwrap();
         let value: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-        assert_eq!(value["format"], 1);
+        assert_eq!(value["format"], 2);
         assert_eq!(value["metadata"]["version"], 3);
-        assert_eq!(value["metadata"]["brokers"]["0"]["port"], 9092);
+        let broker = &value["metadata"]["brokers"]["0"];
+        assert_eq!(
+            broker["listeners"],
+            serde_json::json!([{"name": "PLAINTEXT", "host": "127.0.0.1", "port": 9092}])
+        );
+        assert!(broker.get("host").is_none(), "{broker}");
         assert_eq!(
             value["metadata"]["topics"]["orders"]["configs"]["cleanup.policy"],
             "compact"

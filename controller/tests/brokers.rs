@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{FlakyStore, cluster_at, join, registration};
 use weir_controller::{
     BrokerEpoch, BrokerId, BrokerInfo, ClusterMetadata, Controller, CreateTopic, FileMetadataStore,
-    Heartbeat, MemoryMetadataStore, MetadataStore, PartitionState,
+    Heartbeat, Listener, MemoryMetadataStore, MetadataStore, PartitionState,
 };
 
 const TIMEOUT: Duration = Duration::from_millis(9000);
@@ -60,8 +60,11 @@ async fn a_registered_broker_is_fenced_until_its_first_heartbeat() {
     let broker = &c.metadata().brokers[&BrokerId(4)];
     assert!(broker.fenced);
     assert_eq!(
-        (broker.host.as_str(), broker.port, broker.rack.as_deref()),
-        ("broker-4", 9092, Some("r1"))
+        (broker.listeners.as_slice(), broker.rack.as_deref()),
+        (
+            [Listener::new("PLAINTEXT", "broker-4", 9092)].as_slice(),
+            Some("r1")
+        )
     );
     assert_eq!(c.metadata().last_broker_epoch, epoch);
     assert_eq!(c.session_deadline(BrokerId(4)), None);
@@ -147,7 +150,10 @@ async fn only_durable_changes_write_the_store() {
         saves + 3,
         "a retry with a new endpoint is durable"
     );
-    assert_eq!(c.metadata().brokers[&BrokerId(1)].port, 19092);
+    assert_eq!(
+        c.metadata().brokers[&BrokerId(1)].listeners,
+        [Listener::new("PLAINTEXT", "broker-1", 19092)]
+    );
     assert!(
         !c.metadata().brokers[&BrokerId(1)].fenced,
         "a retry keeps the session"
@@ -506,7 +512,11 @@ async fn a_restart_keeps_broker_and_leader_epochs_monotonic_and_sessions_fresh()
 #[tokio::test]
 async fn brokers_written_before_registration_existed_still_load() {
     let store = MemoryMetadataStore::new();
-    let legacy = BrokerInfo::new(BrokerId(0), None, "127.0.0.1", 9092);
+    let legacy = BrokerInfo::new(
+        BrokerId(0),
+        None,
+        vec![Listener::new("PLAINTEXT", "127.0.0.1", 9092)],
+    );
     let metadata: ClusterMetadata = serde_json::from_str(
         r#"{"cluster_id":"MkU3OEVBNTcwNTJENDM2Qk","version":3,"brokers":{"0":{"id":0,"rack":null,"host":"127.0.0.1","port":9092}},"topics":{}}"#,
     )
@@ -525,4 +535,57 @@ async fn brokers_written_before_registration_existed_still_load() {
     let epoch = join(&mut c, 0, t0).await;
     assert_eq!(epoch, BrokerEpoch(1));
     assert!(c.metadata().brokers[&BrokerId(0)].incarnation.is_some());
+}
+
+#[tokio::test]
+async fn a_cluster_file_from_before_listeners_loads_and_registration_keeps_every_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("__cluster_metadata.json");
+    // Written by a controller that kept one endpoint per broker.
+    std::fs::write(
+        &path,
+        r#"{"format":1,"metadata":{"cluster_id":"MkU3OEVBNTcwNTJENDM2Qk","version":5,"brokers":{
+            "1":{"id":1,"rack":"r1","host":"pod-1.weir.svc","port":9092,"epoch":3,
+                 "incarnation":"6f1c2e0b-8f7e-4c1a-9d2b-3c4d5e6f7a8b","fenced":false,
+                 "in_controlled_shutdown":false}},
+           "topics":{},"next_producer_id":1000,"last_broker_epoch":3}}"#,
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let mut c = Controller::open(FileMetadataStore::new(path.clone()), t0)
+        .await
+        .unwrap();
+    let old = &c.metadata().brokers[&BrokerId(1)];
+    assert_eq!(
+        old.listeners,
+        [Listener::new("PLAINTEXT", "pod-1.weir.svc", 9092)]
+    );
+    assert_eq!(
+        (old.epoch, old.rack.as_deref()),
+        (BrokerEpoch(3), Some("r1"))
+    );
+    assert!(!old.fenced);
+
+    let mut request = registration(&c.metadata().cluster_id, 1, Some("r1"));
+    request.listeners = vec![
+        Listener::new("INTERNAL", "pod-1.weir.svc", 9092),
+        Listener::new("EXTERNAL", "kafka-1.example.com", 31000),
+    ];
+    let epoch = c.register_broker(request.clone()).await.unwrap();
+    assert_eq!(epoch, BrokerEpoch(4));
+    drop(c);
+
+    // The file now holds both listeners, in the new format, and reads back.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("kafka-1.example.com") && text.contains(r#""format": 2"#),
+        "{text}"
+    );
+    let reopened = Controller::open(FileMetadataStore::new(path), t0)
+        .await
+        .unwrap();
+    assert_eq!(
+        reopened.metadata().brokers[&BrokerId(1)].listeners,
+        request.listeners
+    );
 }

@@ -83,7 +83,10 @@ async fn brokers_register_heartbeat_and_shut_down_over_grpc() {
     let server = Server::start(plane.clone()).await;
     let client = client(&[server.endpoint()]).await;
 
-    let request = registration(1, CLUSTER);
+    let mut request = registration(1, CLUSTER);
+    request
+        .listeners
+        .push(Listener::new("EXTERNAL", "kafka-1.example.com", 31000));
     let registered = client.register_broker(request.clone()).await.unwrap();
     assert_eq!(registered.broker_epoch, BrokerEpoch(1));
     assert_eq!(registered.session_timeout_ms, SESSION_TIMEOUT_MS);
@@ -99,7 +102,13 @@ async fn brokers_register_heartbeat_and_shut_down_over_grpc() {
     assert!(!reply.fenced);
     let broker = plane.image().brokers[&BrokerId(1)].clone();
     assert_eq!(broker.rack.as_deref(), Some("r1"));
-    assert_eq!((broker.host.as_str(), broker.port), ("127.0.0.1", 9093));
+    assert_eq!(
+        broker.listeners,
+        [
+            Listener::new("PLAINTEXT", "127.0.0.1", 9093),
+            Listener::new("EXTERNAL", "kafka-1.example.com", 31000),
+        ]
+    );
     assert_eq!(broker.incarnation, Some(request.incarnation));
 
     let shutdown = client

@@ -16,8 +16,8 @@ use proptest::prelude::*;
 use prost::Message;
 use weir_controller::grpc::{DeltaError, MetadataDelta, apply, diff, pb};
 use weir_controller::{
-    BrokerEpoch, BrokerId, BrokerInfo, ClusterMetadata, PartitionState, TopicId, TopicMetadata,
-    TopicName,
+    BrokerEpoch, BrokerId, BrokerInfo, ClusterMetadata, Listener, PartitionState, TopicId,
+    TopicMetadata, TopicName,
 };
 
 const TOPIC_NAMES: [&str; 4] = ["orders", "payments", "__consumer_offsets", "a.b-c_d"];
@@ -74,23 +74,38 @@ fn topic(name: &'static str) -> impl Strategy<Value = TopicMetadata> {
         })
 }
 
+/// Up to three listeners with distinct names (none for brokers stored before listeners had
+/// to be registered).
+fn listeners() -> impl Strategy<Value = Vec<Listener>> {
+    (
+        prop::sample::subsequence(vec!["PLAINTEXT", "INTERNAL", "EXTERNAL"], 0..=3),
+        prop::sample::select(vec!["127.0.0.1", "broker-0.weir"]),
+        any::<u16>(),
+    )
+        .prop_map(|(names, host, port)| {
+            names
+                .into_iter()
+                .enumerate()
+                .map(|(i, name)| Listener::new(name, host, port.wrapping_add(i as u16)))
+                .collect()
+        })
+}
+
 fn broker(id: i32) -> impl Strategy<Value = BrokerInfo> {
     (
         option::of(prop::sample::select(vec!["r1", "r2"])),
-        prop::sample::select(vec!["127.0.0.1", "broker-0.weir"]),
-        any::<u16>(),
+        listeners(),
         0..4i64,
         option::of(1u128..3),
         any::<bool>(),
         any::<bool>(),
     )
         .prop_map(
-            move |(rack, host, port, epoch, incarnation, fenced, in_controlled_shutdown)| {
+            move |(rack, listeners, epoch, incarnation, fenced, in_controlled_shutdown)| {
                 BrokerInfo {
                     id: BrokerId(id),
                     rack: rack.map(str::to_owned),
-                    host: host.to_owned(),
-                    port,
+                    listeners,
                     epoch: BrokerEpoch(epoch),
                     incarnation: incarnation.map(uuid::Uuid::from_u128),
                     fenced,
@@ -175,4 +190,43 @@ proptest! {
         let decoded = pb::MetadataImage::decode(bytes.as_slice()).unwrap();
         prop_assert_eq!(ClusterMetadata::try_from(decoded), Ok(image));
     }
+}
+
+#[test]
+fn a_broker_from_a_controller_before_listeners_decodes_as_one_plaintext_listener() {
+    let old = pb::Broker {
+        id: 2,
+        host: "pod-2.weir.svc".into(),
+        port: 9092,
+        ..pb::Broker::default()
+    };
+    let broker = BrokerInfo::try_from(old).unwrap();
+    assert_eq!(
+        broker.listeners,
+        [Listener::new("PLAINTEXT", "pod-2.weir.svc", 9092)]
+    );
+
+    // A current broker message also fills host and port, with its first listener, for
+    // watchers from before listeners.
+    let listeners = vec![
+        Listener::new("INTERNAL", "pod-2.weir.svc", 9092),
+        Listener::new("EXTERNAL", "kafka-2.example.com", 31002),
+    ];
+    let current = pb::Broker::from(&BrokerInfo::new(BrokerId(2), None, listeners.clone()));
+    assert_eq!(
+        (current.host.as_str(), current.port),
+        ("pod-2.weir.svc", 9092)
+    );
+    assert_eq!(BrokerInfo::try_from(current).unwrap().listeners, listeners);
+
+    let out_of_range = pb::Broker {
+        listeners: vec![pb::Listener {
+            name: "EXTERNAL".into(),
+            host: "h".into(),
+            port: 70_000,
+        }],
+        ..pb::Broker::default()
+    };
+    let err = BrokerInfo::try_from(out_of_range).unwrap_err();
+    assert!(err.to_string().contains("listeners[0].port"), "{err}");
 }

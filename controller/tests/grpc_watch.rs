@@ -12,8 +12,8 @@ use weir_controller::grpc::pb::control_plane_client::ControlPlaneClient;
 use weir_controller::grpc::pb::metadata_update::Kind;
 use weir_controller::grpc::{ClientOptions, MetadataDelta, RemoteControlPlane, apply, pb};
 use weir_controller::{
-    BrokerId, BrokerInfo, ClusterMetadata, ControlPlane, ControllerError, PartitionState, TopicId,
-    TopicMetadata, TopicName,
+    BrokerId, BrokerInfo, ClusterMetadata, ControlPlane, ControllerError, Listener, PartitionState,
+    TopicId, TopicMetadata, TopicName,
 };
 
 fn topic(name: &str) -> TopicMetadata {
@@ -50,9 +50,14 @@ async fn the_stream_sends_a_snapshot_then_deltas_between_versions() {
     let plane = FakePlane::new();
     plane
         .commit(|image| {
-            image
-                .brokers
-                .insert(BrokerId(1), BrokerInfo::new(BrokerId(1), None, "h", 9092));
+            image.brokers.insert(
+                BrokerId(1),
+                BrokerInfo::new(
+                    BrokerId(1),
+                    None,
+                    vec![Listener::new("PLAINTEXT", "h", 9092)],
+                ),
+            );
             Ok::<_, ControllerError>(())
         })
         .unwrap();

@@ -9,7 +9,7 @@ use kube::ResourceExt as _;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use weir_controller::metadata::{BrokerInfo, ClusterMetadata, PartitionState, TopicMetadata};
-use weir_controller::{BrokerId, MetadataStore, StoreError, TopicId, TopicName};
+use weir_controller::{BrokerId, Listener, MetadataStore, StoreError, TopicId, TopicName};
 use weir_operator::crd::{Cluster, Topic};
 use weir_operator::kube_store::{KubeStore, ORIGIN_LABEL, resource_name_for};
 
@@ -52,8 +52,7 @@ fn image(version: u64) -> ClusterMetadata {
             BrokerInfo::new(
                 BrokerId(id),
                 Some(format!("rack-{id}")),
-                format!("b{id}"),
-                9092,
+                vec![Listener::new("PLAINTEXT", format!("b{id}"), 9092)],
             ),
         );
     }

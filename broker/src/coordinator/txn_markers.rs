@@ -104,8 +104,9 @@ pub(crate) struct Channels {
 }
 
 impl Channels {
-    /// A connection to broker `id`: the idle one, or a new one to its Kafka listener from the
-    /// metadata. `None` when the broker is unknown or cannot be reached (logged at debug).
+    /// A connection to broker `id`: the idle one, or a new one to its endpoint on the
+    /// inter-broker listener (`inter.broker.listener.name`) from the metadata. `None` when
+    /// the broker is unknown, lacks that listener, or cannot be reached (logged at debug).
     /// The caller owns it until [`Self::put`].
     pub(crate) async fn take(
         &self,
@@ -116,11 +117,17 @@ impl Channels {
         if let Some(idle) = self.idle.lock().await.remove(&id) {
             return Some(idle);
         }
-        let (host, port) = broker
+        let listener = broker.config.inter_broker_listener();
+        let Some((host, port)) = broker
             .metadata()
             .brokers
-            .get(&weir_controller::BrokerId(id))
-            .map(|b| (b.host.clone(), b.port))?;
+            .get(&weir_controller::BrokerId(id))?
+            .listener(&listener)
+            .map(|l| (l.host.clone(), l.port))
+        else {
+            debug!(broker = id, purpose, %listener, "the broker has no endpoint on the inter-broker listener");
+            return None;
+        };
         let client_id = format!("weir-{purpose}-{}", broker.config.node_id);
         match LeaderConnection::connect(&host, port, client_id, REQUEST_TIMEOUT).await {
             Ok(connection) => Some(connection),

@@ -4,7 +4,9 @@
 //! endpoints (v1+) gets MISMATCHED_ENDPOINT_TYPE and an unknown endpoint type
 //! UNSUPPORTED_ENDPOINT_TYPE, as from Kafka (INVALID_REQUEST in v0, which cannot carry
 //! either). The in-process controller speaks gRPC, not Kafka, so the controller id reported is
-//! this node, as in Metadata. No broker is ever fenced. With no authorizer every supported
+//! this node, as in Metadata. No broker is ever fenced. Brokers are listed with their
+//! endpoint on the listener the request arrived on; one without that listener is left out,
+//! as Kafka's `getAliveBrokerNodes(listenerName)` leaves it. With no authorizer every supported
 //! cluster operation is allowed, as Kafka reports when it has none.
 
 use kafka_protocol::ResponseError;
@@ -13,6 +15,7 @@ use kafka_protocol::messages::{
     BrokerId as WireBrokerId, DescribeClusterRequest, DescribeClusterResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use weir_controller::ListenerName;
 
 use crate::broker::Broker;
 
@@ -29,6 +32,7 @@ pub(super) fn handle(
     broker: &Broker,
     request: DescribeClusterRequest,
     version: i16,
+    listener: &ListenerName,
 ) -> DescribeClusterResponse {
     if let Err((error, message)) = check_endpoint_type(request.endpoint_type, version) {
         return DescribeClusterResponse::default()
@@ -42,12 +46,15 @@ pub(super) fn handle(
         .brokers
         .values()
         .filter(|b| !b.fenced)
-        .map(|b| {
-            DescribeClusterBroker::default()
-                .with_broker_id(WireBrokerId(b.id.0))
-                .with_host(StrBytes::from_string(b.host.clone()))
-                .with_port(i32::from(b.port))
-                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        .filter_map(|b| {
+            let endpoint = b.listener(listener)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(WireBrokerId(b.id.0))
+                    .with_host(StrBytes::from_string(endpoint.host.clone()))
+                    .with_port(i32::from(endpoint.port))
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
         })
         .collect();
     let response = DescribeClusterResponse::default()

@@ -257,7 +257,7 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
         ),
         "listeners" => (
             Str,
-            "The addresses the broker listens on, as NAME://host:port.",
+            "The addresses the broker listens on, as NAME://host:port; each listener name and port once.",
         ),
         "controller.listener" => (
             Str,
@@ -306,7 +306,15 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
         ),
         "advertised.listeners" => (
             Str,
-            "The addresses clients are told to connect to; listeners when unset.",
+            "The addresses clients and other brokers are told to connect to, per listener name (a subset of the names in listeners); listeners when unset. A client is given each broker's address on the listener it connected to.",
+        ),
+        "listener.security.protocol.map" => (
+            Str,
+            "The security protocol of each listener name, as NAME:PROTOCOL pairs. Every listener must map to PLAINTEXT, the only protocol Weir supports.",
+        ),
+        "inter.broker.listener.name" => (
+            Str,
+            "The listener brokers connect to each other on (follower fetches, transaction markers); the first of advertised.listeners when unset.",
         ),
         "log.dirs" => (Str, "The directory the partition logs are kept in."),
         "log.dir" => (Str, "Another name for log.dirs."),

@@ -4,8 +4,10 @@
 //! `abs(java_hash(group)) % partitions`, a transactional id's the leader of
 //! `__transaction_state` partition `abs(java_hash(id)) % partitions`; each topic is created on
 //! its first lookup. Until the partition has a leader the answer is COORDINATOR_NOT_AVAILABLE,
-//! which clients retry on. (librdkafka also reads this API's presence: it enables LZ4 only
-//! for brokers that list FindCoordinator from v0.)
+//! which clients retry on; likewise while its leader is fenced or has no endpoint on the
+//! listener the request arrived on (Kafka's `getAliveBrokerNode(leader, listenerName)`).
+//! (librdkafka also reads this API's presence: it enables LZ4 only for brokers that list
+//! FindCoordinator from v0.)
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -14,6 +16,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use tracing::warn;
+use weir_controller::ListenerName;
 
 use crate::broker::Broker;
 use crate::coordinator::group::{GroupId, partition_for};
@@ -32,6 +35,7 @@ pub(super) async fn handle(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
+    listener: &ListenerName,
 ) -> FindCoordinatorResponse {
     let key_type = if version >= 1 {
         request.key_type
@@ -41,7 +45,7 @@ pub(super) async fn handle(
     if version >= 4 {
         let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
         for key in request.coordinator_keys {
-            let found = find(broker, key_type, key.as_str()).await;
+            let found = find(broker, key_type, key.as_str(), listener).await;
             let coordinator = Coordinator::default().with_key(key);
             coordinators.push(match found {
                 Ok((node, host, port)) => coordinator
@@ -57,7 +61,7 @@ pub(super) async fn handle(
         }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match find(broker, key_type, request.key.as_str()).await {
+    match find(broker, key_type, request.key.as_str(), listener).await {
         Ok((node, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(WireBrokerId(node))
             .with_host(StrBytes::from_string(host))
@@ -74,6 +78,7 @@ async fn find(
     broker: &Broker,
     key_type: i8,
     key: &str,
+    listener: &ListenerName,
 ) -> Result<Endpoint, (ResponseError, &'static str)> {
     let (topic_name, not_available) = match key_type {
         KEY_TYPE_GROUP if key.is_empty() => {
@@ -129,6 +134,8 @@ async fn find(
         .get(partition as usize)
         .and_then(|p| p.leader)
         .and_then(|id| metadata.brokers.get(&id))
+        .filter(|b| !b.fenced)
         .ok_or(not_available)?;
-    Ok((leader.id.0, leader.host.clone(), i32::from(leader.port)))
+    let endpoint = leader.listener(listener).ok_or(not_available)?;
+    Ok((leader.id.0, endpoint.host.clone(), i32::from(endpoint.port)))
 }

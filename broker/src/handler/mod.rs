@@ -41,6 +41,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind}
 pub(crate) use init_producer_id::ProducerIdBlock;
 
 use crate::broker::Broker;
+use crate::server::Origin;
 use crate::server::zero_copy::{FileRegion, Markers};
 
 /// File ranges a response sends with sendfile, marked in the encoded response (see
@@ -128,11 +129,12 @@ pub(crate) fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
         .map(|&(_, min, max)| (min, max))
 }
 
-/// Handles one decoded request. `None` means no response is sent (produce with acks=0).
+/// Handles one decoded request, which came in from `origin`. `None` means no response is
+/// sent (produce with acks=0).
 pub(crate) async fn handle(
     broker: &Broker,
     header: &RequestHeader,
-    peer: std::net::SocketAddr,
+    origin: &Origin,
     request: RequestKind,
     version_supported: bool,
     zero_copy: &mut ZeroCopy,
@@ -143,7 +145,7 @@ pub(crate) async fn handle(
             ResponseKind::ApiVersions(api_versions::handle(version_supported))
         }
         RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(metadata::handle(broker, r, version).await)
+            ResponseKind::Metadata(metadata::handle(broker, r, version, &origin.listener).await)
         }
         RequestKind::Produce(r) => {
             ResponseKind::Produce(produce::handle(broker, r, version).await?)
@@ -174,14 +176,17 @@ pub(crate) async fn handle(
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(broker, r).await)
         }
-        RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(describe_cluster::handle(broker, r, version))
-        }
-        RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version).await)
-        }
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(
+            broker,
+            r,
+            version,
+            &origin.listener,
+        )),
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+            find_coordinator::handle(broker, r, version, &origin.listener).await,
+        ),
         RequestKind::JoinGroup(r) => {
-            ResponseKind::JoinGroup(join_group::handle(broker, header, peer, r).await)
+            ResponseKind::JoinGroup(join_group::handle(broker, header, origin.peer, r).await)
         }
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(broker, r).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(broker, r)),

@@ -163,6 +163,8 @@ impl ReplicaManager {
         tasks.me = Some(me);
         tasks.config = config.replication.clone();
         let eligible = EligibleBrokers::from_metadata(&metadata.brokers);
+        // Followers fetch from their leader's endpoint on this listener.
+        let inter_broker = config.inter_broker_listener();
         let now = monotonic_ms();
         let mut follows: BTreeMap<BrokerId, Assignment> = BTreeMap::new();
         let mut replicated_leader = false;
@@ -174,8 +176,12 @@ impl ReplicaManager {
             let replica = &partition.replica;
             replicated_leader |= replica.is_leader() && state.replicas.len() > 1;
             if let Some((leader, epoch)) = replica.follows() {
-                let Some(endpoint) = metadata.brokers.get(&leader) else {
+                let Some(info) = metadata.brokers.get(&leader) else {
                     warn!(partition = %partition.tp, %leader, "the leader is not in the metadata; cannot fetch from it");
+                    continue;
+                };
+                let Some(endpoint) = info.listener(&inter_broker) else {
+                    warn!(partition = %partition.tp, %leader, listener = %inter_broker, "the leader has no endpoint on the inter-broker listener; cannot fetch from it");
                     continue;
                 };
                 let assignment = follows.entry(leader).or_insert_with(|| Assignment {
@@ -488,7 +494,7 @@ fn submit(inner: &Arc<Inner>, partition: &Arc<Partition>, proposal: IsrProposal)
 mod tests {
     use std::sync::RwLock;
 
-    use weir_controller::{BrokerInfo, TopicId, TopicName};
+    use weir_controller::{BrokerInfo, Listener, TopicId, TopicName};
 
     use super::*;
     use crate::log::{Log, LogConfig, OpenOptions, SegmentCache};
@@ -531,7 +537,11 @@ mod tests {
                 .map(|b| {
                     (
                         BrokerId(b),
-                        BrokerInfo::new(BrokerId(b), None, "127.0.0.1", 1),
+                        BrokerInfo::new(
+                            BrokerId(b),
+                            None,
+                            vec![Listener::new("PLAINTEXT", "127.0.0.1", 1)],
+                        ),
                     )
                 })
                 .collect(),

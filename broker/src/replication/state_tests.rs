@@ -2,6 +2,7 @@
 //! min.insync.replicas and epochs, each as Kafka's `Partition` behaves.
 
 use super::*;
+use weir_controller::Listener;
 
 const ME: i32 = 1;
 /// The epoch every test broker registered with.
@@ -546,7 +547,11 @@ fn under_replicated_counts_the_replicas_a_reassignment_keeps() {
 fn eligible_brokers_exclude_fenced_and_shutting_down_ones() {
     let mut brokers = BTreeMap::new();
     for id in 1..=3 {
-        let mut info = BrokerInfo::new(BrokerId(id), None, "h", 9092);
+        let mut info = BrokerInfo::new(
+            BrokerId(id),
+            None,
+            vec![Listener::new("PLAINTEXT", "h", 9092)],
+        );
         info.epoch = weir_controller::BrokerEpoch(10 + i64::from(id));
         brokers.insert(BrokerId(id), info);
     }

@@ -6,7 +6,6 @@
 //! a body that does not decode closes the connection with a log line saying why; nothing is
 //! stored for it and other connections are unaffected.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +19,7 @@ use tracing::{debug, info};
 
 use crate::broker::Broker;
 use crate::handler;
-use crate::server::zero_copy;
+use crate::server::{Origin, zero_copy};
 
 /// Why a connection was closed by the broker.
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +43,16 @@ enum Close {
 
 pub(super) async fn serve(
     stream: TcpStream,
-    peer: SocketAddr,
+    origin: Origin,
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
 ) {
-    broker.metrics.connections.inc();
+    let open = broker
+        .metrics
+        .connections
+        .with_label_values(&[origin.listener.as_str()]);
+    open.inc();
+    let peer = origin.peer;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::with_capacity(64 * 1024, read);
     let max = broker.config.socket_request_max_bytes;
@@ -70,7 +74,7 @@ pub(super) async fn serve(
             let frame = read_frame(&mut read, size as usize).await?;
             let started = Instant::now();
             let frame = frame.freeze();
-            match handle_frame(&broker, peer, frame, started).await? {
+            match handle_frame(&broker, &origin, frame, started).await? {
                 Some(Outgoing::Frame(response)) => write.write_all(&response).await?,
                 Some(Outgoing::Pieces(pieces)) => {
                     zero_copy::write_pieces(&mut write, pieces).await?
@@ -81,14 +85,18 @@ pub(super) async fn serve(
     }
     .await;
     match result {
-        Ok(()) => debug!(%peer, "connection closed"),
-        Err(Close::Io(e)) => debug!(%peer, error = %e, "connection closed"),
-        Err(why) => info!(%peer, reason = %why, "closing connection on bad input"),
+        Ok(()) => debug!(%peer, listener = %origin.listener, "connection closed"),
+        Err(Close::Io(e)) => {
+            debug!(%peer, listener = %origin.listener, error = %e, "connection closed")
+        }
+        Err(why) => {
+            info!(%peer, listener = %origin.listener, reason = %why, "closing connection on bad input")
+        }
     }
     // Close the socket before the gauge says the connection is gone.
     drop(read);
     drop(write);
-    broker.metrics.connections.dec();
+    open.dec();
 }
 
 /// Reads a `size`-byte frame body into fresh, uninitialised capacity: zero-filling it first
@@ -119,7 +127,7 @@ enum Outgoing {
 /// request gets no response, as produce with acks=0).
 async fn handle_frame(
     broker: &Broker,
-    peer: SocketAddr,
+    origin: &Origin,
     mut frame: Bytes,
     started: Instant,
 ) -> Result<Option<Outgoing>, Close> {
@@ -157,7 +165,7 @@ async fn handle_frame(
         RequestKind::ApiVersions(Default::default())
     };
     let mut zc = handler::ZeroCopy::default();
-    let response = handler::handle(broker, &header, peer, request, supported, &mut zc).await;
+    let response = handler::handle(broker, &header, origin, request, supported, &mut zc).await;
     let api_name = api_label(api);
     broker.metrics.requests.with_label_values(&[api_name]).inc();
     let Some(response) = response else {

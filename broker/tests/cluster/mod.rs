@@ -35,6 +35,21 @@ impl Cluster {
         controller_extra: &[&str],
         env: &[(String, String)],
     ) -> Cluster {
+        Cluster::start_each(brokers, controller_extra, env, |_, _| {
+            extra.iter().map(|s| (*s).to_owned()).collect()
+        })
+    }
+
+    /// Like [`Cluster::start_with_env`], with each broker's own overrides:
+    /// `per_broker(node_id, kafka_port)`, where `kafka_port` is the port the harness gives
+    /// the broker's Kafka listener ([`BrokerProcess::kafka_port`]; the overrides may replace
+    /// `listeners` with several, one of them on that port).
+    pub fn start_each(
+        brokers: usize,
+        controller_extra: &[&str],
+        env: &[(String, String)],
+        mut per_broker: impl FnMut(i32, u16) -> Vec<String>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let controller_port = free_port();
         let mut controller_settings = vec![
@@ -54,6 +69,8 @@ impl Cluster {
         let brokers = (1..=brokers)
             .map(|id| {
                 let node = format!("node.id={id}");
+                let kafka_port = free_port();
+                let own = per_broker(i32::try_from(id).unwrap(), kafka_port);
                 let mut settings = vec![
                     "process.roles=broker",
                     node.as_str(),
@@ -61,9 +78,10 @@ impl Cluster {
                     "broker.heartbeat.interval.ms=500",
                     "controlled.shutdown.retry.backoff.ms=500",
                 ];
-                settings.extend_from_slice(extra);
-                BrokerProcess::start_with_env(
+                settings.extend(own.iter().map(String::as_str));
+                BrokerProcess::start_on(
                     &dir.path().join(format!("broker-{id}")),
+                    kafka_port,
                     free_port(),
                     &settings,
                     env,

@@ -52,10 +52,22 @@ impl BrokerProcess {
         extra: &[&str],
         env: &[(String, String)],
     ) -> BrokerProcess {
+        BrokerProcess::start_on(data_dir, free_port(), controller_port, extra, env)
+    }
+
+    /// Like [`BrokerProcess::start_with_env`], with the harness's Kafka listener on
+    /// `kafka_port` (`extra` may replace `listeners` with several that include it).
+    pub fn start_on(
+        data_dir: &Path,
+        kafka_port: u16,
+        controller_port: u16,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> BrokerProcess {
         let mut broker = BrokerProcess {
             child: None,
             data_dir: data_dir.to_path_buf(),
-            kafka_port: free_port(),
+            kafka_port,
             http_port: free_port(),
             controller_port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -250,11 +262,32 @@ impl BrokerProcess {
         version: i16,
         request: &R,
     ) -> std::io::Result<R::Response> {
+        self.try_call_on(self.kafka_port, version, request)
+    }
+
+    /// Like [`BrokerProcess::call`], on the broker's listener at `port` (one of several).
+    pub fn call_on<R: kafka_protocol::protocol::Request>(
+        &self,
+        port: u16,
+        version: i16,
+        request: &R,
+    ) -> R::Response {
+        self.try_call_on(port, version, request)
+            .unwrap_or_else(|e| panic!("{:?} v{version} on port {port}: {e}", R::KEY))
+    }
+
+    /// Like [`BrokerProcess::try_call`], on the broker's listener at `port`.
+    pub fn try_call_on<R: kafka_protocol::protocol::Request>(
+        &self,
+        port: u16,
+        version: i16,
+        request: &R,
+    ) -> std::io::Result<R::Response> {
         use bytes::{Buf, BufMut, Bytes, BytesMut};
         use kafka_protocol::messages::{RequestHeader, ResponseHeader};
         use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
-        let mut stream = TcpStream::connect(("127.0.0.1", self.kafka_port))?;
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(15)))?;
         let mut body = BytesMut::new();
         RequestHeader::default()

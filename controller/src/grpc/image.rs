@@ -11,7 +11,9 @@ use super::delta::{DeletedTopic, MetadataDelta};
 use super::invalid::{self, InvalidMessage, broker_ids, raw_broker_ids};
 use super::pb;
 use crate::ids::{BrokerId, TopicName};
-use crate::metadata::{BrokerInfo, ClusterMetadata, PartitionState, TopicMetadata};
+use crate::metadata::{
+    BrokerInfo, ClusterMetadata, LEGACY_LISTENER_NAME, Listener, PartitionState, TopicMetadata,
+};
 use crate::registry::BrokerEpoch;
 
 impl From<&PartitionState> for pb::PartitionState {
@@ -78,15 +80,27 @@ impl TryFrom<pb::Topic> for TopicMetadata {
 
 impl From<&BrokerInfo> for pb::Broker {
     fn from(broker: &BrokerInfo) -> Self {
+        let first = broker.listeners.first();
         pb::Broker {
             id: broker.id.0,
             rack: broker.rack.clone(),
-            host: broker.host.clone(),
-            port: u32::from(broker.port),
+            host: first.map(|l| l.host.clone()).unwrap_or_default(),
+            port: first.map_or(0, |l| u32::from(l.port)),
             epoch: broker.epoch.0,
             incarnation_id: broker.incarnation.map(|id| id.to_string()),
             fenced: broker.fenced,
             in_controlled_shutdown: broker.in_controlled_shutdown,
+            listeners: broker.listeners.iter().map(pb::Listener::from).collect(),
+        }
+    }
+}
+
+impl From<&Listener> for pb::Listener {
+    fn from(listener: &Listener) -> Self {
+        pb::Listener {
+            name: listener.name.to_string(),
+            host: listener.host.clone(),
+            port: u32::from(listener.port),
         }
     }
 }
@@ -95,11 +109,31 @@ impl TryFrom<pb::Broker> for BrokerInfo {
     type Error = InvalidMessage;
 
     fn try_from(broker: pb::Broker) -> Result<Self, Self::Error> {
-        let port = u16::try_from(broker.port).map_err(|_| InvalidMessage::PortOutOfRange {
-            field: "port".into(),
-            port: broker.port,
-            range: "0..=65535",
-        })?;
+        let port = |field: String, port: u32| {
+            u16::try_from(port).map_err(|_| InvalidMessage::PortOutOfRange {
+                field,
+                port,
+                range: "0..=65535",
+            })
+        };
+        let listeners = if broker.listeners.is_empty() && !broker.host.is_empty() {
+            // From a controller that predates `listeners`.
+            vec![Listener::new(
+                LEGACY_LISTENER_NAME,
+                broker.host,
+                port("port".into(), broker.port)?,
+            )]
+        } else {
+            broker
+                .listeners
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let port = port(format!("listeners[{i}].port"), l.port)?;
+                    Ok(Listener::new(l.name, l.host, port))
+                })
+                .collect::<Result<_, InvalidMessage>>()?
+        };
         let incarnation = broker
             .incarnation_id
             .as_deref()
@@ -108,8 +142,7 @@ impl TryFrom<pb::Broker> for BrokerInfo {
         Ok(BrokerInfo {
             id: BrokerId(broker.id),
             rack: broker.rack,
-            host: broker.host,
-            port,
+            listeners,
             epoch: BrokerEpoch(broker.epoch),
             incarnation,
             fenced: broker.fenced,

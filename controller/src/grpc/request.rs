@@ -46,15 +46,7 @@ impl From<&RegisterBroker> for pb::RegisterBrokerRequest {
             broker_id: request.id.0,
             incarnation_id: request.incarnation.to_string(),
             cluster_id: request.cluster_id.clone(),
-            listeners: request
-                .listeners
-                .iter()
-                .map(|listener| pb::Listener {
-                    name: listener.name.clone(),
-                    host: listener.host.clone(),
-                    port: u32::from(listener.port),
-                })
-                .collect(),
+            listeners: request.listeners.iter().map(pb::Listener::from).collect(),
             rack: request.rack.clone(),
         }
     }
@@ -113,11 +105,7 @@ fn listener_at(
             port: listener.port,
             range: "1..=65535",
         })?;
-    Ok(Listener {
-        name: listener.name,
-        host: listener.host,
-        port,
-    })
+    Ok(Listener::new(listener.name, listener.host, port))
 }
 
 // ---- Heartbeats, controlled shutdown, producer ids --------------------------

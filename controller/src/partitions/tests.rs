@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::ids::{TopicId, TopicName};
+use crate::metadata::Listener;
 use crate::registry::BrokerEpoch;
 
 fn ids(ids: &[i32]) -> Vec<BrokerId> {
@@ -12,7 +13,11 @@ fn ids(ids: &[i32]) -> Vec<BrokerId> {
 fn brokers(n: i32, fenced: &[i32], shutting_down: &[i32]) -> Brokers {
     (0..n)
         .map(|i| {
-            let mut b = BrokerInfo::new(BrokerId(i), None, "h", 9092);
+            let mut b = BrokerInfo::new(
+                BrokerId(i),
+                None,
+                vec![Listener::new("PLAINTEXT", "h", 9092)],
+            );
             b.epoch = BrokerEpoch(i64::from(i) + 1);
             b.incarnation = Some(uuid::Uuid::new_v4());
             b.fenced = fenced.contains(&i);

@@ -37,7 +37,7 @@ fn registration_hands_out_increasing_epochs_and_starts_fenced() {
     assert_eq!((e1, e2), (BrokerEpoch(1), BrokerEpoch(2)));
     let b1 = r.broker(BrokerId(1)).unwrap();
     assert_eq!(b1.epoch, e1);
-    assert_eq!(b1.host, "broker-1");
+    assert_eq!(b1.listeners, [Listener::new("PLAINTEXT", "broker-1", 9092)]);
     assert_eq!(b1.rack.as_deref(), Some("r1"));
     assert!(b1.fenced);
     assert!(!b1.in_controlled_shutdown);
@@ -45,17 +45,41 @@ fn registration_hands_out_increasing_epochs_and_starts_fenced() {
 }
 
 #[test]
-fn the_first_listener_is_the_advertised_endpoint() {
+fn registration_keeps_every_listener_in_order() {
     let mut r = registry();
     let mut req = request(1, Uuid::new_v4());
-    req.listeners.push(Listener {
-        name: "INTERNAL".into(),
-        host: "10.0.0.1".into(),
-        port: 19092,
-    });
-    r.register(req).unwrap();
+    req.listeners = vec![
+        Listener::new("INTERNAL", "pod-1.weir.svc", 9092),
+        Listener::new("EXTERNAL", "kafka-1.example.com", 31000),
+    ];
+    r.register(req.clone()).unwrap();
     let broker = r.broker(BrokerId(1)).unwrap();
-    assert_eq!((broker.host.as_str(), broker.port), ("broker-1", 9092));
+    assert_eq!(broker.listeners, req.listeners);
+    let external = ListenerName::new("EXTERNAL");
+    let endpoint = broker.listener(&external).unwrap();
+    assert_eq!(
+        (endpoint.host.as_str(), endpoint.port),
+        ("kafka-1.example.com", 31000)
+    );
+    assert!(broker.listener(&ListenerName::new("PLAINTEXT")).is_none());
+}
+
+#[test]
+fn registration_with_a_listener_name_twice_is_refused() {
+    let mut r = registry();
+    let mut req = request(4, Uuid::new_v4());
+    req.listeners
+        .push(Listener::new("PLAINTEXT", "10.0.0.4", 19092));
+    let err = r.register(req).unwrap_err();
+    assert_eq!(
+        err,
+        RegistryError::DuplicateListener {
+            broker: BrokerId(4),
+            listener: "PLAINTEXT".into()
+        }
+    );
+    assert!(err.to_string().contains("'PLAINTEXT'"), "{err}");
+    assert!(r.broker(BrokerId(4)).is_none());
 }
 
 #[test]
@@ -84,11 +108,20 @@ fn same_incarnation_retry_gets_its_epoch_back_with_amended_endpoint() {
     r.heartbeat(BrokerId(1), epoch, t0).unwrap();
     let mut retry = request(1, incarnation);
     retry.listeners[0].port = 19092;
+    retry
+        .listeners
+        .push(Listener::new("EXTERNAL", "kafka-1.example.com", 31000));
     retry.rack = Some("r2".into());
     assert_eq!(r.register(retry).unwrap(), epoch);
     assert_eq!(r.registrations().last_epoch, epoch);
     let broker = r.broker(BrokerId(1)).unwrap();
-    assert_eq!(broker.port, 19092);
+    assert_eq!(
+        broker.listeners,
+        [
+            Listener::new("PLAINTEXT", "broker-1", 19092),
+            Listener::new("EXTERNAL", "kafka-1.example.com", 31000)
+        ]
+    );
     assert_eq!(broker.rack.as_deref(), Some("r2"));
     // A retry does not disturb the live session.
     assert!(!fenced(&r, 1));
@@ -234,7 +267,11 @@ fn a_broker_written_before_registration_existed_must_register() {
     // Epoch 0 and no incarnation: the shape of brokers in old metadata files.
     let mut brokers = BTreeMap::from([(
         BrokerId(0),
-        BrokerInfo::new(BrokerId(0), None, "127.0.0.1", 9092),
+        BrokerInfo::new(
+            BrokerId(0),
+            None,
+            vec![Listener::new("PLAINTEXT", "127.0.0.1", 9092)],
+        ),
     )]);
     assert_eq!(
         check_epoch(&brokers, BrokerId(0), BrokerEpoch(0)).unwrap_err(),

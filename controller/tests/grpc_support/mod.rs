@@ -292,13 +292,8 @@ impl ControlPlane for FakePlane {
             }
             let epoch = BrokerEpoch(image.last_broker_epoch.0 + 1);
             image.last_broker_epoch = epoch;
-            let listener = &request.listeners[0];
-            let mut info = BrokerInfo::new(
-                request.id,
-                request.rack.clone(),
-                &listener.host,
-                listener.port,
-            );
+            let mut info =
+                BrokerInfo::new(request.id, request.rack.clone(), request.listeners.clone());
             info.epoch = epoch;
             info.incarnation = Some(request.incarnation);
             info.fenced = true;

@@ -18,16 +18,21 @@ pub fn broker_settings(
 ) -> Vec<(String, String)> {
     let mut listeners = format!("{INTERNAL_LISTENER}://0.0.0.0:{KAFKA_PORT}");
     let mut advertised = format!("{INTERNAL_LISTENER}://{}:{KAFKA_PORT}", names.pod_host(id));
+    let mut protocols = format!("{INTERNAL_LISTENER}:PLAINTEXT");
     if let Some(external) = &spec.listeners.external {
         let (host, port) = external_address(external, id);
         write!(listeners, ",{EXTERNAL_LISTENER}://0.0.0.0:{EXTERNAL_PORT}").ok();
         write!(advertised, ",{EXTERNAL_LISTENER}://{host}:{port}").ok();
+        write!(protocols, ",{EXTERNAL_LISTENER}:PLAINTEXT").ok();
     }
     let mut settings: Vec<(String, String)> = [
         ("node.id", id.to_string()),
         ("process.roles", "broker".to_owned()),
         ("listeners", listeners),
         ("advertised.listeners", advertised),
+        ("listener.security.protocol.map", protocols),
+        // Brokers replicate over the internal listener, whatever clients use.
+        ("inter.broker.listener.name", INTERNAL_LISTENER.to_owned()),
         ("log.dirs", format!("{DATA_DIR}/data")),
         ("http.listener", format!("0.0.0.0:{HTTP_PORT}")),
         (

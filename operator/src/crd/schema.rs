@@ -18,6 +18,8 @@ pub const OPERATOR_MANAGED_BROKER_KEYS: &[&str] = &[
     "controller.quorum.bootstrap.servers",
     "controller.cluster.name",
     "broker.rack",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
     // Kafka's older names for `node.id` and `log.dirs`.
     "broker.id",
     "log.dir",

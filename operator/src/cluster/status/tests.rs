@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use weir_controller::metadata::{BrokerInfo, ClusterMetadata, PartitionState, TopicMetadata};
-use weir_controller::{BrokerId, TopicId, TopicName};
+use weir_controller::{BrokerId, Listener, TopicId, TopicName};
 
 use super::*;
 
@@ -49,8 +49,14 @@ fn statefulset(revision: &str) -> StatefulSet {
 fn metadata(isr: &[i32]) -> ClusterMetadata {
     let mut m = ClusterMetadata::empty("id", 3);
     for id in 0..3 {
-        m.brokers
-            .insert(BrokerId(id), BrokerInfo::new(BrokerId(id), None, "h", 9092));
+        m.brokers.insert(
+            BrokerId(id),
+            BrokerInfo::new(
+                BrokerId(id),
+                None,
+                vec![Listener::new("PLAINTEXT", "h", 9092)],
+            ),
+        );
     }
     let mut p = PartitionState::new(0, vec![BrokerId(0), BrokerId(1), BrokerId(2)]);
     p.isr = isr.iter().map(|b| BrokerId(*b)).collect();
