@@ -107,12 +107,9 @@ impl Hosting {
             return Ok(hosted.plane.clone());
         }
         let store = KubeStore::new(self.client.clone(), namespace, name);
-        let controller = Controller::open_with_config(
-            store,
-            config.clone(),
-            tokio::time::Instant::now().into_std(),
-        )
-        .await?;
+        let controller =
+            Controller::open_with_config(store, config, tokio::time::Instant::now().into_std())
+                .await?;
         let plane: HostedPlane = Arc::new(LocalControlPlane::new(controller));
         let ticker = {
             let plane = plane.clone();
