@@ -109,3 +109,44 @@ impl Context {
             .remove(key);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delay(action: &Action) -> String {
+        format!("{action:?}")
+    }
+
+    #[tokio::test]
+    async fn backoff_doubles_per_failure_and_starts_over_after_a_success() {
+        let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let defaults = ClusterDefaults {
+            broker_image: "x".into(),
+            controller_address: "y:9093".into(),
+        };
+        let ctx = Context::new(client, defaults, ClusterRouter::default(), "test");
+        let first = ctx.backoff("Cluster/a/b");
+        let second = ctx.backoff("Cluster/a/b");
+        let other = ctx.backoff("Cluster/a/c");
+        assert_eq!(
+            delay(&first),
+            delay(&Action::requeue(Duration::from_secs(1)))
+        );
+        assert_eq!(
+            delay(&second),
+            delay(&Action::requeue(Duration::from_secs(2)))
+        );
+        assert_eq!(delay(&other), delay(&first), "backoff is per object");
+        for _ in 0..20 {
+            ctx.backoff("Cluster/a/b");
+        }
+        assert_eq!(
+            delay(&ctx.backoff("Cluster/a/b")),
+            delay(&Action::requeue(BACKOFF_MAX))
+        );
+        ctx.succeeded("Cluster/a/b");
+        assert_eq!(delay(&ctx.backoff("Cluster/a/b")), delay(&first));
+    }
+}

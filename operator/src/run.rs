@@ -170,7 +170,11 @@ async fn lead(
             }
         });
     let topic_controller = Controller::new(topics, watcher::Config::default())
-        .run(topic_reconcile::reconcile, topic_error_policy, ctx.clone())
+        .run(
+            |topic, ctx| instrumented("Topic", topic, ctx, topic_reconcile::reconcile),
+            topic_error_policy,
+            ctx.clone(),
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 warn!(error = %e, "Topic reconcile failed");
@@ -183,6 +187,42 @@ async fn lead(
         () = departures => Err(anyhow::anyhow!("the Cluster watch stopped")),
         _ = leading.wait_for(|l| !*l) => Err(anyhow::anyhow!("lost the leader Lease")),
     }
+}
+
+/// Runs one reconcile with its metrics, and resets the object's error backoff when it
+/// succeeds.
+async fn instrumented<K, E, F, Fut>(
+    kind: &'static str,
+    object: Arc<K>,
+    ctx: Arc<Context>,
+    reconcile: F,
+) -> Result<Action, E>
+where
+    K: kube::Resource,
+    F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action, E>>,
+{
+    let key = backoff_key(kind, object.as_ref());
+    ctx.metrics.reconciles.with_label_values(&[kind]).inc();
+    let timer = ctx
+        .metrics
+        .reconcile_duration
+        .with_label_values(&[kind])
+        .start_timer();
+    let result = reconcile(object, ctx.clone()).await;
+    timer.observe_duration();
+    if result.is_ok() {
+        ctx.succeeded(&key);
+    }
+    result
+}
+
+fn backoff_key<K: kube::Resource>(kind: &str, object: &K) -> String {
+    format!(
+        "{kind}/{}/{}",
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
 }
 
 type Apis = (
