@@ -122,6 +122,15 @@ async fn a_topic_is_created_grown_reconfigured_and_deleted() {
     let topic = reconcile_until(&topics, &ctx, ready).await;
     assert!(topic.finalizers().iter().any(|f| f == FINALIZER));
     let status = topic.status.unwrap();
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("False", "AsExpected")
+    );
     assert_eq!(status.partitions.len(), 3);
     assert!(
         status
