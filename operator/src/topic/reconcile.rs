@@ -175,29 +175,36 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action, TopicError> {
             format!("{offline} partition(s) have no leader"),
         )
     } else if reassigning {
+        let message = "replicas are moving to the specified replication factor";
+        (false, "Reassigning", message.to_owned())
+    } else {
+        let message = format!(
+            "{} partition(s), replication factor {}",
+            committed.partitions.len(),
+            committed.replication_factor()
+        );
+        (true, "Ready", message)
+    };
+    let degraded = if offline > 0 {
         (
-            false,
-            "Reassigning",
-            "replicas are moving to the specified replication factor".to_owned(),
+            true,
+            "OfflinePartitions",
+            format!("{offline} partition(s) have no leader"),
         )
     } else if under > 0 {
         (
             true,
-            "UnderReplicated",
+            "UnderReplicatedPartitions",
             format!("{under} partition(s) are under-replicated"),
         )
     } else {
         (
-            true,
-            "Ready",
-            format!(
-                "{} partition(s), replication factor {}",
-                committed.partitions.len(),
-                committed.replication_factor()
-            ),
+            false,
+            "AsExpected",
+            "every partition has a leader and a full ISR".to_owned(),
         )
     };
-    write_status(topic, ctx, ready, reason, message).await?;
+    write_status_with(topic, ctx, (ready, reason, message), Some(degraded)).await?;
     Ok(Action::requeue(if ready {
         REQUEUE_IDLE
     } else {
