@@ -285,6 +285,16 @@ async fn write_status(
     reason: &str,
     message: String,
 ) -> Result<(), TopicError> {
+    write_status_with(topic, ctx, (ready, reason, message), None).await
+}
+
+/// `Ready` and, when known, `Degraded`, each as `(status, reason, message)`.
+async fn write_status_with(
+    topic: &Topic,
+    ctx: &Context,
+    ready: (bool, &str, String),
+    degraded: Option<(bool, &str, String)>,
+) -> Result<(), TopicError> {
     let generation = topic.metadata.generation;
     let mut conditions = topic
         .status
@@ -292,15 +302,27 @@ async fn write_status(
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
     let now = Time(Timestamp::now());
+    let (status, reason, message) = ready;
     set_condition(
         &mut conditions,
         ConditionType::Ready,
-        ready,
+        status,
         reason,
         message,
         generation,
         &now,
     );
+    if let Some((status, reason, message)) = degraded {
+        set_condition(
+            &mut conditions,
+            ConditionType::Degraded,
+            status,
+            reason,
+            message,
+            generation,
+            &now,
+        );
+    }
     let api: Api<Topic> =
         Api::namespaced(ctx.client.clone(), &topic.namespace().unwrap_or_default());
     let patch = json!({"status": {
