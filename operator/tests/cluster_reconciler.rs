@@ -14,6 +14,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use weir_operator::cluster::build::CONFIG_HASH_ANNOTATION;
 use weir_operator::cluster::reconcile::reconcile;
+use weir_operator::context::Context;
 use weir_operator::crd::Cluster;
 
 use common::{NAMESPACE, api_server, context};
@@ -35,6 +36,15 @@ fn condition(cluster: &Cluster, kind: &str) -> (String, String, String) {
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == kind))
         .unwrap_or_else(|| panic!("no {kind} condition in {:?}", cluster.status));
     (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+/// Creates `cluster` and runs one reconcile of it.
+async fn create_and_reconcile(clusters: &Api<Cluster>, ctx: &Arc<Context>, cluster: Cluster) {
+    let created = clusters
+        .create(&PostParams::default(), &cluster)
+        .await
+        .unwrap();
+    reconcile(Arc::new(created), ctx.clone()).await.unwrap();
 }
 
 async fn config_hash(statefulsets: &Api<StatefulSet>) -> String {
@@ -123,17 +133,7 @@ async fn a_config_change_is_a_new_revision_and_scaling_is_not() {
     let ctx = context(client.clone());
     let clusters: Api<Cluster> = Api::namespaced(client.clone(), NAMESPACE);
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), NAMESPACE);
-    reconcile(
-        Arc::new(
-            clusters
-                .create(&PostParams::default(), &demo())
-                .await
-                .unwrap(),
-        ),
-        ctx.clone(),
-    )
-    .await
-    .unwrap();
+    create_and_reconcile(&clusters, &ctx, demo()).await;
     let first = config_hash(&statefulsets).await;
 
     let patch = json!({"spec": {"config": {"min.insync.replicas": "2", "num.partitions": "6"}}});
@@ -232,17 +232,7 @@ async fn deleting_a_cluster_removes_what_it_owned() {
     let client = server.client();
     let ctx = context(client.clone());
     let clusters: Api<Cluster> = Api::namespaced(client.clone(), NAMESPACE);
-    reconcile(
-        Arc::new(
-            clusters
-                .create(&PostParams::default(), &demo())
-                .await
-                .unwrap(),
-        ),
-        ctx.clone(),
-    )
-    .await
-    .unwrap();
+    create_and_reconcile(&clusters, &ctx, demo()).await;
     assert!(!server.objects("apps", "statefulsets").is_empty());
 
     clusters

@@ -11,6 +11,7 @@ use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use uuid::Uuid;
+use weir_controller::metadata::TopicMetadata;
 use weir_controller::registry::RegisterBroker;
 use weir_controller::{BrokerId, ControlPlane, Heartbeat, Listener};
 use weir_operator::cluster::reconcile::reconcile as reconcile_cluster;
@@ -70,6 +71,17 @@ async fn cluster_with_brokers(
             .unwrap();
     }
     plane
+}
+
+/// The topic as the hosted controller committed it.
+async fn committed(plane: &HostedPlane, name: &str) -> Option<TopicMetadata> {
+    plane
+        .controller()
+        .lock()
+        .await
+        .metadata()
+        .topic(name)
+        .cloned()
 }
 
 fn orders(partitions: i32) -> Topic {
@@ -140,15 +152,10 @@ async fn a_topic_is_created_grown_reconfigured_and_deleted() {
     );
     assert!(status.topic_id.is_some());
     assert_eq!(status.config["retention.ms"], "60000");
-    let committed = plane
-        .controller()
-        .lock()
-        .await
-        .metadata()
-        .topic("orders")
-        .cloned()
-        .unwrap();
-    assert_eq!(committed.partitions.len(), 3);
+    assert_eq!(
+        committed(&plane, "orders").await.unwrap().partitions.len(),
+        3
+    );
 
     // Grow and reconfigure.
     let patch = json!({"spec": {"partitions": 5, "config": {"cleanup.policy": "compact", "retention.ms": null}}});
@@ -189,15 +196,7 @@ async fn a_topic_is_created_grown_reconfigured_and_deleted() {
             .then_some(())
     })
     .await;
-    assert!(
-        plane
-            .controller()
-            .lock()
-            .await
-            .metadata()
-            .topic("orders")
-            .is_none()
-    );
+    assert!(committed(&plane, "orders").await.is_none());
     server.stop().await;
 }
 
@@ -219,15 +218,7 @@ async fn retain_keeps_the_kafka_topic() {
     let deleting = topics.get("orders").await.unwrap();
     reconcile(Arc::new(deleting), ctx.clone()).await.unwrap();
     assert!(topics.get_opt("orders").await.unwrap().is_none());
-    assert!(
-        plane
-            .controller()
-            .lock()
-            .await
-            .metadata()
-            .topic("orders")
-            .is_some()
-    );
+    assert!(committed(&plane, "orders").await.is_some());
     server.stop().await;
 }
 
