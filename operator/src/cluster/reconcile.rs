@@ -19,7 +19,7 @@ use serde_json::json;
 use tracing::info;
 use weir_broker::config::BrokerConfig;
 
-use super::build::{CLUSTER_LABEL, COMPONENT_LABEL};
+use super::build::{CLUSTER_LABEL, COMPONENT_LABEL, CONFIG_HASH_ANNOTATION, config_hash};
 use super::status::{Observed, observe};
 use super::{InvalidSpec, Owned, ValidCluster, build, validate};
 use crate::context::{Context, MANAGER};
@@ -93,12 +93,35 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     let owner = cluster
         .controller_owner_ref(&())
         .ok_or(ReconcileError::NoUid)?;
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let previous_hash = statefulsets
+        .get_opt(&valid.names.statefulset())
+        .await
+        .map_err(kube_error("reading the StatefulSet"))?
+        .and_then(|sts| template_hash(&sts));
     let objects = build(&valid, &owner);
     for owned in objects.in_apply_order() {
         apply(&ctx, &namespace, &owned).await?;
     }
+    let hash = config_hash(&valid);
+    if previous_hash.as_deref() != Some(hash.as_str()) {
+        let (reason, note) = match previous_hash {
+            None => (
+                "Created",
+                format!(
+                    "created {} brokers' StatefulSet, Services and config",
+                    valid.spec.brokers
+                ),
+            ),
+            Some(old) => (
+                "ConfigChanged",
+                format!("broker config revision {old} → {hash}; brokers restart one at a time"),
+            ),
+        };
+        ctx.event(&cluster.object_ref(&()), false, reason, "Apply", note)
+            .await;
+    }
 
-    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let statefulset = statefulsets
         .get_opt(&valid.names.statefulset())
         .await
@@ -128,6 +151,20 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     } else {
         REQUEUE_BUSY
     }))
+}
+
+/// The config revision a StatefulSet's pod template carries.
+fn template_hash(statefulset: &StatefulSet) -> Option<String> {
+    statefulset
+        .spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(CONFIG_HASH_ANNOTATION)
+        .cloned()
 }
 
 /// Server-side applies one owned object as [`MANAGER`], taking over fields others set.
