@@ -39,6 +39,9 @@ pub fn broker_settings(
             "controller.quorum.bootstrap.servers",
             controller_address.to_owned(),
         ),
+        // The operator's controller endpoint serves every Cluster; this names the one
+        // the broker belongs to (the hosting key, `namespace/name`).
+        ("controller.cluster.name", names.controller_cluster()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
