@@ -160,32 +160,36 @@ async fn lead(
         .owns(config_maps, watcher::Config::default())
         .owns(services, watcher::Config::default())
         .run(
-            cluster_reconcile::reconcile,
+            |cluster, ctx| instrumented("Cluster", cluster, ctx, cluster_reconcile::reconcile),
             cluster_error_policy,
             ctx.clone(),
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "Cluster reconcile failed");
-            }
-        });
+        .for_each(|result| async move { log_failure("Cluster", result) });
     let topic_controller = Controller::new(topics, watcher::Config::default())
         .run(
             |topic, ctx| instrumented("Topic", topic, ctx, topic_reconcile::reconcile),
             topic_error_policy,
             ctx.clone(),
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "Topic reconcile failed");
-            }
-        });
+        .for_each(|result| async move { log_failure("Topic", result) });
     tokio::select! {
         () = stopped => Ok(()),
         () = cluster_controller => Err(anyhow::anyhow!("the Cluster controller stopped")),
         () = topic_controller => Err(anyhow::anyhow!("the Topic controller stopped")),
         () = departures => Err(anyhow::anyhow!("the Cluster watch stopped")),
         _ = leading.wait_for(|l| !*l) => Err(anyhow::anyhow!("lost the leader Lease")),
+    }
+}
+
+/// Logs a failed reconcile (the error policy already counted and scheduled it). A requeue
+/// for an object deleted meanwhile is not a failure.
+fn log_failure<T, E: std::error::Error + 'static, Q: std::error::Error + 'static>(
+    kind: &str,
+    result: Result<T, kube::runtime::controller::Error<E, Q>>,
+) {
+    match result {
+        Ok(_) | Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
+        Err(e) => warn!(error = %e, kind, "reconcile failed"),
     }
 }
 
