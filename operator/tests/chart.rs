@@ -378,6 +378,7 @@ fn operator_runs_two_non_root_replicas_with_the_env_contract() {
             "weir-controller.weir-system.svc:9093",
         ),
         ("WEIR_LEASE_NAME", "weir"),
+        ("WEIR_BROKER_IMAGE", "weir-broker:0.1.0"),
         ("RUST_LOG", "info"),
     ]
     .iter()
