@@ -8,7 +8,9 @@
 //! - `Topic.status` of the topic's `Topic` resource: topic id, committed configs and, per
 //!   partition, replicas, leader, epochs and ISR. A topic created through the Kafka API (or
 //!   an internal one such as `__consumer_offsets`) gets a `Topic` resource of its own,
-//!   labelled [`ORIGIN_LABEL`]`=kafka-api` and owned by the Cluster.
+//!   labelled [`ORIGIN_LABEL`]`=kafka-api` and owned by the Cluster. Such a topic is
+//!   managed through the Kafka API: the store keeps its resource's spec equal to what was
+//!   committed, and the Topic reconciler leaves it alone (remove the label to adopt it).
 //!
 //! Concurrency: `Cluster.status.metadata.version` is the fence. A save first swaps it
 //! from the version the caller read to the new one — a JSON patch whose `test` operation
@@ -267,6 +269,47 @@ impl KubeStore {
             .patch_status(&resource, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(self.api_error(format!("Topic {resource} status")))?;
+        if is_kafka_api(&current) {
+            self.mirror_spec(&current, topic).await?;
+        }
+        Ok(())
+    }
+
+    /// A topic made through the Kafka API is managed through the Kafka API: its resource's
+    /// spec follows what was committed (partitions added, configs altered, replicas
+    /// reassigned by Kafka clients), so it never shows a stale spec.
+    async fn mirror_spec(
+        &self,
+        resource: &Topic,
+        topic: &TopicMetadata,
+    ) -> Result<(), KubeStoreError> {
+        let partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        let replication_factor = i32::try_from(topic.replication_factor()).unwrap_or(1);
+        let spec = &resource.spec;
+        if spec.partitions == partitions
+            && spec.replication_factor == replication_factor
+            && spec.config == topic.configs
+        {
+            return Ok(());
+        }
+        let mut config: serde_json::Map<String, Value> = topic
+            .configs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        for key in spec.config.keys() {
+            config.entry(key.clone()).or_insert(Value::Null);
+        }
+        let patch = json!({"spec": {
+            "partitions": partitions,
+            "replicationFactor": replication_factor,
+            "config": config,
+        }});
+        let name = resource.name_any();
+        self.topics
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(self.api_error(format!("Topic {name} spec")))?;
         Ok(())
     }
 
@@ -335,7 +378,7 @@ impl KubeStore {
             Some(current) => current,
             None => return Ok(()),
         };
-        if current.labels().get(ORIGIN_LABEL).map(String::as_str) == Some("kafka-api") {
+        if is_kafka_api(&current) {
             match self.topics.delete(&resource, &Default::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
@@ -400,6 +443,11 @@ impl MetadataStore for KubeStore {
         *last = Some(metadata.clone());
         Ok(())
     }
+}
+
+/// Whether the store made this resource for a topic created through the Kafka API.
+pub fn is_kafka_api(topic: &Topic) -> bool {
+    topic.labels().get(ORIGIN_LABEL).map(String::as_str) == Some("kafka-api")
 }
 
 fn controller_state(metadata: &ClusterMetadata) -> ControllerState {

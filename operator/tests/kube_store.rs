@@ -133,6 +133,37 @@ async fn an_image_round_trips_through_cluster_and_topic_status() {
 }
 
 #[tokio::test]
+async fn a_kafka_api_topics_spec_follows_what_kafka_clients_changed() {
+    let server = api_server().await;
+    let client = server.client();
+    create_cluster(&client).await;
+    let store = KubeStore::new(client.clone(), NAMESPACE, "demo");
+    let mut first = image(1);
+    first.topics.insert(
+        "events".into(),
+        topic("events", 2, &[("retention.ms", "1000")]),
+    );
+    store.save(&first, None).await.unwrap();
+
+    // A Kafka client adds a partition and swaps a config.
+    let mut second = first.clone();
+    second.version = 2;
+    let events = second.topics.get_mut("events").unwrap();
+    events
+        .partitions
+        .push(PartitionState::new(2, vec![BrokerId(2), BrokerId(0)]));
+    events.configs = [("cleanup.policy".to_owned(), "compact".to_owned())].into();
+    store.save(&second, Some(1)).await.unwrap();
+
+    let topics: Api<Topic> = Api::namespaced(client.clone(), NAMESPACE);
+    let spec = topics.get("events").await.unwrap().spec;
+    assert_eq!(spec.partitions, 3);
+    assert_eq!(spec.replication_factor, 2);
+    assert_eq!(spec.config, second.topics["events"].configs);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn of_two_writers_one_wins_and_the_other_retries_from_a_reload() {
     let server = api_server().await;
     let client = server.client();

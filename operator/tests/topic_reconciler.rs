@@ -276,3 +276,45 @@ async fn a_topic_whose_cluster_is_gone_releases_its_finalizer() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_topic_made_through_the_kafka_api_is_left_to_it() {
+    let server = api_server().await;
+    let client = server.client();
+    let ctx = context(client.clone());
+    let plane = cluster_with_brokers(&client, &ctx).await;
+    // As a Kafka client's CreateTopics and then IncrementalAlterConfigs would.
+    let create = weir_controller::CreateTopic {
+        name: "payments".into(),
+        num_partitions: Some(3),
+        replication_factor: Some(2),
+        ..Default::default()
+    };
+    plane.create_topic(create, false).await.unwrap();
+    let topics: Api<Topic> = Api::namespaced(client.clone(), NAMESPACE);
+    let mirrored = eventually(Duration::from_secs(5), || async {
+        topics.get_opt("payments").await.unwrap()
+    })
+    .await;
+    assert_eq!(mirrored.labels()["weir.dev/origin"], "kafka-api");
+    let change = weir_controller::ConfigChange::Replace(
+        [("retention.ms".to_owned(), "5000".to_owned())].into(),
+    );
+    plane
+        .alter_topic_configs("payments", change, false)
+        .await
+        .unwrap();
+    let spec = topics.get("payments").await.unwrap().spec;
+    assert_eq!(
+        spec.config["retention.ms"], "5000",
+        "the spec follows Kafka"
+    );
+
+    // Reconciling does not revert what the Kafka client did.
+    let current = topics.get("payments").await.unwrap();
+    reconcile(Arc::new(current), ctx.clone()).await.unwrap();
+    let committed = committed(&plane, "payments").await.unwrap();
+    assert_eq!(committed.configs["retention.ms"], "5000");
+    assert_eq!(committed.partitions.len(), 3);
+    server.stop().await;
+}

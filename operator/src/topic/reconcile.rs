@@ -28,6 +28,7 @@ use super::plan::{Step, plan};
 use crate::context::Context;
 use crate::crd::{Cluster, ConditionType, DeletionPolicy, Topic, set_condition};
 use crate::hosting::HostedPlane;
+use crate::kube_store::is_kafka_api;
 
 /// Held by every `Topic` until its Kafka topic is dealt with.
 pub const FINALIZER: &str = "weir.dev/topic";
@@ -124,7 +125,14 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action, TopicError> {
     };
     let name = topic.topic_name().to_owned();
     let (committed, brokers) = snapshot(&plane, &name).await;
-    let steps = match plan(&name, &topic.spec, committed.as_ref(), &brokers) {
+    // A topic made through the Kafka API is managed through it; its spec mirrors Kafka
+    // (see `kube_store`). Removing the origin label hands it to this reconciler.
+    let steps = if is_kafka_api(topic) {
+        Ok(Vec::new())
+    } else {
+        plan(&name, &topic.spec, committed.as_ref(), &brokers)
+    };
+    let steps = match steps {
         Ok(steps) => steps,
         Err(unreachable) => {
             write_status(
