@@ -124,8 +124,16 @@ pub async fn run(
     }
     ctx.metrics.leader.set(0);
     ready.store(false, Ordering::Release);
-    let _ = grpc.await;
-    let _ = http.await;
+    if outcome.is_ok() {
+        // Stopping: the servers drain on the shutdown signal.
+        let _ = grpc.await;
+        let _ = http.await;
+    } else {
+        // Deposed: no shutdown signal will come; stop serving now so the process exits
+        // and restarts as a standby.
+        grpc.abort();
+        http.abort();
+    }
     outcome
 }
 

@@ -137,3 +137,42 @@ async fn two_operators_elect_one_leader_which_hands_over_on_shutdown() {
     second.await.unwrap().unwrap();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_deposed_leader_stops_so_it_can_restart_as_a_standby() {
+    let server = api_server().await;
+    let client = server.client();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "weir-system");
+    let leader = tokio::spawn(run(
+        client.clone(),
+        operator("operator-0"),
+        std::future::pending(),
+    ));
+    eventually(Duration::from_secs(10), || async {
+        holder(&leases).await.filter(|h| h == "operator-0")
+    })
+    .await;
+
+    // Another replica takes the Lease over (as after a network partition healed).
+    let mut lease = leases.get("weir-operator").await.unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("operator-1".to_owned());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    leases
+        .replace("weir-operator", &Default::default(), &lease)
+        .await
+        .unwrap();
+
+    let outcome = tokio::time::timeout(Duration::from_secs(10), leader)
+        .await
+        .expect("a deposed leader must stop")
+        .unwrap();
+    let error = outcome
+        .expect_err("losing the Lease is an error exit")
+        .to_string();
+    assert!(error.contains("Lease"), "{error}");
+    assert_eq!(holder(&leases).await.as_deref(), Some("operator-1"));
+    server.stop().await;
+}
