@@ -50,6 +50,8 @@ pub(crate) struct DeleteOptions {
     pub(crate) precondition_uid: Option<String>,
     pub(crate) precondition_rv: Option<String>,
     pub(crate) dry_run: bool,
+    /// `gracePeriodSeconds`: how long a pod's containers get to stop (pods only).
+    pub(crate) grace_period: Option<i64>,
 }
 
 const PROTECTED_NAMESPACES: [&str; 4] =
@@ -101,6 +103,12 @@ pub(crate) fn delete(
         }
         return Ok(terminate_namespace(state, name));
     }
+    if resource.group.is_empty()
+        && resource.plural == "pods"
+        && let Some(terminating) = terminate_gracefully(state, &resource, &key, &current, opts)
+    {
+        return Ok((terminating, false));
+    }
     if opts.propagation == Propagation::Orphan {
         orphan_dependents(state, meta::uid(&current));
     }
@@ -114,6 +122,52 @@ pub(crate) fn delete(
         remove_and_collect(state, &resource, &key).unwrap_or(current),
         true,
     ))
+}
+
+/// Graceful deletion of a pod bound to a node, as the real server does it: instead of
+/// removing the pod, it gets `deletionTimestamp` = now + the grace period and
+/// `deletionGracePeriodSeconds` (from the request, else the pod's
+/// `terminationGracePeriodSeconds`, else 30), and the node's kubelet stops its containers
+/// and then deletes it with a grace period of 0. A later DELETE may only shorten the
+/// grace. `None`: remove it now (not bound to a node, or a grace period of 0).
+fn terminate_gracefully(
+    state: &mut State,
+    resource: &ResourceKey,
+    key: &ObjectKey,
+    current: &Value,
+    opts: &DeleteOptions,
+) -> Option<Value> {
+    current["spec"]["nodeName"]
+        .as_str()
+        .filter(|n| !n.is_empty())?;
+    let grace = opts
+        .grace_period
+        .or_else(|| current["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30)
+        .max(0);
+    if grace == 0 {
+        return None;
+    }
+    let previous = current["metadata"]["deletionGracePeriodSeconds"].as_i64();
+    if meta::is_deleting(current) && previous.is_some_and(|p| p <= grace) {
+        return Some(current.clone());
+    }
+    let mut obj = current.clone();
+    let rv = state.next_rv();
+    let deadline = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+        + u64::try_from(grace).unwrap_or_default();
+    let meta = meta::metadata_mut(&mut obj);
+    meta.insert(
+        "deletionTimestamp".into(),
+        json!(meta::format_rfc3339(deadline)),
+    );
+    meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    meta.insert("resourceVersion".into(), json!(rv.to_string()));
+    state.put(resource, key.clone(), obj.clone());
+    Some(obj)
 }
 
 /// Removes an object whose last finalizer an update just removed.

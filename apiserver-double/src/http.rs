@@ -625,11 +625,16 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
             .as_array()
             .is_some_and(|d| d.iter().any(|v| v == "All"));
     let precondition = |field: &str| body["preconditions"][field].as_str().map(str::to_owned);
+    let grace_period = query
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse().ok())
+        .or_else(|| body["gracePeriodSeconds"].as_i64());
     Ok(DeleteOptions {
         propagation,
         precondition_uid: precondition("uid"),
         precondition_rv: precondition("resourceVersion"),
         dry_run,
+        grace_period,
     })
 }
 

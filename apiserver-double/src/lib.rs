@@ -85,10 +85,19 @@
 //! schemas (`/openapi/v3` only tells kubectl that the server validates fields, which it
 //! then does not; `/openapi/v2` is 404), no API aggregation, no conversion webhooks (all
 //! versions of a CRD share the objects, differing only in `apiVersion`), no controllers
-//! (no pods for StatefulSets, no endpoints, no service accounts or tokens, no kubelet).
-//! Persist nothing. Extensions that simulate controllers (a kubelet) should talk to it
-//! through a [`kube::Client`] from [`ApiServer::client`], so they go through the same
-//! code paths as the code under test.
+//! beyond the optional ones below (no endpoints, no service accounts or tokens, no
+//! ReplicaSets). Persist nothing.
+//!
+//! # Optional simulators
+//!
+//! [`controllers::Controllers`] runs the StatefulSet and Deployment controllers, and
+//! [`kubelet::Kubelet`] a node that runs pods as real processes on this machine, with
+//! loopback ports and TCP proxies standing in for pod and Service networking (their
+//! module docs say how far each goes). Both talk to the server through a
+//! [`kube::Client`] from [`ApiServer::client`], so they go through the same code paths as
+//! the code under test. Pods bound to a node are deleted gracefully (`deletionTimestamp`
+//! first; the kubelet stops the containers and then removes the pod), as on a real
+//! server.
 //!
 //! Watch streams and request handling run on the runtime `start` was called on; with a
 //! paused tokio clock their timeouts elapse whenever that runtime is idle, and kube's
@@ -96,12 +105,14 @@
 //! keep the clock running.
 
 mod apply;
+pub mod controllers;
 mod discovery;
 mod faults;
 mod fields;
 mod gc;
 mod http;
 mod kubeconfig;
+pub mod kubelet;
 mod managed;
 mod meta;
 mod openapi;

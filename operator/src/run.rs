@@ -19,6 +19,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt as _};
 use serde_json::json;
@@ -163,7 +164,7 @@ async fn lead(
                 );
             }
         });
-    let cluster_controller = Controller::new(clusters, watcher::Config::default())
+    let cluster_controller = Controller::new(clusters.clone(), watcher::Config::default())
         .owns(statefulsets, watcher::Config::default())
         .owns(config_maps, watcher::Config::default())
         .owns(services, watcher::Config::default())
@@ -173,7 +174,25 @@ async fn lead(
             ctx.clone(),
         )
         .for_each(|result| async move { log_failure("Cluster", result) });
-    let topic_controller = Controller::new(topics, watcher::Config::default())
+    // A Topic waits for its Cluster (its controller, enough registered brokers): a change
+    // to the Cluster, its status included, looks at the Cluster's Topics again at once.
+    let topic_controller = Controller::new(topics, watcher::Config::default());
+    let known_topics = topic_controller.store();
+    let topic_controller = topic_controller
+        .watches(
+            clusters,
+            watcher::Config::default(),
+            move |cluster: Cluster| {
+                let namespace = cluster.namespace();
+                let name = cluster.name_any();
+                known_topics
+                    .state()
+                    .into_iter()
+                    .filter(|t| t.namespace() == namespace && t.spec.cluster == name)
+                    .map(|t| ObjectRef::from_obj(t.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .run(
             |topic, ctx| instrumented("Topic", topic, ctx, topic_reconcile::reconcile),
             topic_error_policy,

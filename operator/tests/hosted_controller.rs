@@ -25,7 +25,6 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -44,46 +43,10 @@ use weir_operator::crd::{Cluster, Topic};
 use weir_operator::kube_store::ORIGIN_LABEL;
 use weir_operator::run::{RunConfig, run};
 
+use common::brokers::broker_binary;
 use common::{NAMESPACE, OPERATOR_NAMESPACE, api_server};
 
 const BROKERS: i32 = 3;
-
-fn broker_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("OPERATOR_E2E_BROKER_BIN") {
-            return PathBuf::from(bin);
-        }
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/hosted_controller-<hash>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable under target/<profile>/deps");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_owned(),
-            Some(other) => other.to_owned(),
-        };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "weir-broker",
-                "--bin",
-                "weir-broker",
-            ])
-            .args(["--profile", &profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p weir-broker");
-        assert!(status.success(), "cargo build -p weir-broker: {status}");
-        let bin = profile_dir.join(format!("weir-broker{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.is_file(), "{} was not built", bin.display());
-        bin
-    })
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -2,6 +2,8 @@
 //! installed (from the same generator as `crds/`), a namespace, and a reconciler context.
 #![allow(dead_code)]
 
+pub(crate) mod brokers;
+
 use std::sync::Arc;
 use std::time::Duration;
 
