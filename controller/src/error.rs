@@ -103,6 +103,11 @@ pub enum ControllerError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// An error a remote controller returned: its Kafka error code and message.
+    /// A policy of whoever hosts the controller refuses the change, as Kafka's
+    /// `CreateTopicPolicy` and `AlterConfigPolicy` do (the Kubernetes operator refuses
+    /// Kafka admin changes to topics a Topic resource owns).
+    #[error("{message}")]
+    PolicyViolation { message: String },
     #[error("{message}")]
     Remote { code: i16, message: String },
 }
@@ -117,6 +122,7 @@ const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const INVALID_CONFIG: i16 = 40;
 const NOT_CONTROLLER: i16 = 41;
 const INVALID_REQUEST: i16 = 42;
+const POLICY_VIOLATION: i16 = 44;
 const FENCED_LEADER_EPOCH: i16 = 74;
 const STALE_BROKER_EPOCH: i16 = 77;
 const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
@@ -160,6 +166,7 @@ impl ControllerError {
             ControllerError::ProducerIdsExhausted { .. }
             | ControllerError::Config(_)
             | ControllerError::Store(_) => UNKNOWN_SERVER_ERROR,
+            ControllerError::PolicyViolation { .. } => POLICY_VIOLATION,
             ControllerError::Remote { code, .. } => *code,
         }
     }
@@ -271,6 +278,15 @@ mod tests {
             partition: 0,
             source,
         }
+    }
+
+    #[test]
+    fn a_policy_violation_is_kafkas_with_the_policys_message() {
+        let error = ControllerError::PolicyViolation {
+            message: "managed elsewhere".into(),
+        };
+        assert_eq!(error.kafka_error_code(), 44);
+        assert_eq!(error.to_string(), "managed elsewhere");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use weir_controller::{
 };
 
 use crate::kube_store::KubeStore;
+use crate::topic::policy::KafkaApiPolicy;
 
 /// How often each hosted controller checks sessions, reassignments and leader balance.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -125,8 +126,14 @@ impl Hosting {
                 }
             })
         };
-        self.router
-            .register(&key, plane.clone() as Arc<dyn ControlPlane>);
+        // Brokers reach it for the Kafka API, through the topic ownership policy.
+        let policy = KafkaApiPolicy::new(
+            plane.clone() as Arc<dyn ControlPlane>,
+            self.client.clone(),
+            namespace,
+            name,
+        );
+        self.router.register(&key, Arc::new(policy));
         info!(cluster = %key, "hosting the cluster's controller");
         let mut hosted = self.lock();
         hosted.insert(

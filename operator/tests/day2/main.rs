@@ -6,7 +6,7 @@
 //! operations run.
 //!
 //! Each test is one operation (install and use, rolling restart, broker crash, operator
-//! failover, deletion); [`env::Env`] builds the cluster every test starts from. They print the figures the closing note reports
+//! failover, topic ownership, deletion); [`env::Env`] builds the cluster every test starts from. They print the figures the closing note reports
 //! (`[day2] ...` lines on stderr; `cargo nextest run --no-capture` shows them).
 //!
 //! The tests share one nextest test group of one thread (`.config/nextest.toml`): each
@@ -24,3 +24,4 @@ mod deletion;
 mod install;
 mod operator_failover;
 mod rolling_restart;
+mod topic_ownership;
