@@ -52,6 +52,11 @@
 //!   a manager stops applying, watch replay from a version and 410 `Expired` when it is
 //!   too old, bookmarks, `sendInitialEvents`. Errors are `Status` objects with the real
 //!   reasons and codes. Module docs say how each is done.
+//! - **Workload controllers**, opt-in ([`Controllers::start`]): the StatefulSet controller
+//!   (pods `<set>-<ordinal>`, claims from `volumeClaimTemplates`, `OrderedReady`/`Parallel`,
+//!   `OnDelete`/`RollingUpdate` with `partition`, claim retention, status with
+//!   `currentRevision`/`updateRevision`) and a minimal Deployment controller. They are
+//!   clients of the server like the code under test; see the [`controllers`] module.
 //! - **Test hooks**: inspect objects ([`ApiServer::objects`], [`ApiServer::object`]),
 //!   inject failures ([`ApiServer::fail_next`]), compact the history to force 410s
 //!   ([`ApiServer::compact`]), see the requests served ([`ApiServer::requests`]).
@@ -90,7 +95,8 @@
 //!
 //! # Optional simulators
 //!
-//! [`controllers::Controllers`] runs the StatefulSet and Deployment controllers, and
+//! [`Controllers`] runs the StatefulSet and Deployment controllers (Deployments own their
+//! pods directly, without ReplicaSets; no ControllerRevisions or PersistentVolumes), and
 //! [`kubelet::Kubelet`] a node that runs pods as real processes on this machine, with
 //! loopback ports and TCP proxies standing in for pod and Service networking (their
 //! module docs say how far each goes). Both talk to the server through a
@@ -138,6 +144,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use controllers::Controllers;
 pub use faults::{Fault, Verb};
 pub use http::RecordedRequest;
 pub use registry::{ResourceType, Scope};

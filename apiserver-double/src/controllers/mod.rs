@@ -1,52 +1,82 @@
-//! The workload controllers of kube-controller-manager that Weir's tests need: StatefulSets
-//! ([`statefulset`]) and Deployments ([`deployment`]). They create and delete Pods and
-//! PersistentVolumeClaims and write their workloads' status, through a real
-//! [`kube::Client`] as the real controllers do; they run nothing — the
-//! [`crate::kubelet`] does, and reports through the pods' status.
+//! The workload controllers of kube-controller-manager that Weir's tests need: StatefulSet
+//! and Deployment. They make Pods (and PersistentVolumeClaims) appear for the workloads
+//! the operator writes, and write the workloads' status from those pods, so the operator
+//! under test sees what it would see on a cluster.
 //!
-//! Each controller is a loop that looks at every object of its kind whenever a watched
-//! kind changes (and every second anyway), which is plenty for a test cluster and keeps
-//! them level-triggered: whatever was missed is corrected on the next pass.
+//! They are clients of the double like any other: they watch, list, create, patch and
+//! delete through a [`kube::Client`] and never reach into the store, so they exercise
+//! the same code paths (and the same faults, conflicts and deletion rules) as the code
+//! under test. They do not run pods: a pod's `status` (phase, `Ready` condition) is the
+//! kubelet's to write — a kubelet simulator, or a test patching `/status`.
+//!
+//! Each controller is a [`kube::runtime::Controller`] of its workload kind that also
+//! watches the pods it owns (and, for StatefulSets, the claims that reference it), so it
+//! reacts within a round trip, and requeues every second so a missed event heals
+//! itself. A reconcile lists the namespace's pods afresh from the server rather than from
+//! a cache: the real controllers guard against their caches lagging behind their own
+//! writes with "expectations"; reading the server makes that unnecessary (lists of the
+//! double are always current) at a cost that does not matter at test sizes.
+//!
+//! Being clients, their requests appear in [`crate::ApiServer::requests`] and can be hit
+//! by faults injected with [`crate::ApiServer::fail_next`] (a failed reconcile is retried
+//! after a tenth of a second); a test that counts requests or injects faults while they
+//! run should filter by path. A settled workload makes no writes, only a list every
+//! second.
+//!
+//! Each reconcile is split as the operator's are: a pure `plan` over what was observed
+//! (the workload, its pods, its claims) returns the writes to make and the status to
+//! report; the reconcile function only does I/O.
 
 mod deployment;
+mod pods;
 mod statefulset;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
-use kube::api::{Api, ListParams};
-use kube::runtime::watcher;
-use kube::{Client, Resource};
-use serde::de::DeserializeOwned;
-use std::sync::Arc;
-use tokio::sync::Notify;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Preconditions};
 use tokio::task::JoinHandle;
 
-/// How often every workload is looked at without a change.
-const RESYNC: Duration = Duration::from_secs(1);
+/// How often every workload is reconciled even when nothing was seen to change.
+pub(crate) const RESYNC: Duration = Duration::from_secs(1);
 
-/// The StatefulSet and Deployment controllers; stopped on drop.
+/// How soon a failed reconcile (a 409 `Conflict`, a fault a test injected) is retried.
+pub(crate) const RETRY: Duration = Duration::from_millis(100);
+
+/// The running StatefulSet and Deployment controllers (all namespaces). Stops them when
+/// dropped (or with [`Controllers::stop`]).
 #[derive(Debug)]
 pub struct Controllers {
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Controllers {
-    /// Starts both controllers against `client` (all namespaces).
-    pub async fn start(client: Client) -> Controllers {
-        let changed = Arc::new(Notify::new());
-        let mut tasks = vec![
-            notify_on::<k8s_openapi::api::apps::v1::StatefulSet>(&client, &changed),
-            notify_on::<k8s_openapi::api::apps::v1::Deployment>(&client, &changed),
-            notify_on::<k8s_openapi::api::core::v1::Pod>(&client, &changed),
-            notify_on::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(&client, &changed),
-        ];
-        tasks.push(tokio::spawn(run(client, changed)));
-        Controllers { tasks }
+    /// Starts the StatefulSet and Deployment controllers against `client` (a client of the
+    /// double, e.g. [`crate::ApiServer::client`]), for all namespaces. They use only the
+    /// public API (watch, list, create, delete, patch and `/status`), as the real ones do.
+    pub async fn start(client: kube::Client) -> Controllers {
+        let statefulsets = statefulset::controller(client.clone()).for_each(|result| async {
+            log_result("StatefulSet", result);
+        });
+        let deployments = deployment::controller(client).for_each(|result| async {
+            log_result("Deployment", result);
+        });
+        Controllers {
+            tasks: vec![tokio::spawn(statefulsets), tokio::spawn(deployments)],
+        }
     }
 
-    /// Stops both controllers.
-    pub async fn stop(self) {}
+    /// Stops the controllers and waits until their tasks have ended; a reconcile under
+    /// way is cancelled between two requests.
+    pub async fn stop(mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+            // An aborted task ends with a cancellation error; that is the point.
+            let _ = task.await;
+        }
+    }
 }
 
 impl Drop for Controllers {
@@ -57,70 +87,132 @@ impl Drop for Controllers {
     }
 }
 
-/// Wakes the loop on every change to a `K`.
-fn notify_on<K>(client: &Client, changed: &Arc<Notify>) -> JoinHandle<()>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+/// Reconcile outcomes are only logged: a failed reconcile is retried by the controller's
+/// error policy, and a reconcile of an object deleted meanwhile is expected.
+fn log_result<K, E, Q>(
+    kind: &str,
+    result: Result<
+        (
+            kube::runtime::reflector::ObjectRef<K>,
+            kube::runtime::controller::Action,
+        ),
+        kube::runtime::controller::Error<E, Q>,
+    >,
+) where
+    K: kube::Resource,
+    E: std::error::Error,
+    Q: std::error::Error,
 {
-    let api: Api<K> = Api::all(client.clone());
-    let changed = changed.clone();
-    tokio::spawn(async move {
-        let mut events = watcher(api, watcher::Config::default()).boxed();
-        while let Some(event) = events.next().await {
-            if event.is_err() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            changed.notify_one();
+    match result {
+        Ok(_) => {}
+        Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+            tracing::trace!(kind, %object, "reconcile of a deleted object skipped");
         }
-    })
-}
-
-async fn run(client: Client, changed: Arc<Notify>) {
-    loop {
-        if let Err(e) = statefulset::reconcile_all(&client).await {
-            tracing::debug!(error = %e, "StatefulSet controller pass failed; retrying");
-        }
-        if let Err(e) = deployment::reconcile_all(&client).await {
-            tracing::debug!(error = %e, "Deployment controller pass failed; retrying");
-        }
-        let _ = tokio::time::timeout(RESYNC, changed.notified()).await;
+        Err(err) => tracing::debug!(kind, error = %err, "reconcile failed; retrying"),
     }
 }
 
-/// Every `K` in every namespace.
-async fn list_all<K>(client: &Client) -> kube::Result<Vec<K>>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    Ok(Api::<K>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items)
+/// A controller's failure to reconcile one object: a request the server refused or a
+/// connection failure. Retried after [`RETRY`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// A request to the API server failed.
+    #[error("{verb} {kind} {namespace}/{name}")]
+    Api {
+        verb: &'static str,
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// The stored object lacks a field the server always sets (name, namespace, uid).
+    #[error("{kind} without metadata.{field}")]
+    Incomplete {
+        kind: &'static str,
+        field: &'static str,
+    },
 }
 
-/// A stable short hash of a JSON value (FNV-1a over its serialization).
-fn hash_of(value: &impl serde::Serialize) -> String {
-    let text = serde_json::to_string(value).unwrap_or_default();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
+/// What reconcile functions share: the client, and per-controller state.
+pub(crate) struct Context<S> {
+    pub(crate) client: kube::Client,
+    pub(crate) state: S,
+}
+
+impl<S> Context<S> {
+    pub(crate) fn new(client: kube::Client, state: S) -> Arc<Context<S>> {
+        Arc::new(Context { client, state })
     }
-    format!("{:010x}", hash & 0xff_ffff_ffff)
 }
 
-/// Whether `owner_uid` is among `meta`'s owner references.
-fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {
-    meta.owner_references
-        .as_ref()
-        .is_some_and(|refs| refs.iter().any(|r| r.uid == uid))
+/// Deletes the pod `name` if it is still the one with `uid`; a pod already gone is fine.
+pub(crate) async fn delete_pod(
+    pods: &Api<Pod>,
+    ns: &str,
+    name: &str,
+    uid: String,
+) -> Result<(), Error> {
+    tracing::debug!(namespace = ns, pod = name, "deleting pod");
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match pods.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(err) => Err(api_error("delete", "Pod", ns, name)(err)),
+    }
 }
 
-fn pod_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+/// Makes `owner` the controller of an orphan pod whose labels match its selector, as the
+/// real controllers adopt (a pod left behind by a workload deleted with
+/// `propagationPolicy: Orphan` goes back to its successor). Conditional on the pod's
+/// resourceVersion, so a pod that changed meanwhile is looked at again next time.
+pub(crate) async fn adopt(
+    pods: &Api<Pod>,
+    ns: &str,
+    pod: Pod,
+    owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> Result<Pod, Error> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    tracing::debug!(
+        namespace = ns,
+        pod = name,
+        owner = owner.name,
+        "adopting pod"
+    );
+    let mut owners = pod.metadata.owner_references.unwrap_or_default();
+    owners.push(owner);
+    let patch = serde_json::json!({"metadata": {
+        "resourceVersion": pod.metadata.resource_version,
+        "ownerReferences": owners,
+    }});
+    pods.patch(
+        &name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(patch),
+    )
+    .await
+    .map_err(api_error("adopt", "Pod", ns, &name))
+}
+
+/// Wraps a failed request's error with what it was.
+pub(crate) fn api_error(
+    verb: &'static str,
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+) -> impl FnOnce(kube::Error) -> Error {
+    let (namespace, name) = (namespace.to_owned(), name.to_owned());
+    move |source| Error::Api {
+        verb,
+        kind,
+        namespace,
+        name,
+        source: Box::new(source),
+    }
 }
