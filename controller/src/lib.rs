@@ -28,6 +28,7 @@
 //!   router that serves many clusters' controllers on one endpoint, the
 //!   [`RemoteControlPlane`] client, and the metadata watch's versioned deltas.
 
+pub mod balance;
 pub mod config;
 pub mod controller;
 pub mod error;

@@ -100,6 +100,36 @@ impl<S: MetadataStore> Controller<S> {
         })
     }
 
+    /// UnregisterBroker (KIP-500's decommissioning): forgets a broker that is gone for
+    /// good, so metadata stops listing it. Refused while any partition still names it
+    /// (move its replicas off first); unknown brokers are a no-op, as retries must be.
+    pub async fn unregister_broker(&mut self, broker: BrokerId) -> Result<(), ControllerError> {
+        if !self.metadata.brokers.contains_key(&broker) {
+            return Ok(());
+        }
+        let hosting = self.metadata.topics.values().find_map(|t| {
+            t.partitions
+                .iter()
+                .find(|p| {
+                    p.replicas.contains(&broker)
+                        || p.adding_replicas.contains(&broker)
+                        || p.isr.contains(&broker)
+                })
+                .map(|p| format!("{}-{}", t.name, p.partition))
+        });
+        if let Some(partition) = hosting {
+            return Err(ControllerError::PolicyViolation {
+                message: format!(
+                    "broker {broker} still hosts a replica of {partition}; reassign it first"
+                ),
+            });
+        }
+        let mut next = ClusterMetadata::clone(&self.metadata);
+        next.brokers.remove(&broker);
+        self.sessions.end(broker);
+        self.commit(next).await
+    }
+
     /// The controller's periodic work at `now`, to run every few hundred milliseconds:
     /// fences brokers whose session ran out (one after another, each settling the
     /// partitions), completes reassignments whose target replicas are all in sync,

@@ -5,6 +5,7 @@ pub mod build;
 pub mod names;
 pub mod properties;
 pub mod reconcile;
+pub mod scaling;
 pub mod status;
 pub mod validate;
 

@@ -16,14 +16,18 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::runtime::controller::Action;
 use kube::{Resource as _, ResourceExt as _};
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 use weir_broker::config::BrokerConfig;
+use weir_controller::BrokerId;
+use weir_controller::balance;
 
 use super::build::{CLUSTER_LABEL, COMPONENT_LABEL, CONFIG_HASH_ANNOTATION, config_hash};
+use super::scaling::{self, Scale};
 use super::status::{Observed, observe};
 use super::{InvalidSpec, Owned, ValidCluster, build, validate};
 use crate::context::{Context, MANAGER};
 use crate::crd::{Cluster, ConditionType, set_condition};
+use crate::hosting::HostedPlane;
 
 /// How soon a cluster that is not yet healthy, or is rolling, is looked at again.
 const REQUEUE_BUSY: Duration = Duration::from_secs(5);
@@ -75,6 +79,12 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         ctx.hosting.stop(&namespace, &name);
         return Ok(Action::await_change());
     }
+    // A scale-down below a topic's replication factor is refused before anything else
+    // (the broker config may be invalid for that size too, but the topic is the reason).
+    if let Some(message) = scale_down_blocked(&cluster, &ctx, &namespace, &name).await? {
+        report_refusal(&cluster, &ctx, "ScaleDownBlocked", message).await?;
+        return Ok(Action::requeue(REQUEUE_BUSY));
+    }
     let valid = match validate(&cluster, &ctx.defaults) {
         Ok(valid) => valid,
         Err(invalid) => {
@@ -94,11 +104,30 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         .controller_owner_ref(&())
         .ok_or(ReconcileError::NoUid)?;
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
-    let previous_hash = statefulsets
+    let existing = statefulsets
         .get_opt(&valid.names.statefulset())
         .await
-        .map_err(kube_error("reading the StatefulSet"))?
-        .and_then(|sts| template_hash(&sts));
+        .map_err(kube_error("reading the StatefulSet"))?;
+    let previous_hash = existing.as_ref().and_then(template_hash);
+    let wanted = valid.spec.brokers;
+    let current = existing
+        .as_ref()
+        .and_then(|sts| sts.spec.as_ref()?.replicas)
+        .unwrap_or(wanted);
+    let scale = {
+        let controller = plane.controller().lock().await;
+        scaling::decide(wanted, current, controller.metadata())
+    };
+    // While draining or blocked the leaving brokers keep running: render them too.
+    let rendered = scale.brokers(wanted, current);
+    let valid = if rendered == wanted {
+        valid
+    } else {
+        let mut larger = Cluster::clone(&cluster);
+        larger.spec.brokers = rendered;
+        validate(&larger, &ctx.defaults).unwrap_or(valid)
+    };
+    let overrides = act_on_scale(&cluster, &ctx, &plane, &scale, wanted).await?;
     let objects = build(&valid, &owner);
     for owned in objects.in_apply_order() {
         apply(&ctx, &namespace, &owned).await?;
@@ -144,8 +173,18 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     if let Some(pod) = observed.next_restart() {
         restart(&cluster, &ctx, &namespace, pod).await?;
     }
-    write_status(&cluster, &ctx, &valid, &observed, &metadata.cluster_id).await?;
-    let idle = observed.healthy() && observed.outdated.is_empty();
+    let balanced = balanced_brokers(&cluster, &ctx, &plane, &scale, &observed, &pods).await?;
+    write_status(
+        &cluster,
+        &ctx,
+        &valid,
+        &observed,
+        &metadata.cluster_id,
+        &overrides,
+        &balanced,
+    )
+    .await?;
+    let idle = observed.healthy() && observed.outdated.is_empty() && scale == Scale::Steady;
     Ok(Action::requeue(if idle {
         REQUEUE_IDLE
     } else {
@@ -185,6 +224,201 @@ async fn apply(ctx: &Context, namespace: &str, owned: &Owned) -> Result<(), Reco
     Ok(())
 }
 
+fn broker_list(brokers: &std::collections::BTreeSet<BrokerId>) -> String {
+    let ids: Vec<String> = brokers.iter().map(|b| b.0.to_string()).collect();
+    ids.join(", ")
+}
+
+/// Carries out a scale-down step (reassignments off the leaving brokers) and says what
+/// the status must show for it.
+async fn act_on_scale(
+    cluster: &Cluster,
+    ctx: &Context,
+    plane: &HostedPlane,
+    scale: &Scale,
+    wanted: i32,
+) -> Result<Vec<Override>, ReconcileError> {
+    let object = cluster.object_ref(&());
+    Ok(match scale {
+        Scale::Steady => Vec::new(),
+        Scale::Blocked { message } => {
+            let already = cluster.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.reason == "ScaleDownBlocked")
+            });
+            if !already {
+                ctx.event(&object, true, "ScaleDownBlocked", "Scale", message.clone())
+                    .await;
+            }
+            [ConditionType::Ready, ConditionType::Degraded]
+                .into_iter()
+                .map(|type_| Override {
+                    type_,
+                    status: type_ == ConditionType::Degraded,
+                    reason: "ScaleDownBlocked",
+                    message: message.clone(),
+                })
+                .collect()
+        }
+        Scale::Draining {
+            leaving,
+            changes,
+            partitions_left,
+        } => {
+            if !changes.is_empty() {
+                let moved = changes.len();
+                let results = plane
+                    .controller()
+                    .lock()
+                    .await
+                    .alter_reassignments(changes.clone())
+                    .await
+                    .map_err(|source| ReconcileError::Controller { source })?;
+                for (partition, result) in results {
+                    if let Err(e) = result {
+                        warn!(topic = %partition.topic, partition = partition.partition, error = %e, "draining: reassignment refused");
+                    }
+                }
+                ctx.event(
+                    &object,
+                    false,
+                    "DrainingBrokers",
+                    "Scale",
+                    format!(
+                        "moving {moved} partition(s) off broker(s) {} before scaling down to {wanted}",
+                        broker_list(leaving)
+                    ),
+                )
+                .await;
+            }
+            vec![Override {
+                type_: ConditionType::Progressing,
+                status: true,
+                reason: "DrainingBrokers",
+                message: format!(
+                    "draining broker(s) {} before scaling down to {wanted}: {partitions_left} \
+                     partition(s) still have replicas there",
+                    broker_list(leaving)
+                ),
+            }]
+        }
+        Scale::Shrink { leaving } => {
+            ctx.event(
+                &object,
+                false,
+                "ScaledDown",
+                "Scale",
+                format!(
+                    "broker(s) {} hold no replicas: scaling down to {wanted}",
+                    broker_list(leaving)
+                ),
+            )
+            .await;
+            vec![Override {
+                type_: ConditionType::Progressing,
+                status: true,
+                reason: "ScalingDown",
+                message: format!("removing drained broker(s) {}", broker_list(leaving)),
+            }]
+        }
+    })
+}
+
+/// After a scale change settles: unregisters brokers scaled away whose pods are gone,
+/// starts the rebalance onto new brokers when one is due, and returns the brokers the
+/// replicas are spread over (`status.balancedBrokers`).
+async fn balanced_brokers(
+    cluster: &Cluster,
+    ctx: &Context,
+    plane: &HostedPlane,
+    scale: &Scale,
+    observed: &Observed,
+    pods: &[Pod],
+) -> Result<Vec<i32>, ReconcileError> {
+    let wanted = cluster.spec.brokers;
+    let previous = cluster
+        .status
+        .as_ref()
+        .map(|s| s.balanced_brokers.clone())
+        .unwrap_or_default();
+    if *scale != Scale::Steady {
+        return Ok(previous);
+    }
+    let all: Vec<i32> = (0..wanted).collect();
+    let names = super::Names::new(
+        &cluster.name_any(),
+        &cluster.namespace().unwrap_or_default(),
+    );
+    let mut controller = plane.controller().lock().await;
+    let gone: Vec<BrokerId> = controller
+        .metadata()
+        .brokers
+        .keys()
+        .filter(|b| b.0 >= wanted && !pods.iter().any(|p| p.name_any() == names.pod(b.0)))
+        .copied()
+        .collect();
+    for broker in gone {
+        match controller.unregister_broker(broker).await {
+            Ok(()) => {
+                info!(cluster = %cluster.name_any(), %broker, "unregistered a broker scaled away")
+            }
+            Err(e) => {
+                warn!(cluster = %cluster.name_any(), %broker, error = %e, "cannot unregister a broker scaled away yet")
+            }
+        }
+    }
+    let on_scale_up = cluster
+        .spec
+        .rebalance
+        .as_ref()
+        .is_some_and(|r| r.on_scale_up);
+    if previous.is_empty() || !on_scale_up {
+        return Ok(all);
+    }
+    if !scaling::rebalance_due(on_scale_up, wanted, &previous) {
+        return Ok(previous.into_iter().filter(|b| *b < wanted).collect());
+    }
+    let reassigning = controller
+        .metadata()
+        .topics
+        .values()
+        .flat_map(|t| &t.partitions)
+        .any(|p| p.is_reassigning());
+    let registered = (0..wanted).all(|b| {
+        controller
+            .metadata()
+            .brokers
+            .get(&BrokerId(b))
+            .is_some_and(|info| !info.fenced)
+    });
+    if !observed.healthy() || reassigning || !registered {
+        return Ok(previous);
+    }
+    let brokers: Vec<BrokerId> = all.iter().map(|b| BrokerId(*b)).collect();
+    let changes = balance::balance(controller.metadata(), &brokers);
+    if !changes.is_empty() {
+        let moved = changes.len();
+        controller
+            .alter_reassignments(changes)
+            .await
+            .map_err(|source| ReconcileError::Controller { source })?;
+        drop(controller);
+        ctx.event(
+            &cluster.object_ref(&()),
+            false,
+            "Rebalancing",
+            "Scale",
+            format!(
+                "moving {moved} replica(s) so brokers 0-{} hold an even share",
+                wanted - 1
+            ),
+        )
+        .await;
+    }
+    Ok(all)
+}
+
 /// Deletes a broker pod for the rolling update; the StatefulSet recreates it on the new
 /// revision, and the broker moves its leadership away on SIGTERM first.
 async fn restart(
@@ -209,12 +443,23 @@ async fn restart(
     Ok(())
 }
 
+/// A condition the scaling steps set over what the observation says.
+struct Override {
+    type_: ConditionType,
+    status: bool,
+    reason: &'static str,
+    message: String,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn write_status(
     cluster: &Cluster,
     ctx: &Context,
     valid: &ValidCluster,
     observed: &Observed,
     cluster_id: &str,
+    overrides: &[Override],
+    balanced: &[i32],
 ) -> Result<(), ReconcileError> {
     let generation = cluster.metadata.generation;
     let previous = cluster
@@ -222,8 +467,21 @@ async fn write_status(
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    let conditions = observed.conditions(&previous, generation, &now());
+    let now = now();
+    let mut conditions = observed.conditions(&previous, generation, &now);
+    for o in overrides {
+        set_condition(
+            &mut conditions,
+            o.type_,
+            o.status,
+            o.reason,
+            o.message.clone(),
+            generation,
+            &now,
+        );
+    }
     let patch = json!({"status": {
+        "balancedBrokers": balanced,
         "observedGeneration": generation,
         "conditions": conditions,
         "readyBrokers": observed.ready_brokers,
@@ -253,11 +511,50 @@ async fn patch_status(
     Ok(())
 }
 
+/// Why a scale-down must wait: a topic's replication factor is above the new size.
+async fn scale_down_blocked(
+    cluster: &Cluster,
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<String>, ReconcileError> {
+    let Some(plane) = ctx.hosting.get(namespace, name) else {
+        return Ok(None);
+    };
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), namespace);
+    let names = super::Names::new(name, namespace);
+    let current = statefulsets
+        .get_opt(&names.statefulset())
+        .await
+        .map_err(kube_error("reading the StatefulSet"))?
+        .and_then(|sts| sts.spec?.replicas);
+    let Some(current) = current.filter(|c| *c > cluster.spec.brokers) else {
+        return Ok(None);
+    };
+    let controller = plane.controller().lock().await;
+    Ok(
+        match scaling::decide(cluster.spec.brokers, current, controller.metadata()) {
+            Scale::Blocked { message } => Some(message),
+            _ => None,
+        },
+    )
+}
+
 /// `Ready=False` and `Degraded=True` with the reason; an Event when the reason is new.
 async fn report_invalid(
     cluster: &Cluster,
     ctx: &Context,
     invalid: &InvalidSpec,
+) -> Result<(), ReconcileError> {
+    report_refusal(cluster, ctx, invalid.reason(), invalid.to_string()).await
+}
+
+/// `Ready=False` and `Degraded=True` with `reason`; an Event when the reason is new.
+async fn report_refusal(
+    cluster: &Cluster,
+    ctx: &Context,
+    reason: &str,
+    message: String,
 ) -> Result<(), ReconcileError> {
     let generation = cluster.metadata.generation;
     let mut conditions = cluster
@@ -265,16 +562,15 @@ async fn report_invalid(
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    let already = conditions.iter().any(|c| {
-        c.type_ == "Ready" && c.reason == invalid.reason() && c.observed_generation == generation
-    });
-    let message = invalid.to_string();
+    let already = conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.reason == reason && c.observed_generation == generation);
     let now = now();
     set_condition(
         &mut conditions,
         ConditionType::Ready,
         false,
-        invalid.reason(),
+        reason,
         message.clone(),
         generation,
         &now,
@@ -283,7 +579,7 @@ async fn report_invalid(
         &mut conditions,
         ConditionType::Degraded,
         true,
-        invalid.reason(),
+        reason,
         message.clone(),
         generation,
         &now,
@@ -292,22 +588,16 @@ async fn report_invalid(
         &mut conditions,
         ConditionType::Progressing,
         false,
-        "InvalidSpec",
-        "waiting for a valid spec",
+        reason,
+        "waiting for a change to the spec",
         generation,
         &now,
     );
     let patch = json!({"status": {"observedGeneration": generation, "conditions": conditions}});
     patch_status(cluster, ctx, &patch).await?;
     if !already {
-        ctx.event(
-            &cluster.object_ref(&()),
-            true,
-            invalid.reason(),
-            "Validate",
-            message,
-        )
-        .await;
+        ctx.event(&cluster.object_ref(&()), true, reason, "Validate", message)
+            .await;
     }
     Ok(())
 }

@@ -94,6 +94,22 @@ pub struct ClusterSpec {
     /// Overrides for the broker pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PodOverrides>,
+
+    /// Moving replicas when brokers are added. (Removing brokers always moves their
+    /// replicas off first: the StatefulSet shrinks only once they hold none, and never
+    /// below a topic's replication factor.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<Rebalance>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rebalance {
+    /// After a scale-up, once the new brokers are registered and every broker is in
+    /// sync, reassign replicas so each broker holds an even share (the fewest moves that
+    /// leave replica counts within one of each other; followers move before leaders).
+    #[serde(default)]
+    pub on_scale_up: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -275,6 +291,10 @@ pub struct ClusterStatus {
     /// The Kafka cluster id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+    /// The brokers replicas were last spread over (set when the cluster first runs, after
+    /// a rebalance and after a scale-down): a scale-up is a broker not listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub balanced_brokers: Vec<i32>,
     /// The controller's cluster-wide metadata (broker registrations, producer-id blocks),
     /// kept here by the Kubernetes metadata store; topics live in `Topic.status`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

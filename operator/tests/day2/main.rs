@@ -5,8 +5,8 @@
 //! (librdkafka) producing and consuming through the bootstrap Service while the
 //! operations run.
 //!
-//! Each test is one operation (install and use, rolling restart, broker crash, operator
-//! failover, topic ownership, deletion); [`env::Env`] builds the cluster every test starts from. They print the figures the closing note reports
+//! Each test is one operation (install and use, rolling restart, scaling, broker crash,
+//! operator failover, topic ownership, deletion); [`env::Env`] builds the cluster every test starts from. They print the figures the closing note reports
 //! (`[day2] ...` lines on stderr; `cargo nextest run --no-capture` shows them).
 //!
 //! The tests share one nextest test group of one thread (`.config/nextest.toml`): each
@@ -24,4 +24,5 @@ mod deletion;
 mod install;
 mod operator_failover;
 mod rolling_restart;
+mod scaling;
 mod topic_ownership;
