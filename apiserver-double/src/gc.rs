@@ -23,8 +23,25 @@
 //!   deleted (403).
 //! - Removing a CustomResourceDefinition unregisters its resource and removes all its
 //!   objects at once (their finalizers are not waited for; a simplification).
+//!
+//! # Graceful pod deletion
+//!
+//! As on the real server, a Pod bound to a node (`spec.nodeName` set) and not finished
+//! (phase neither `Succeeded` nor `Failed`) is not removed by a DELETE: it gets
+//! `deletionTimestamp` = now + grace and `deletionGracePeriodSeconds` = grace and stays
+//! (MODIFIED), so its kubelet can stop the containers (SIGTERM, then SIGKILL once the
+//! grace is over) and then remove it with a DELETE of grace 0. The grace is the
+//! `gracePeriodSeconds` of the DeleteOptions (body or query), else the pod's
+//! `spec.terminationGracePeriodSeconds`, else 30. A grace of 0 (or a pod without a node,
+//! or a finished one) is deleted at once, finalizers respected as for any object. A
+//! later DELETE of a terminating pod may only shorten the grace; one with grace 0 ends
+//! it. The garbage collector and namespace termination delete bound pods gracefully
+//! too, as theirs do. An update removing the last finalizer of a pod still in its grace
+//! period does not remove it: only the grace-0 DELETE does. Nothing here enforces the
+//! grace: without a kubelet (see the `kubelet` module) a bound pod stays terminating.
 
 use std::collections::VecDeque;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -50,9 +67,13 @@ pub(crate) struct DeleteOptions {
     pub(crate) precondition_uid: Option<String>,
     pub(crate) precondition_rv: Option<String>,
     pub(crate) dry_run: bool,
-    /// `gracePeriodSeconds`: how long a pod's containers get to stop (pods only).
-    pub(crate) grace_period: Option<i64>,
+    /// `gracePeriodSeconds`; only pods use it (see the module docs). Negative values are
+    /// not kept (the pod's own grace applies).
+    pub(crate) grace_period_seconds: Option<i64>,
 }
+
+/// The grace period a pod's termination takes when the kubelet does not say otherwise.
+const DEFAULT_POD_GRACE_SECONDS: i64 = 30;
 
 const PROTECTED_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -103,14 +124,14 @@ pub(crate) fn delete(
         }
         return Ok(terminate_namespace(state, name));
     }
-    if resource.group.is_empty()
-        && resource.plural == "pods"
-        && let Some(terminating) = terminate_gracefully(state, &resource, &key, &current, opts)
-    {
-        return Ok((terminating, false));
-    }
     if opts.propagation == Propagation::Orphan {
         orphan_dependents(state, meta::uid(&current));
+    }
+    if let Some(grace) = pod_grace(&resource, &current, opts.grace_period_seconds) {
+        return Ok((
+            start_grace(state, &resource, &key, grace).unwrap_or(current),
+            false,
+        ));
     }
     if !meta::finalizers(&current).is_empty() {
         return Ok((
@@ -124,52 +145,6 @@ pub(crate) fn delete(
     ))
 }
 
-/// Graceful deletion of a pod bound to a node, as the real server does it: instead of
-/// removing the pod, it gets `deletionTimestamp` = now + the grace period and
-/// `deletionGracePeriodSeconds` (from the request, else the pod's
-/// `terminationGracePeriodSeconds`, else 30), and the node's kubelet stops its containers
-/// and then deletes it with a grace period of 0. A later DELETE may only shorten the
-/// grace. `None`: remove it now (not bound to a node, or a grace period of 0).
-fn terminate_gracefully(
-    state: &mut State,
-    resource: &ResourceKey,
-    key: &ObjectKey,
-    current: &Value,
-    opts: &DeleteOptions,
-) -> Option<Value> {
-    current["spec"]["nodeName"]
-        .as_str()
-        .filter(|n| !n.is_empty())?;
-    let grace = opts
-        .grace_period
-        .or_else(|| current["spec"]["terminationGracePeriodSeconds"].as_i64())
-        .unwrap_or(30)
-        .max(0);
-    if grace == 0 {
-        return None;
-    }
-    let previous = current["metadata"]["deletionGracePeriodSeconds"].as_i64();
-    if meta::is_deleting(current) && previous.is_some_and(|p| p <= grace) {
-        return Some(current.clone());
-    }
-    let mut obj = current.clone();
-    let rv = state.next_rv();
-    let deadline = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-        + u64::try_from(grace).unwrap_or_default();
-    let meta = meta::metadata_mut(&mut obj);
-    meta.insert(
-        "deletionTimestamp".into(),
-        json!(meta::format_rfc3339(deadline)),
-    );
-    meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-    meta.insert("resourceVersion".into(), json!(rv.to_string()));
-    state.put(resource, key.clone(), obj.clone());
-    Some(obj)
-}
-
 /// Removes an object whose last finalizer an update just removed.
 pub(crate) fn finish_deletion(state: &mut State, resource: &ResourceKey, key: &ObjectKey) {
     if resource.is_namespace() {
@@ -179,10 +154,77 @@ pub(crate) fn finish_deletion(state: &mut State, resource: &ResourceKey, key: &O
     }
 }
 
-/// Sets `deletionTimestamp` on a stored object (once); returns it.
+/// The grace period of a DELETE that only marks `obj` (a bound, unfinished pod) as
+/// terminating; `None` when the DELETE proceeds as for any object (grace 0, not a pod,
+/// not bound, finished). For a pod already terminating, `Some` of its current grace when
+/// the request would not shorten it.
+fn pod_grace(resource: &ResourceKey, obj: &Value, requested: Option<i64>) -> Option<i64> {
+    if !(resource.group.is_empty() && resource.plural == "pods") {
+        return None;
+    }
+    let bound = obj["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        obj["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
+    if !bound || finished {
+        return None;
+    }
+    let grace = requested
+        .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(DEFAULT_POD_GRACE_SECONDS)
+        .max(0);
+    if grace == 0 {
+        return None;
+    }
+    if meta::is_deleting(obj) {
+        let current = deletion_grace(obj);
+        // Already at 0 (waiting for finalizers): nothing to shorten.
+        return (current > 0).then_some(grace.min(current));
+    }
+    Some(grace)
+}
+
+/// `metadata.deletionGracePeriodSeconds`, 0 when absent.
+pub(crate) fn deletion_grace(obj: &Value) -> i64 {
+    obj["metadata"]["deletionGracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+/// Marks a pod terminating with `grace` seconds, or shortens its grace to `grace`;
+/// returns it (unchanged when the grace is not shorter).
+fn start_grace(
+    state: &mut State,
+    resource: &ResourceKey,
+    key: &ObjectKey,
+    grace: i64,
+) -> Option<Value> {
+    let mut obj = state.get(resource, key)?.clone();
+    if meta::is_deleting(&obj) && deletion_grace(&obj) <= grace {
+        return Some(obj);
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let deadline = meta::format_rfc3339(now + u64::try_from(grace).unwrap_or_default());
+    let rv = state.next_rv();
+    let meta = meta::metadata_mut(&mut obj);
+    meta.insert("deletionTimestamp".into(), json!(deadline));
+    meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    meta.insert("resourceVersion".into(), json!(rv.to_string()));
+    state.put(resource, key.clone(), obj.clone());
+    Some(obj)
+}
+
+/// Sets `deletionTimestamp` (now) and `deletionGracePeriodSeconds: 0` on a stored object,
+/// unless it is already deleting with no grace left; returns it.
 fn mark_deleting(state: &mut State, resource: &ResourceKey, key: &ObjectKey) -> Option<Value> {
     let mut obj = state.get(resource, key)?.clone();
-    if meta::is_deleting(&obj) {
+    if meta::is_deleting(&obj) && deletion_grace(&obj) == 0 {
         return Some(obj);
     }
     let rv = state.next_rv();
@@ -199,7 +241,9 @@ fn delete_in_background(state: &mut State, resource: &ResourceKey, key: &ObjectK
     let Some(obj) = state.get(resource, key) else {
         return;
     };
-    if meta::finalizers(obj).is_empty() {
+    if let Some(grace) = pod_grace(resource, obj, None) {
+        start_grace(state, resource, key, grace);
+    } else if meta::finalizers(obj).is_empty() {
         remove_and_collect(state, resource, key);
     } else {
         mark_deleting(state, resource, key);
@@ -233,6 +277,8 @@ fn remove_and_collect(state: &mut State, resource: &ResourceKey, key: &ObjectKey
                 .any(|owner| *owner != uid && owner_exists(state, &dep_key.0, owner));
             if other_owner_alive {
                 remove_owner_reference(state, &dep_resource, &dep_key, &uid);
+            } else if let Some(grace) = pod_grace(&dep_resource, dependent, None) {
+                start_grace(state, &dep_resource, &dep_key, grace);
             } else if meta::finalizers(dependent).is_empty() {
                 queue.push_back((dep_resource, dep_key));
             } else {
@@ -551,6 +597,135 @@ mod tests {
             json!({"metadata": {"name": "child", "ownerReferences": owned_by(&owner)}}),
         );
         assert!(state.get(&cms.key(), &cms.object_key("child")).is_none());
+    }
+
+    fn pods() -> Target {
+        Target {
+            rt: ResourceType::new("", "v1", "Pod", "pods", Scope::Namespaced)
+                .with_status_subresource(),
+            version: "v1".into(),
+            namespace: Some("default".into()),
+        }
+    }
+
+    fn grace(seconds: Option<i64>) -> DeleteOptions {
+        DeleteOptions {
+            grace_period_seconds: seconds,
+            ..DeleteOptions::default()
+        }
+    }
+
+    fn bound_pod(state: &mut State, name: &str, extra_meta: Value) -> Value {
+        let mut body = json!({
+            "metadata": {"name": name},
+            "spec": {"nodeName": "node-a", "terminationGracePeriodSeconds": 45, "containers": []},
+        });
+        if let (Some(meta), Some(extra)) =
+            (body["metadata"].as_object_mut(), extra_meta.as_object())
+        {
+            meta.extend(extra.clone());
+        }
+        create(state, &pods(), body)
+    }
+
+    #[test]
+    fn a_bound_pod_terminates_gracefully_and_only_shortens_its_grace() {
+        let mut state = State::new(1000, 16);
+        let t = pods();
+        bound_pod(&mut state, "p", json!({}));
+        let (pod, gone) = delete(&mut state, &t, "p", &grace(None)).unwrap();
+        assert!(!gone, "a bound pod waits for its kubelet");
+        assert_eq!(
+            deletion_grace(&pod),
+            45,
+            "the pod's terminationGracePeriodSeconds"
+        );
+        let stamp = pod["metadata"]["deletionTimestamp"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(stamp > meta::now_rfc3339(), "now + grace: {stamp}");
+
+        let (pod, gone) = delete(&mut state, &t, "p", &grace(Some(10))).unwrap();
+        assert!(!gone);
+        assert_eq!(deletion_grace(&pod), 10, "a shorter grace wins");
+        let rv = state.rv();
+        let (pod, _) = delete(&mut state, &t, "p", &grace(Some(20))).unwrap();
+        assert_eq!(deletion_grace(&pod), 10, "a longer one does not");
+        assert_eq!(state.rv(), rv, "and writes nothing");
+
+        let (_, gone) = delete(&mut state, &t, "p", &grace(Some(0))).unwrap();
+        assert!(gone, "grace 0 removes it");
+        assert!(state.get(&t.key(), &t.object_key("p")).is_none());
+    }
+
+    #[test]
+    fn unbound_or_finished_pods_and_grace_zero_are_deleted_at_once() {
+        let mut state = State::new(1000, 16);
+        let t = pods();
+        create(
+            &mut state,
+            &t,
+            json!({"metadata": {"name": "unbound"}, "spec": {"containers": []}}),
+        );
+        assert!(delete(&mut state, &t, "unbound", &grace(None)).unwrap().1);
+
+        let pod = bound_pod(&mut state, "done", json!({}));
+        let mut finished = pod.clone();
+        finished["status"] = json!({"phase": "Succeeded"});
+        write::update(
+            &mut state,
+            &t,
+            &opts(),
+            "done",
+            finished,
+            write::Sub::Status,
+        )
+        .unwrap();
+        assert!(delete(&mut state, &t, "done", &grace(None)).unwrap().1);
+
+        bound_pod(&mut state, "now", json!({}));
+        assert!(delete(&mut state, &t, "now", &grace(Some(0))).unwrap().1);
+    }
+
+    #[test]
+    fn a_terminating_pod_outlives_its_last_finalizer_until_grace_zero() {
+        let mut state = State::new(1000, 16);
+        let t = pods();
+        bound_pod(&mut state, "p", json!({"finalizers": ["x/y"]}));
+        let (pod, gone) = delete(&mut state, &t, "p", &grace(Some(5))).unwrap();
+        assert!(!gone);
+        assert_eq!(deletion_grace(&pod), 5);
+        let mut released = pod.clone();
+        released["metadata"]["finalizers"] = json!([]);
+        write::update(&mut state, &t, &opts(), "p", released, write::Sub::Main).unwrap();
+        assert!(
+            state.get(&t.key(), &t.object_key("p")).is_some(),
+            "still in its grace period"
+        );
+        assert!(delete(&mut state, &t, "p", &grace(Some(0))).unwrap().1);
+
+        bound_pod(&mut state, "q", json!({"finalizers": ["x/y"]}));
+        let (pod, gone) = delete(&mut state, &t, "q", &grace(Some(0))).unwrap();
+        assert!(!gone, "grace 0 still waits for finalizers");
+        assert_eq!(deletion_grace(&pod), 0);
+    }
+
+    #[test]
+    fn garbage_collected_bound_pods_terminate_gracefully() {
+        let mut state = State::new(1000, 16);
+        let cms = target("configmaps", "ConfigMap", "default");
+        let owner = create(&mut state, &cms, json!({"metadata": {"name": "owner"}}));
+        let t = pods();
+        bound_pod(
+            &mut state,
+            "owned",
+            json!({"ownerReferences": owned_by(&owner)}),
+        );
+        delete(&mut state, &cms, "owner", &DeleteOptions::default()).unwrap();
+        let pod = state.get(&t.key(), &t.object_key("owned")).unwrap();
+        assert!(meta::is_deleting(pod));
+        assert_eq!(deletion_grace(pod), 45);
     }
 
     #[test]

@@ -625,16 +625,18 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
             .as_array()
             .is_some_and(|d| d.iter().any(|v| v == "All"));
     let precondition = |field: &str| body["preconditions"][field].as_str().map(str::to_owned);
-    let grace_period = query
-        .get("gracePeriodSeconds")
-        .and_then(|g| g.parse().ok())
-        .or_else(|| body["gracePeriodSeconds"].as_i64());
+    // An unparsable or negative value counts as none (the pod's own grace applies).
+    let grace_period_seconds = match query.get("gracePeriodSeconds") {
+        Some(value) => value.parse::<i64>().ok(),
+        None => body["gracePeriodSeconds"].as_i64(),
+    }
+    .filter(|grace| *grace >= 0);
     Ok(DeleteOptions {
         propagation,
         precondition_uid: precondition("uid"),
         precondition_rv: precondition("resourceVersion"),
         dry_run,
-        grace_period,
+        grace_period_seconds,
     })
 }
 
@@ -705,5 +707,14 @@ mod tests {
         .unwrap();
         assert_eq!(opts.propagation, Propagation::Foreground);
         assert!(opts.dry_run);
+        assert_eq!(opts.grace_period_seconds, None);
+        let opts = delete_options(&Query::default(), br#"{"gracePeriodSeconds":7}"#).unwrap();
+        assert_eq!(opts.grace_period_seconds, Some(7));
+        let opts = delete_options(
+            &Query::parse(Some("gracePeriodSeconds=0")),
+            br#"{"gracePeriodSeconds":7}"#,
+        )
+        .unwrap();
+        assert_eq!(opts.grace_period_seconds, Some(0), "the query wins");
     }
 }

@@ -96,14 +96,24 @@
 //! # Optional simulators
 //!
 //! [`Controllers`] runs the StatefulSet and Deployment controllers (Deployments own their
-//! pods directly, without ReplicaSets; no ControllerRevisions or PersistentVolumes), and
-//! [`kubelet::Kubelet`] a node that runs pods as real processes on this machine, with
-//! loopback ports and TCP proxies standing in for pod and Service networking (their
-//! module docs say how far each goes). Both talk to the server through a
-//! [`kube::Client`] from [`ApiServer::client`], so they go through the same code paths as
-//! the code under test. Pods bound to a node are deleted gracefully (`deletionTimestamp`
-//! first; the kubelet stops the containers and then removes the pod), as on a real
-//! server.
+//! pods directly, without ReplicaSets; no ControllerRevisions or PersistentVolumes).
+//! [`Kubelet`] is a node that runs pods whose image is mapped to a local executable as
+//! real processes (volumes as directories, container ports and cluster DNS names as
+//! loopback ports, ClusterIP Services as TCP proxies, probes, restarts, status, graceful
+//! termination). Both are beside the server, not part of it: nothing runs pods unless a
+//! test starts a [`Kubelet`], and without one a bound pod being deleted stays
+//! terminating. The kubelet runs one container per pod (no init containers or sidecars),
+//! with no isolation (mount paths and addresses are rewritten in what the container is
+//! given, not enforced), no resource limits or security contexts, no exec/attach/logs
+//! subresources, no `exec` or `grpc` probes, and short probe periods and restart
+//! backoffs. Both talk to the server through a [`kube::Client`] from
+//! [`ApiServer::client`], so they go through the same code paths as the code under test.
+//! Pods bound to a node are deleted gracefully, as on a real server: a DELETE sets
+//! `deletionTimestamp` = now + grace and `deletionGracePeriodSeconds` (from the
+//! DeleteOptions' `gracePeriodSeconds`, else the pod's `terminationGracePeriodSeconds`,
+//! else 30), and the pod stays until a DELETE with grace 0, which its kubelet sends once
+//! the containers have stopped; a later DELETE may only shorten the grace (see the `gc`
+//! module docs).
 //!
 //! Watch streams and request handling run on the runtime `start` was called on; with a
 //! paused tokio clock their timeouts elapse whenever that runtime is idle, and kube's
@@ -147,6 +157,7 @@ use tokio::task::JoinHandle;
 pub use controllers::Controllers;
 pub use faults::{Fault, Verb};
 pub use http::RecordedRequest;
+pub use kubelet::{Kubelet, KubeletOptions};
 pub use registry::{ResourceType, Scope};
 
 use crate::http::Shared;

@@ -23,7 +23,7 @@
 //! - An update that changes nothing (apart from managedFields timestamps) is not stored:
 //!   no new resourceVersion, no event, as on the real server.
 //! - Objects being deleted cannot gain finalizers (422); one whose last finalizer is
-//!   removed is deleted ([`crate::gc`]).
+//!   removed is deleted ([`crate::gc`]), unless it is a pod still in its grace period.
 //! - CustomResourceDefinitions register or update their resource when stored, and get the
 //!   `Established`/`NamesAccepted` status the real server gives them.
 
@@ -630,7 +630,11 @@ fn replace(
     if let Some(rt) = registered {
         register_crd_resource(state, rt);
     }
-    if meta::is_deleting(&result) && meta::finalizers(&result).is_empty() {
+    // A pod still in its grace period waits for its kubelet's grace-0 DELETE instead.
+    if meta::is_deleting(&result)
+        && meta::finalizers(&result).is_empty()
+        && gc::deletion_grace(&result) == 0
+    {
         gc::finish_deletion(state, &t.key(), &key);
     } else if meta::owner_uids(&result) != meta::owner_uids(old) {
         gc::collect_if_dangling(state, &t.key(), &key);

@@ -1,95 +1,161 @@
-//! A kubelet simulator: one node, `kubelet-sim`, that runs pods as real processes on
-//! this machine, so an operator's tests can run the workloads it creates.
+//! A **kubelet simulator**: runs the pods of an [`ApiServer`] double as local processes,
+//! so end-to-end tests can run the real operator and real brokers on one machine.
 //!
-//! It talks to the API server double only through a [`kube::Client`], as a kubelet
-//! talks to the API server. It binds a pod whose first container's image it knows
-//! ([`KubeletOptions::image`]: image prefix → executable) by setting `spec.nodeName`, runs
-//! that container as a process ([`pod`] has the lifecycle: volumes, environment, probes,
-//! restarts, graceful termination) and reports the pod's status. Pods with other images
-//! stay `Pending`. Only the first container of a pod runs; init containers, resources,
-//! security contexts and image pulls are ignored.
+//! It is one node, `kubelet-sim` (a Node object of that name is created), and it is also
+//! the scheduler: pods with no `spec.nodeName` whose first container's image starts with
+//! a prefix given to [`KubeletOptions::image`] are bound to it (a patch of `spec.nodeName`:
+//! the double has no `binding` subresource) and run as that executable. Other unbound pods
+//! stay Pending with `PodScheduled=False` naming the image. Everything goes through a
+//! [`kube::Client`] of the double, as a real kubelet goes through the API server.
 //!
-//! Networking and the filesystem are stand-ins ([`network`]): every container port is a
-//! port on 127.0.0.1, Services are TCP proxies on 127.0.0.1, and a container sees these
-//! addresses — and its volumes' directories for its mount paths — because the kubelet
-//! rewrites them in the container's arguments, environment and mounted config files.
-//! Instead of service-account credentials every container gets `KUBECONFIG` pointing at
-//! a kubeconfig for the double.
+//! # What a pod gets
 //!
-//! Timings are shortened for tests: probes run at most a second apart, and a crashed
-//! container restarts after [`KubeletOptions::restart_backoff`] (1 s doubling to 10 s by
-//! default; Kubernetes uses 10 s to 5 min).
+//! - **One container**: the first of `spec.containers` (init containers and sidecars are
+//!   ignored). The process is the mapped executable with `command[1..]` (when `command`
+//!   is given, `command[0]` stands for the image's entrypoint, which the executable
+//!   replaces) followed by `args`; `$(VAR)` references are expanded as Kubernetes does.
+//!   Its working directory and `HOME` are the pod directory, its stdout and stderr are
+//!   appended to [`Kubelet::log_path`].
+//! - **Environment**: only what a container would see, none of the test process's own:
+//!   `env` (`value`, `fieldRef`, `configMapKeyRef`, `secretKeyRef`) and `envFrom`, then
+//!   `HOSTNAME`, `HOME`, `PATH` (the test process's, to find tools), `KUBECONFIG` (a
+//!   kubeconfig for the double, standing in for the service-account credentials that
+//!   in-cluster clients would use; there is no token), and last the options' extra
+//!   variables. No `*_SERVICE_HOST` variables, no `resourceFieldRef`.
+//! - **Volumes**, as directories under the root: `persistentVolumeClaim` →
+//!   [`Kubelet::volume_dir`], which outlives the pod and is removed when the claim is
+//!   deleted (the pod waits, Pending, while the claim does not exist); `configMap` and
+//!   `secret` → their keys as files (`items` respected), written afresh at every
+//!   container start (a restarted container sees updates; no live refresh); `emptyDir` →
+//!   a directory removed with the pod; `hostPath` → the path itself. Other volume types
+//!   keep the pod Pending.
+//! - **Stand-in namespaces**: there is no mount or network namespace, so the kubelet
+//!   rewrites what the container is given (command, args, env values, configMap and
+//!   secret file contents). Mount paths, as path prefixes, become the host directories.
+//!   Each declared container port gets its own port on `127.0.0.1`; `0.0.0.0:<port>`,
+//!   `[::]:<port>`, `:::<port>`, `localhost:<port>` and `127.0.0.1:<port>` become that
+//!   host port; `<hostname>.<subdomain>.<ns>.svc[.cluster.local]:<port>` becomes the
+//!   named pod's host port; `<svc>.<ns>.svc[.cluster.local]:<port>`, `<svc>.<ns>:<port>`
+//!   and (in the pod's namespace) `<svc>:<port>` become the Service's proxy address.
+//!   Names without a port, or of pods, Services or ports the kubelet does not know, are
+//!   left alone. Host ports are allocated when a pod is first seen and kept for the pod
+//!   *name*, so a recreated StatefulSet pod keeps its address, as it keeps its DNS name.
+//!   The `rewrite` and `network` module docs give the details.
+//! - **Services**: each Service with a selector and a cluster IP (not headless, not
+//!   `ExternalName`) gets a TCP proxy on `127.0.0.1` per port when first seen, forwarding
+//!   each connection to the next Ready pod of the kubelet matching the selector (round
+//!   robin); with none Ready the connection is closed.
+//! - **Lifecycle**: status (phase, conditions, container state, restart count) written
+//!   only on change; startup, readiness and liveness probes (`httpGet`, `tcpSocket`);
+//!   restarts per `restartPolicy` with backoff; graceful termination of deleted pods
+//!   (SIGTERM, SIGKILL after `deletionGracePeriodSeconds`, then the final grace-0 DELETE);
+//!   SIGKILL at once for a pod object that disappears. The `pod` and `probes` module docs
+//!   give the details.
+//!
+//! # Approximations
+//!
+//! Probe periods, initial delays and timeouts are capped at one second and restart
+//! backoff is short (see [`KubeletOptions::restart_backoff`]), so tests run quickly;
+//! `exec` and `grpc` probes are not simulated (they fail). Pod DNS records exist whether
+//! or not the headless Service does, and a headless Service's own name resolves to
+//! nothing. Host ports come from 20000–32767, below the kernel's ephemeral range, and
+//! nothing holds them while a pod is not listening: another process binding one
+//! explicitly in that window would collide. No resource limits, no security contexts,
+//! no image pulls, no exec/attach/logs API, no service environment variables. Processes
+//! of a pod run as the test's user and see the whole file system.
 
+mod env;
 mod network;
 mod pod;
+mod probes;
+mod rewrite;
+mod runtime;
+mod status;
+mod volumes;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::StreamExt as _;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
-use kube::{Client, ResourceExt as _};
+use kube::api::{Api, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::ApiServer;
 use network::Network;
-use pod::Control;
+use pod::{Command, Worker};
 
-/// The node name pods are bound to.
+/// The node every pod of the simulator runs on.
 pub const NODE_NAME: &str = "kubelet-sim";
+/// How long [`Kubelet::stop`] lets processes exit after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// `(namespace, name)` of a namespaced object.
+pub(crate) type ObjectKey = (String, String);
 
 /// How a [`Kubelet`] runs pods.
-#[derive(Clone, Debug)]
+#[derive(Debug, Clone)]
 pub struct KubeletOptions {
     root: PathBuf,
     images: Vec<(String, PathBuf)>,
-    backoff: (Duration, Duration),
+    backoff_initial: Duration,
+    backoff_max: Duration,
     env: Vec<(String, String)>,
 }
 
 impl KubeletOptions {
-    /// Pod directories, volumes, logs and the kubeconfig go under `root`.
+    /// Where pod directories, volumes, logs and the kubeconfig go (created if missing).
     pub fn new(root: impl Into<PathBuf>) -> KubeletOptions {
         KubeletOptions {
             root: root.into(),
             images: Vec::new(),
-            backoff: (Duration::from_secs(1), Duration::from_secs(10)),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(10),
             env: Vec::new(),
         }
     }
 
-    /// Runs containers whose image starts with `image_prefix` as `executable` (with the
-    /// container's `args`; a `command` replaces the entrypoint only in name: its first
-    /// element is dropped and the rest go before `args`).
+    /// Runs containers whose `image` starts with `image_prefix` (e.g.
+    /// `ghcr.io/weir/weir-broker`, matching any tag or digest after it) as this
+    /// executable. Several calls add several images; the longest matching prefix wins.
     pub fn image(
         mut self,
         image_prefix: impl Into<String>,
         executable: impl Into<PathBuf>,
-    ) -> Self {
+    ) -> KubeletOptions {
         self.images.push((image_prefix.into(), executable.into()));
+        self.images
+            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         self
     }
 
-    /// The delay before restarting a container that exited, doubling up to `max`.
-    pub fn restart_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.backoff = (initial, max);
+    /// The restart backoff after a container exits: `initial`, doubling up to `max`, and
+    /// back to `initial` once a container has run for ten seconds (default 1 s → 10 s;
+    /// Kubernetes uses 10 s → 5 min, too slow for tests).
+    pub fn restart_backoff(mut self, initial: Duration, max: Duration) -> KubeletOptions {
+        self.backoff_initial = initial;
+        self.backoff_max = max.max(initial);
         self
     }
 
-    /// Extra environment for every container (the pod's own `env` wins).
-    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    /// An extra environment variable for every container (e.g. `RUST_LOG`); it overrides
+    /// the container's own.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> KubeletOptions {
         self.env.push((key.into(), value.into()));
         self
     }
 
+    /// The executable for `image`, if a prefix matches.
     fn executable(&self, image: &str) -> Option<&Path> {
         self.images
             .iter()
@@ -98,346 +164,422 @@ impl KubeletOptions {
     }
 }
 
-/// A running pod: its supervisor task and process.
-struct Handle {
-    namespace: String,
-    name: String,
-    control: mpsc::UnboundedSender<Control>,
-    pid: Arc<AtomicU32>,
-    terminating: bool,
-    task: JoinHandle<()>,
+/// What the pod watcher, the workers and the public methods share.
+pub(crate) struct Inner {
+    pub(crate) client: Client,
+    pub(crate) options: KubeletOptions,
+    pub(crate) kubeconfig: PathBuf,
+    /// Host ports, DNS records, Service proxies and endpoints.
+    pub(crate) network: Arc<Mutex<Network>>,
+    /// The PersistentVolumeClaims that exist; pods waiting for one watch it.
+    pub(crate) claims: watch::Sender<BTreeSet<ObjectKey>>,
+    workers: Mutex<HashMap<ObjectKey, WorkerHandle>>,
 }
 
-pub(crate) struct Shared {
-    client: Client,
-    options: KubeletOptions,
-    network: Network,
-    kubeconfig: PathBuf,
-    /// Running pods by uid.
-    pods: Mutex<HashMap<String, Handle>>,
-    /// One process per pod name at a time: a recreated pod waits for the old one's.
-    names: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl Shared {
-    fn name_lock(&self, namespace: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        names
-            .entry((namespace.to_owned(), name.to_owned()))
-            .or_default()
-            .clone()
-    }
-
-    fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, Handle>> {
-        self.pods.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// The simulated node. Kills every process it started when dropped.
-pub struct Kubelet {
-    shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for Kubelet {
+impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kubelet")
-            .field("root", &self.shared.options.root)
+        // `kube::Client` is not Debug.
+        f.debug_struct("Inner")
+            .field("options", &self.options)
+            .field("kubeconfig", &self.kubeconfig)
             .finish_non_exhaustive()
     }
 }
 
+/// The dispatcher's side of one pod name's worker.
+#[derive(Debug)]
+struct WorkerHandle {
+    objects: watch::Sender<Option<Arc<Pod>>>,
+    commands: mpsc::UnboundedSender<Command>,
+    running: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Inner {
+    pub(crate) fn network(&self) -> MutexGuard<'_, Network> {
+        self.network.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn workers(&self) -> MutexGuard<'_, HashMap<ObjectKey, WorkerHandle>> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn pod_dir(&self, key: &ObjectKey) -> PathBuf {
+        self.options.root.join("pods").join(&key.0).join(&key.1)
+    }
+
+    pub(crate) fn log_path(&self, key: &ObjectKey) -> PathBuf {
+        self.options
+            .root
+            .join("logs")
+            .join(&key.0)
+            .join(format!("{}.log", key.1))
+    }
+
+    pub(crate) fn claim_dir(&self, namespace: &str, claim: &str) -> PathBuf {
+        self.options
+            .root
+            .join("volumes")
+            .join(namespace)
+            .join(claim)
+    }
+
+    /// Whether this kubelet runs (or would bind and run) `pod`.
+    fn runs(&self, pod: &Pod) -> bool {
+        match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+            Some(node) if !node.is_empty() => node == NODE_NAME,
+            _ => pod::image(pod).is_some_and(|i| self.options.executable(i).is_some()),
+        }
+    }
+
+    /// A pod was added or changed: hand it to its worker (started if new) unless it is
+    /// another node's.
+    fn pod_seen(self: &Arc<Self>, pod: Pod) {
+        let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+        let unbound = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_none_or(str::is_empty);
+        if self.runs(&pod) {
+            self.network().pod_seen(&key, &pod);
+        }
+        let mut workers = self.workers();
+        if let Some(worker) = workers.get(&key) {
+            worker.objects.send_replace(Some(Arc::new(pod)));
+            return;
+        }
+        if !unbound && !self.runs(&pod) {
+            return;
+        }
+        let (objects, objects_rx) = watch::channel(Some(Arc::new(pod)));
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let running = Arc::new(AtomicBool::new(false));
+        let worker = Worker::new(
+            self.clone(),
+            key.clone(),
+            objects_rx,
+            commands_rx,
+            running.clone(),
+        );
+        let task = tokio::spawn(worker.run());
+        workers.insert(
+            key,
+            WorkerHandle {
+                objects,
+                commands,
+                running,
+                task,
+            },
+        );
+    }
+
+    /// A pod object is gone (unless a newer one of the same name replaced it already).
+    fn pod_gone(&self, key: &ObjectKey, uid: Option<&str>) {
+        if let Some(worker) = self.workers().get(key) {
+            worker.objects.send_if_modified(|current| {
+                let same = match (current.as_ref(), uid) {
+                    (Some(pod), Some(uid)) => pod.metadata.uid.as_deref() == Some(uid),
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                if same {
+                    *current = None;
+                }
+                same
+            });
+        }
+    }
+}
+
+/// Aborts a task when dropped, so tasks end with the kubelet.
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A running kubelet simulator. Dropping it SIGKILLs every container process at once;
+/// [`Kubelet::stop`] lets them exit first.
+#[derive(Debug)]
+pub struct Kubelet {
+    inner: Arc<Inner>,
+    tasks: Vec<AbortOnDrop>,
+}
+
 impl Kubelet {
-    /// Registers node `kubelet-sim` and starts running pods.
-    pub async fn start(server: &ApiServer, options: KubeletOptions) -> std::io::Result<Kubelet> {
-        std::fs::create_dir_all(&options.root)?;
+    /// Starts the node `kubelet-sim` against `server`: creates its Node object, writes the
+    /// kubeconfig, and watches Pods, PersistentVolumeClaims and Services.
+    pub async fn start(server: &ApiServer, options: KubeletOptions) -> io::Result<Kubelet> {
+        for dir in ["pods", "volumes", "logs"] {
+            tokio::fs::create_dir_all(options.root.join(dir)).await?;
+        }
         let kubeconfig = options.root.join("kubeconfig");
         server.write_kubeconfig(&kubeconfig)?;
         let client = server.client();
-        let nodes: Api<Node> = Api::all(client.clone());
-        let node: Node = serde_json::from_value(json!({
-            "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
-        }))
-        .map_err(std::io::Error::other)?;
-        if let Err(e) = nodes.create(&PostParams::default(), &node).await {
-            tracing::debug!(error = %e, "creating the Node");
-        }
-        let shared = Arc::new(Shared {
-            client: client.clone(),
+        create_node(&client).await?;
+        let inner = Arc::new(Inner {
+            client,
             options,
-            network: Network::default(),
             kubeconfig,
-            pods: Mutex::new(HashMap::new()),
-            names: Mutex::new(HashMap::new()),
+            network: Arc::new(Mutex::new(Network::default())),
+            claims: watch::Sender::new(BTreeSet::new()),
+            workers: Mutex::new(HashMap::new()),
         });
-        let changed = Arc::new(Notify::new());
-        let mut tasks = Vec::new();
-        for kind in ["pods", "services", "pvcs"] {
-            let changed = changed.clone();
-            let client = client.clone();
-            tasks.push(tokio::spawn(async move {
-                let notify = || changed.notify_one();
-                match kind {
-                    "pods" => watch_all::<Pod>(client, notify).await,
-                    "services" => watch_all::<Service>(client, notify).await,
-                    _ => watch_all::<PersistentVolumeClaim>(client, notify).await,
-                }
-            }));
-        }
-        let looping = shared.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                if let Err(e) = sync(&looping).await {
-                    tracing::debug!(error = %e, "kubelet pass failed; retrying");
-                }
-                let _ = tokio::time::timeout(Duration::from_millis(500), changed.notified()).await;
-            }
-        }));
-        Ok(Kubelet { shared, tasks })
+        let tasks = vec![
+            AbortOnDrop(tokio::spawn(watch_pods(inner.clone()))),
+            AbortOnDrop(tokio::spawn(watch_claims(inner.clone()))),
+            AbortOnDrop(tokio::spawn(watch_services(inner.clone()))),
+        ];
+        tracing::debug!(root = %inner.options.root.display(), "kubelet simulator started");
+        Ok(Kubelet { inner, tasks })
     }
 
-    /// The loopback address standing in for `pod:container_port`, once the pod ran here
-    /// or was named by an address in a container's configuration.
+    /// The loopback address standing in for `pod:container_port` (`None` if the pod is
+    /// not this kubelet's or declares no such port). It stays the same for the pod name.
     pub fn pod_address(
         &self,
         namespace: &str,
         pod: &str,
         container_port: u16,
     ) -> Option<SocketAddr> {
-        self.shared
-            .network
-            .known_pod_address(namespace, pod, container_port)
+        self.inner
+            .network()
+            .pod_address(&(namespace.to_owned(), pod.to_owned()), container_port)
     }
 
-    /// The loopback address standing in for Service `service:port`.
-    pub fn service_address(&self, namespace: &str, service: &str, port: u16) -> SocketAddr {
-        self.shared
-            .network
-            .service_address(namespace, service, port)
+    /// The loopback address standing in for Service `service:port` (ClusterIP Services
+    /// with a selector; `None` for others).
+    pub fn service_address(&self, namespace: &str, service: &str, port: u16) -> Option<SocketAddr> {
+        self.inner
+            .network()
+            .service_address(&(namespace.to_owned(), service.to_owned()), port)
     }
 
-    /// `text` with cluster DNS names rewritten to the loopback addresses standing in for
-    /// them, as containers see them (a `bootstrapServers` status value, say).
+    /// Rewrites `text` as it would be rewritten for a container in `namespace`: cluster
+    /// DNS names with ports become loopback addresses. (Local addresses and mount paths
+    /// belong to a pod, so they are left alone here.) Tests use it to turn, say, a
+    /// `bootstrapServers` status value into something they can dial.
     pub fn resolve(&self, namespace: &str, text: &str) -> String {
-        self.shared.network.rewrite(namespace, None, &[], text)
+        let network = self.inner.network();
+        rewrite::Rewriter::new(&network, namespace).rewrite(text)
     }
 
-    /// SIGKILLs the pod's process, as a crash would; the container restarts per its
-    /// `restartPolicy`. False if no process of that pod runs.
+    /// SIGKILLs the pod's container process, as a crash would; the kubelet restarts it
+    /// per `restartPolicy` (restartCount + 1). False if no process of the pod is running.
     pub fn kill(&self, namespace: &str, pod: &str) -> bool {
-        let handles = self.shared.handles();
-        handles
-            .values()
-            .filter(|h| h.namespace == namespace && h.name == pod && !h.terminating)
-            .any(|h| h.pid.load(Ordering::Acquire) != 0 && h.control.send(Control::Crash).is_ok())
-    }
-
-    /// The pod's log: every run's stdout and stderr, appended.
-    pub fn log_path(&self, namespace: &str, pod: &str) -> PathBuf {
-        pod::log_path(&self.shared.options.root, namespace, pod)
-    }
-
-    /// The directory backing a PersistentVolumeClaim (removed with the claim).
-    pub fn volume_dir(&self, namespace: &str, claim: &str) -> PathBuf {
-        pod::volume_dir(&self.shared.options.root, namespace, claim)
-    }
-
-    /// SIGTERMs every process, gives them ten seconds, SIGKILLs the rest.
-    pub async fn stop(mut self) {
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
-        let pids: Vec<Arc<AtomicU32>> = {
-            let mut handles = self.shared.handles();
-            handles
-                .drain()
-                .map(|(_, h)| {
-                    h.task.abort();
-                    h.pid
-                })
-                .collect()
+        let workers = self.inner.workers();
+        let Some(worker) = workers.get(&(namespace.to_owned(), pod.to_owned())) else {
+            return false;
         };
-        for pid in &pids {
-            pod::signal(
-                pid.load(Ordering::Acquire),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+        worker.running.load(Ordering::SeqCst) && worker.commands.send(Command::Kill).is_ok()
+    }
+
+    /// The container log file: stdout and stderr of every run of the pod's container
+    /// (and of later pods of the same name), appended.
+    pub fn log_path(&self, namespace: &str, pod: &str) -> PathBuf {
+        self.inner.log_path(&(namespace.to_owned(), pod.to_owned()))
+    }
+
+    /// The directory backing a PersistentVolumeClaim: it exists as long as the claim
+    /// object exists, and is removed when the claim is deleted.
+    pub fn volume_dir(&self, namespace: &str, claim: &str) -> PathBuf {
+        self.inner.claim_dir(namespace, claim)
+    }
+
+    /// Stops: SIGTERMs every container process, waits up to ten seconds for them to exit
+    /// and SIGKILLs the rest. Pod objects are left as they are.
+    pub async fn stop(mut self) {
+        self.tasks.clear();
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        // The handles stay alive until their workers end: a worker whose object channel
+        // closed would take it for an abrupt end and SIGKILL at once.
+        let mut workers: Vec<WorkerHandle> = self
+            .inner
+            .workers()
+            .drain()
+            .map(|(_, worker)| worker)
+            .collect();
+        for worker in &workers {
+            let _ = worker.commands.send(Command::Shutdown { deadline });
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::time::Instant::now() < deadline
-            && pids.iter().any(|p| pod::alive(p.load(Ordering::Acquire)))
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        for pid in &pids {
-            pod::signal(
-                pid.load(Ordering::Acquire),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        for worker in &mut workers {
+            // The workers SIGKILL at the deadline; the margin covers reaping.
+            if tokio::time::timeout_at(deadline + Duration::from_secs(2), &mut worker.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a pod worker did not stop in time");
+                worker.task.abort();
+            }
         }
     }
 }
 
 impl Drop for Kubelet {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
+        // Aborted workers drop their `Child`ren, which kill_on_drop SIGKILLs.
+        for (_, worker) in self.inner.workers().drain() {
+            worker.task.abort();
         }
-        for (_, handle) in self.shared.handles().drain() {
-            handle.task.abort();
-            pod::signal(
-                handle.pid.load(Ordering::Acquire),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        self.inner.network().clear();
     }
 }
 
-async fn watch_all<K>(client: Client, notify: impl Fn())
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + 'static,
-{
-    let mut events = watcher(Api::<K>::all(client), watcher::Config::default()).boxed();
-    while let Some(event) = events.next().await {
-        if event.is_err() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        notify();
+/// Creates the Node object (once; a second kubelet of the same server reuses it).
+async fn create_node(client: &Client) -> io::Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": NODE_NAME, "labels": {
+            "kubernetes.io/hostname": NODE_NAME,
+            "kubernetes.io/os": std::env::consts::OS,
+        }},
+        "spec": {},
+    }))
+    .map_err(io::Error::other)?;
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(err) => return Err(io::Error::other(err)),
     }
-}
-
-/// One pass: bind and start new pods, terminate deleted ones, refresh the proxies'
-/// view, remove deleted claims' directories.
-async fn sync(shared: &Arc<Shared>) -> kube::Result<()> {
-    let client = &shared.client;
-    let pods = Api::<Pod>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let services = Api::<Service>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let claims = Api::<PersistentVolumeClaim>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    {
-        let mut snapshot = shared
-            .network
-            .snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        snapshot.pods = pods.clone();
-        snapshot.services = services;
-    }
-    let live: std::collections::HashSet<String> = pods.iter().filter_map(|p| p.uid()).collect();
-    // Pods gone from the API: kill their processes.
-    {
-        let mut handles = shared.handles();
-        handles.retain(|uid, handle| {
-            if live.contains(uid) {
-                return !handle.task.is_finished();
-            }
-            let _ = handle.control.send(Control::Gone);
-            false
-        });
-    }
-    for p in &pods {
-        let namespace = p.namespace().unwrap_or_default();
-        let name = p.name_any();
-        let uid = p.uid().unwrap_or_default();
-        let spec = p.spec.as_ref();
-        let node = spec.and_then(|s| s.node_name.as_deref());
-        let image = spec
-            .and_then(|s| s.containers.first())
-            .and_then(|c| c.image.clone())
-            .unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-        match node {
-            None if p.metadata.deletion_timestamp.is_none() => {
-                if shared.options.executable(&image).is_some() {
-                    let bind = json!({"spec": {"nodeName": NODE_NAME}});
-                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&bind))
-                        .await?;
-                } else if p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Pending") {
-                    let pending = json!({"status": {"phase": "Pending", "conditions": [{
-                        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                        "message": format!("the kubelet simulator runs no image {image:?}"),
-                    }]}});
-                    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&pending))
-                        .await?;
-                }
-            }
-            Some(NODE_NAME) => {
-                let deleting = p.metadata.deletion_timestamp.is_some();
-                let delete_now = {
-                    let mut handles = shared.handles();
-                    match handles.get_mut(&uid) {
-                        Some(handle) if deleting && !handle.terminating => {
-                            handle.terminating = true;
-                            let grace = p.metadata.deletion_grace_period_seconds.unwrap_or(30);
-                            let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
-                            let _ = handle.control.send(Control::Terminate(grace));
-                            false
-                        }
-                        Some(_) => false,
-                        None if deleting => true,
-                        None => {
-                            let (control, receiver) = mpsc::unbounded_channel();
-                            let pid = Arc::new(AtomicU32::new(0));
-                            let task = tokio::spawn(pod::supervise(
-                                shared.clone(),
-                                p.clone(),
-                                receiver,
-                                pid.clone(),
-                            ));
-                            handles.insert(
-                                uid,
-                                Handle {
-                                    namespace,
-                                    name: name.clone(),
-                                    control,
-                                    pid,
-                                    terminating: false,
-                                    task,
-                                },
-                            );
-                            false
-                        }
-                    }
-                };
-                if delete_now {
-                    let now = DeleteParams {
-                        grace_period_seconds: Some(0),
-                        ..DeleteParams::default()
-                    };
-                    let _ = api.delete(&name, &now).await;
-                }
-            }
-            _ => {}
-        }
-    }
-    // Volumes of deleted claims go.
-    let volumes = shared.options.root.join("volumes");
-    if let Ok(namespaces) = std::fs::read_dir(&volumes) {
-        for ns in namespaces.flatten() {
-            let namespace = ns.file_name().to_string_lossy().into_owned();
-            for dir in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
-                let claim = dir.file_name().to_string_lossy().into_owned();
-                let exists = claims.iter().any(|c| {
-                    c.namespace().as_deref() == Some(namespace.as_str()) && c.name_any() == claim
-                });
-                if !exists {
-                    let _ = std::fs::remove_dir_all(dir.path());
-                }
-            }
-        }
-    }
+    let now = crate::meta::now_rfc3339();
+    let status = json!({"status": {
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "the kubelet simulator is running",
+            "lastHeartbeatTime": now, "lastTransitionTime": now,
+        }],
+        "addresses": [
+            {"type": "InternalIP", "address": "127.0.0.1"},
+            {"type": "Hostname", "address": NODE_NAME},
+        ],
+    }});
+    nodes
+        .patch_status(
+            NODE_NAME,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(status),
+        )
+        .await
+        .map_err(io::Error::other)?;
     Ok(())
+}
+
+/// Feeds every Pod event to the workers.
+async fn watch_pods(inner: Arc<Inner>) {
+    let api: Api<Pod> = Api::all(inner.client.clone());
+    let mut events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut listed = HashSet::new();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(Event::Init) => listed.clear(),
+            Ok(Event::InitApply(pod)) => {
+                listed.insert((pod.namespace().unwrap_or_default(), pod.name_any()));
+                inner.pod_seen(pod);
+            }
+            Ok(Event::InitDone) => {
+                let known: Vec<ObjectKey> = inner.workers().keys().cloned().collect();
+                for key in known.iter().filter(|key| !listed.contains(*key)) {
+                    inner.pod_gone(key, None);
+                }
+            }
+            Ok(Event::Apply(pod)) => inner.pod_seen(pod),
+            Ok(Event::Delete(pod)) => {
+                let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+                inner.pod_gone(&key, pod.metadata.uid.as_deref());
+            }
+            Err(err) => tracing::debug!(error = %err, "kubelet pod watch failed; retrying"),
+        }
+    }
+}
+
+/// Keeps one directory per existing PersistentVolumeClaim.
+async fn watch_claims(inner: Arc<Inner>) {
+    let api: Api<PersistentVolumeClaim> = Api::all(inner.client.clone());
+    let mut events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut listed = BTreeSet::new();
+    while let Some(event) = events.next().await {
+        let key =
+            |pvc: &PersistentVolumeClaim| (pvc.namespace().unwrap_or_default(), pvc.name_any());
+        match event {
+            Ok(Event::Init) => listed.clear(),
+            Ok(Event::InitApply(pvc)) => {
+                listed.insert(key(&pvc));
+                claim_exists(&inner, key(&pvc)).await;
+            }
+            Ok(Event::InitDone) => {
+                let gone: Vec<ObjectKey> = inner
+                    .claims
+                    .borrow()
+                    .iter()
+                    .filter(|k| !listed.contains(*k))
+                    .cloned()
+                    .collect();
+                for claim in gone {
+                    claim_gone(&inner, &claim).await;
+                }
+            }
+            Ok(Event::Apply(pvc)) => claim_exists(&inner, key(&pvc)).await,
+            Ok(Event::Delete(pvc)) => claim_gone(&inner, &key(&pvc)).await,
+            Err(err) => tracing::debug!(error = %err, "kubelet claim watch failed; retrying"),
+        }
+    }
+}
+
+async fn claim_exists(inner: &Inner, claim: ObjectKey) {
+    if inner.claims.borrow().contains(&claim) {
+        return;
+    }
+    let dir = inner.claim_dir(&claim.0, &claim.1);
+    if let Err(err) = tokio::fs::create_dir_all(&dir).await {
+        tracing::warn!(dir = %dir.display(), error = %err, "cannot create a claim's directory");
+        return;
+    }
+    inner.claims.send_modify(|claims| {
+        claims.insert(claim);
+    });
+}
+
+async fn claim_gone(inner: &Inner, claim: &ObjectKey) {
+    inner.claims.send_modify(|claims| {
+        claims.remove(claim);
+    });
+    let dir = inner.claim_dir(&claim.0, &claim.1);
+    match tokio::fs::remove_dir_all(&dir).await {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => {
+            tracing::warn!(dir = %dir.display(), error = %err, "cannot remove a claim's directory")
+        }
+    }
+}
+
+/// Keeps a proxy per ClusterIP Service port.
+async fn watch_services(inner: Arc<Inner>) {
+    let api: Api<Service> = Api::all(inner.client.clone());
+    let mut events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut listed = HashSet::new();
+    while let Some(event) = events.next().await {
+        let key = |svc: &Service| (svc.namespace().unwrap_or_default(), svc.name_any());
+        match event {
+            Ok(Event::Init) => listed.clear(),
+            Ok(Event::InitApply(svc)) => {
+                listed.insert(key(&svc));
+                network::service_seen(&inner.network, key(&svc), &svc);
+            }
+            Ok(Event::InitDone) => inner.network().retain_services(|k| listed.contains(k)),
+            Ok(Event::Apply(svc)) => network::service_seen(&inner.network, key(&svc), &svc),
+            Ok(Event::Delete(svc)) => inner.network().remove_service(&key(&svc)),
+            Err(err) => tracing::debug!(error = %err, "kubelet service watch failed; retrying"),
+        }
+    }
 }

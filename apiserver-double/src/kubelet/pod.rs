@@ -1,805 +1,723 @@
-//! One pod's life on the simulated node: volumes, environment, the process, probes,
-//! restarts, status, and termination.
+//! The life of a pod on the kubelet: one worker per pod *name*.
 //!
-//! - Volumes: a `persistentVolumeClaim` is a directory per claim (`volumes/<ns>/<claim>`)
-//!   that outlives pods (the pod waits while the claim does not exist); a `configMap` or
-//!   `secret` is written out as files (with `items`) each time the container starts; an
-//!   `emptyDir` is per pod.
-//! - Environment: `value`, `fieldRef` (name, namespace, uid, labels, annotations,
-//!   node name, service account, pod and host IP), `configMapKeyRef`, `secretKeyRef`,
-//!   `$(VAR)` expansion in env values, command and args (`$$` escapes), plus `KUBECONFIG`,
-//!   `HOME` (the pod's directory), `PATH` and the options' extras; nothing else of the
-//!   test process's environment.
-//! - Probes (`httpGet`, `tcpSocket`): at most a second apart; startup gates the others;
-//!   readiness decides `Ready`; liveness failing `failureThreshold` times kills the
-//!   container (SIGKILL), which restarts.
-//! - A container that exits is restarted per `restartPolicy` after the backoff.
-//! - Graceful deletion: `Ready=False` at once, SIGTERM, SIGKILL after the grace period,
-//!   then the pod is deleted for good (grace 0). A pod removed from the API is SIGKILLed.
+//! A worker receives the latest object of its pod name (or `None` once it is gone) and
+//! handles one pod object (uid) at a time, so a recreated pod of the same name starts
+//! only once the old process has exited:
+//!
+//! 1. **Scheduling**: an unbound pod whose image maps to an executable is bound to this
+//!    node; any other unbound pod gets `PodScheduled=False` and waits.
+//! 2. **Start**: volumes, env and command line are prepared (the pod waits, Pending with
+//!    a `waiting` reason, for missing claims, configmaps or secrets, retrying every half
+//!    second), then the process is started: phase `Running`.
+//! 3. **Running**: probes report (see [`super::probes`]); a failing liveness or startup
+//!    probe stops the container (SIGTERM, SIGKILL after `terminationGracePeriodSeconds`).
+//! 4. **Exit**: per `restartPolicy` — `Always` (default) restarts after the backoff
+//!    (`waiting: CrashLoopBackOff` meanwhile, then `restartCount` + 1), `OnFailure`
+//!    restarts after a non-zero exit, `Never` (or `OnFailure` after exit 0) ends in phase
+//!    `Succeeded` or `Failed`.
+//! 5. **Termination**, once the pod has a `deletionTimestamp`: `Ready=False` at once,
+//!    SIGTERM, SIGKILL when `deletionGracePeriodSeconds` are over (a shorter grace set
+//!    meanwhile counts), terminal phase, then the final DELETE with grace 0 (uid as
+//!    precondition). A pod object that disappears (or is replaced) without that is
+//!    SIGKILLed at once. Its pod directory (emptyDirs included) is removed when the object
+//!    is gone.
+//!
+//! Status is written (a merge patch of `/status`, uid as precondition) only when it
+//! differs from what was last written.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, PersistentVolumeClaim, Pod, Probe, Secret};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::ResourceExt as _;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::{mpsc, oneshot};
+use tokio::process::Child;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
-use super::Shared;
-use super::network::named_port;
+use super::probes::{self, Kind, Report};
+use super::rewrite::Rewriter;
+use super::runtime::{self, Launch};
+use super::status::{Phase, PodStatus, State, Terminated};
+use super::{AbortOnDrop, Inner, NODE_NAME, ObjectKey, env, status, volumes};
+use crate::meta;
 
-pub(crate) enum Control {
-    /// Graceful deletion with this grace period.
-    Terminate(Duration),
-    /// The pod is gone from the API.
+/// How long a pod waiting for something (a claim, a configmap) waits before trying again,
+/// and how soon a failed API call is retried.
+const RETRY: Duration = Duration::from_millis(500);
+/// A container that ran this long gets its restart backoff reset.
+const BACKOFF_RESET: Duration = Duration::from_secs(10);
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+const FIELD_MANAGER: &str = "kubelet-sim";
+
+/// What the kubelet asks of a worker.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// SIGKILL the process, as a crash would.
+    Kill,
+    /// The kubelet stops: SIGTERM, SIGKILL at `deadline`, then end.
+    Shutdown { deadline: Instant },
+}
+
+/// The first container's image.
+pub(crate) fn image(pod: &Pod) -> Option<&str> {
+    pod.spec.as_ref()?.containers.first()?.image.as_deref()
+}
+
+/// Why a worker stopped handling a pod object.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The object is gone or replaced: handle the next one.
     Gone,
-    /// Kill the process as a crash would.
-    Crash,
+    /// The kubelet is stopping.
+    Shutdown,
 }
 
-pub(crate) fn log_path(root: &Path, namespace: &str, pod: &str) -> PathBuf {
-    root.join("logs").join(namespace).join(format!("{pod}.log"))
-}
-
-pub(crate) fn volume_dir(root: &Path, namespace: &str, claim: &str) -> PathBuf {
-    root.join("volumes").join(namespace).join(claim)
-}
-
-pub(crate) fn signal(pid: u32, signal: Signal) {
-    if let Ok(pid) = i32::try_from(pid)
-        && pid > 0
-    {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
-    }
-}
-
-pub(crate) fn alive(pid: u32) -> bool {
-    i32::try_from(pid)
-        .is_ok_and(|p| p > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
-}
-
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
-}
-
-/// `$(VAR)` expansion as Kubernetes does it: unknown references stay, `$$` is `$`.
-fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(after) = after.strip_prefix('$') {
-            out.push('$');
-            rest = after;
-        } else if let Some(inner) = after.strip_prefix('(')
-            && let Some(end) = inner.find(')')
-            && let Some(value) = vars.get(&inner[..end])
-        {
-            out.push_str(value);
-            rest = &inner[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// What a container sees: mount path → host directory, longest path first.
-struct Mounts(Vec<(String, PathBuf)>);
-
-impl Mounts {
-    fn rewrite(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for (mount, host) in &self.0 {
-            let mut result = String::new();
-            let mut rest = out.as_str();
-            while let Some(i) = rest.find(mount.as_str()) {
-                let end = i + mount.len();
-                let boundary = rest[end..]
-                    .chars()
-                    .next()
-                    .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'));
-                result.push_str(&rest[..i]);
-                if boundary {
-                    result.push_str(&host.display().to_string());
-                } else {
-                    result.push_str(mount);
-                }
-                rest = &rest[end..];
-            }
-            result.push_str(rest);
-            out = result;
-        }
-        out
-    }
-}
-
-struct Run {
-    pid: u32,
-    exited: oneshot::Receiver<Option<i32>>,
+/// The container process of the current run.
+#[derive(Debug)]
+struct Running {
+    child: Child,
+    run: u64,
     started_at: String,
+    since: Instant,
+    /// When to SIGKILL a process already sent SIGTERM (liveness or startup failure).
+    kill_at: Option<Instant>,
+    _probes: Vec<AbortOnDrop>,
 }
 
-struct Pod_ {
-    shared: Arc<Shared>,
-    pod: Pod,
-    namespace: String,
-    name: String,
-    container: Container,
-    ports: Vec<u16>,
-    api: Api<Pod>,
-    last_status: Value,
-    restarts: i32,
-    ready: bool,
-    started: bool,
-    last_state: Value,
+/// Waits for the process of `running` to exit (forever if none).
+async fn exited(running: &mut Option<Running>) -> i32 {
+    match running {
+        Some(r) => match r.child.wait().await {
+            Ok(status) => runtime::exit_code(status),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot wait for a container process");
+                // Treated as killed; dropping the child SIGKILLs it.
+                137
+            }
+        },
+        None => std::future::pending().await,
+    }
 }
 
-pub(crate) async fn supervise(
-    shared: Arc<Shared>,
-    pod: Pod,
-    mut control: mpsc::UnboundedReceiver<Control>,
-    pid: Arc<AtomicU32>,
-) {
-    let namespace = pod.namespace().unwrap_or_default();
-    let name = pod.name_any();
-    let lock = shared.name_lock(&namespace, &name);
-    let _one_at_a_time = lock.lock_owned().await;
-    let Some(container) = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .cloned()
-    else {
-        return;
-    };
-    let ports = container
-        .ports
-        .iter()
-        .flatten()
-        .filter_map(|p| u16::try_from(p.container_port).ok())
-        .collect();
-    let api: Api<Pod> = Api::namespaced(shared.client.clone(), &namespace);
-    let mut p = Pod_ {
-        shared,
-        pod,
-        namespace,
-        name,
-        container,
-        ports,
-        api,
-        last_status: Value::Null,
-        restarts: 0,
-        ready: false,
-        started: false,
-        last_state: Value::Null,
-    };
-    let mut backoff = p.shared.options.backoff.0;
-    loop {
-        let run = loop {
-            match p.start().await {
-                Ok(Some(run)) => break run,
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(pod = %p.name, error = %e, "cannot start the container");
-                    p.report_waiting("CreateContainerError").await;
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn grace_of(seconds: Option<i64>) -> Duration {
+    Duration::from_secs(u64::try_from(seconds.unwrap_or(0)).unwrap_or(0))
+}
+
+/// One pod name's worker.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    inner: Arc<Inner>,
+    key: ObjectKey,
+    objects: watch::Receiver<Option<Arc<Pod>>>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    running: Arc<AtomicBool>,
+    reports_tx: mpsc::UnboundedSender<(u64, Report)>,
+    reports: mpsc::UnboundedReceiver<(u64, Report)>,
+    runs: u64,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        key: ObjectKey,
+        objects: watch::Receiver<Option<Arc<Pod>>>,
+        commands: mpsc::UnboundedReceiver<Command>,
+        running: Arc<AtomicBool>,
+    ) -> Worker {
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        Worker {
+            inner,
+            key,
+            objects,
+            commands,
+            running,
+            reports_tx,
+            reports,
+            runs: 0,
+        }
+    }
+
+    fn api(&self) -> Api<Pod> {
+        Api::namespaced(self.inner.client.clone(), &self.key.0)
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            let current = self.objects.borrow_and_update().clone();
+            let end = match current {
+                Some(pod) if bound_here(&pod) => self.run_pod(pod).await,
+                Some(pod) => self.schedule(&pod).await,
+                None => self.idle().await,
+            };
+            if end == End::Shutdown {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the object to change (`Gone`: look again) or the kubelet to stop.
+    async fn idle(&mut self) -> End {
+        loop {
+            tokio::select! {
+                changed = self.objects.changed() => {
+                    return if changed.is_ok() { End::Gone } else { End::Shutdown };
+                }
+                command = self.commands.recv() => match command {
+                    Some(Command::Kill) => {}
+                    Some(Command::Shutdown { .. }) | None => return End::Shutdown,
                 }
             }
+        }
+    }
+
+    /// An unbound pod: binds it here if its image maps to an executable, else reports it
+    /// unschedulable; then waits for it to change.
+    async fn schedule(&mut self, pod: &Pod) -> End {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let unbound = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_none_or(str::is_empty);
+        if unbound {
+            let image = image(pod).unwrap_or_default();
+            let runnable = self.inner.options.executable(image).is_some();
+            let result = if runnable {
+                let bind = json!({"metadata": {"uid": uid}, "spec": {"nodeName": NODE_NAME}});
+                self.api()
+                    .patch(&self.key.1, &patch_params(), &Patch::Merge(&bind))
+                    .await
+                    .map(drop)
+            } else if already_unschedulable(pod) {
+                Ok(())
+            } else {
+                let body =
+                    json!({"metadata": {"uid": uid}, "status": status::unschedulable(image)});
+                self.api()
+                    .patch_status(&self.key.1, &patch_params(), &Patch::Merge(&body))
+                    .await
+                    .map(drop)
+            };
+            if let Err(err) = result {
+                tracing::debug!(pod = %self.key.1, error = %err, "scheduling a pod failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY) => return End::Gone,
+                    end = self.idle() => return end,
+                }
+            }
+        }
+        self.idle().await
+    }
+
+    /// Runs one pod object (uid) bound to this node until it is gone.
+    async fn run_pod(&mut self, pod: Arc<Pod>) -> End {
+        let uid = pod.metadata.uid.clone();
+        let container = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first().cloned())
+            .unwrap_or_default();
+        let image = container.image.clone().unwrap_or_default();
+        let restart_policy = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".to_owned());
+        let options = &self.inner.options;
+        let (initial_backoff, max_backoff) = (options.backoff_initial, options.backoff_max);
+        let mut status = PodStatus::new(&container.name, &image);
+        let mut written: Option<Value> = None;
+        let mut running: Option<Running> = None;
+        let mut next_start = Some(Instant::now());
+        let mut backoff = initial_backoff;
+        let mut starts = 0;
+
+        loop {
+            let current = self.objects.borrow_and_update().clone();
+            let Some(pod) = current.filter(|p| p.metadata.uid == uid) else {
+                if let Some(mut r) = running.take() {
+                    runtime::kill(&mut r.child);
+                    let _ = r.child.wait().await;
+                }
+                self.forget().await;
+                return End::Gone;
+            };
+            if pod.metadata.deletion_timestamp.is_some() {
+                return self.terminate(&pod, status, written, running).await;
+            }
+            if running.is_none() && next_start.is_some_and(|at| at <= Instant::now()) {
+                match self.start(&pod, &container, &mut status).await {
+                    Ok(r) => {
+                        starts += 1;
+                        status.restart_count = starts - 1;
+                        running = Some(r);
+                        next_start = None;
+                    }
+                    Err(waiting) => {
+                        tracing::debug!(pod = %self.key.1, state = ?waiting, "container not started yet");
+                        status.state = waiting;
+                        next_start = Some(Instant::now() + RETRY);
+                    }
+                }
+            }
+            let retry_write = match self.write(&pod, &mut status, &mut written).await {
+                true => None,
+                false => Some(Instant::now() + RETRY),
+            };
+
+            let kill_at = running.as_ref().and_then(|r| r.kill_at);
+            let wake = [next_start, retry_write, kill_at]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                msg = control.recv() => match msg {
-                    Some(Control::Terminate(_)) => return p.finish().await,
-                    None | Some(Control::Gone) => return,
-                    Some(Control::Crash) => {}
+                changed = self.objects.changed() => if changed.is_err() {
+                    return self.shutdown(running, Instant::now()).await;
                 },
+                command = self.commands.recv() => match command {
+                    Some(Command::Kill) => if let Some(r) = running.as_mut() {
+                        runtime::kill(&mut r.child);
+                    },
+                    Some(Command::Shutdown { deadline }) => return self.shutdown(running, deadline).await,
+                    None => return self.shutdown(running, Instant::now()).await,
+                },
+                code = exited(&mut running) => {
+                    let Some(r) = running.take() else { continue };
+                    self.running.store(false, Ordering::SeqCst);
+                    let ran = r.since.elapsed();
+                    let ended = Terminated {
+                        exit_code: code,
+                        started_at: r.started_at,
+                        finished_at: meta::now_rfc3339(),
+                    };
+                    tracing::debug!(pod = %self.key.1, code, "container exited");
+                    status.ready = false;
+                    status.started = false;
+                    status.pid = None;
+                    let restart = match restart_policy.as_str() {
+                        "Never" => false,
+                        "OnFailure" => code != 0,
+                        _ => true,
+                    };
+                    if restart {
+                        if ran >= BACKOFF_RESET {
+                            backoff = initial_backoff;
+                        }
+                        next_start = Some(Instant::now() + backoff);
+                        status.state = State::waiting(
+                            "CrashLoopBackOff",
+                            format!("back-off {backoff:?} restarting failed container={} pod={}", container.name, self.key.1),
+                        );
+                        status.last_state = Some(ended);
+                        backoff = (backoff * 2).min(max_backoff);
+                    } else {
+                        status.phase = if code == 0 { Phase::Succeeded } else { Phase::Failed };
+                        status.state = State::Terminated(ended);
+                    }
+                }
+                Some((run, report)) = self.reports.recv() => {
+                    if let Some(r) = running.as_mut().filter(|r| r.run == run) {
+                        self.on_report(report, r, &pod, &container, &mut status);
+                    }
+                }
+                () = sleep_until(wake) => {
+                    if let Some(r) = running.as_mut().filter(|r| r.kill_at.is_some_and(|at| at <= Instant::now())) {
+                        runtime::kill(&mut r.child);
+                        r.kill_at = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A probe's transition.
+    fn on_report(
+        &self,
+        report: Report,
+        r: &mut Running,
+        pod: &Pod,
+        container: &Container,
+        status: &mut PodStatus,
+    ) {
+        match report {
+            Report::Started => {
+                status.started = true;
+                r._probes
+                    .extend(self.probes_after_start(pod, container, r.run, status));
+            }
+            Report::Ready(ready) => status.ready = ready && status.started,
+            Report::StartupFailed | Report::LivenessFailed => {
+                tracing::debug!(pod = %self.key.1, ?report, "probe failed; stopping the container");
+                status.ready = false;
+                if r.kill_at.is_none() {
+                    runtime::terminate(&r.child);
+                    let grace = pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.termination_grace_period_seconds);
+                    r.kill_at =
+                        Some(Instant::now() + grace_of(grace.or(Some(DEFAULT_GRACE_SECONDS))));
+                }
+            }
+        }
+    }
+
+    /// Readiness and liveness probes (started once the startup probe passed). Without a
+    /// readiness probe the container is ready now.
+    fn probes_after_start(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        run: u64,
+        status: &mut PodStatus,
+    ) -> Vec<AbortOnDrop> {
+        let mut tasks = Vec::new();
+        for (kind, probe) in [
+            (Kind::Readiness, &container.readiness_probe),
+            (Kind::Liveness, &container.liveness_probe),
+        ] {
+            if let Some(probe) = probe {
+                tasks.push(self.probe(kind, probe, pod, run));
+            }
+        }
+        if container.readiness_probe.is_none() {
+            status.ready = true;
+        }
+        tasks
+    }
+
+    fn probe(
+        &self,
+        kind: Kind,
+        probe: &k8s_openapi::api::core::v1::Probe,
+        pod: &Pod,
+        run: u64,
+    ) -> AbortOnDrop {
+        let network = self.inner.network();
+        let spec = probes::Spec::new(kind, probe, |port| {
+            let container_port = network.container_port(&self.key, port)?;
+            network.pod_address(&self.key, container_port)
+        });
+        drop(network);
+        if let Some(problem) = spec.problem() {
+            tracing::warn!(pod = %self.key.1, ns = ?pod.metadata.namespace, ?kind, problem, "probe cannot succeed");
+        }
+        spec.spawn(run, self.reports_tx.clone())
+    }
+
+    /// Prepares and starts the container; `Err` is the waiting state to report.
+    async fn start(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        status: &mut PodStatus,
+    ) -> Result<Running, State> {
+        let image = container.image.clone().unwrap_or_default();
+        let program = self
+            .inner
+            .options
+            .executable(&image)
+            .map(Path::to_path_buf)
+            .ok_or_else(|| {
+                State::waiting(
+                    "ErrImageNeverPull",
+                    format!("the kubelet simulator runs no image matching {image:?}"),
+                )
+            })?;
+        let pod_dir = self.inner.pod_dir(&self.key);
+        tokio::fs::create_dir_all(&pod_dir)
+            .await
+            .map_err(|e| State::waiting("RunContainerError", e.to_string()))?;
+        let mounts = volumes::prepare(&self.inner, &self.key, pod, container)
+            .await
+            .map_err(|message| State::waiting("ContainerCreating", message))?;
+        let config_error = |message: String| State::waiting("CreateContainerConfigError", message);
+        let sources = env::Sources::fetch(&self.inner.client, &self.key.0, container)
+            .await
+            .map_err(|e| config_error(e.to_string()))?;
+        let own_env = env::container_env(pod, container, &sources).map_err(config_error)?;
+        let launch = self
+            .launch(pod, container, program, pod_dir, &mounts, own_env)
+            .map_err(|e| State::waiting("RunContainerError", e.to_string()))?;
+        let child = runtime::spawn(&launch).map_err(|e| {
+            State::waiting(
+                "RunContainerError",
+                format!("starting {}: {e}", launch.program.display()),
+            )
+        })?;
+        self.running.store(true, Ordering::SeqCst);
+        self.runs += 1;
+        let run = self.runs;
+        let started_at = meta::now_rfc3339();
+        tracing::debug!(pod = %self.key.1, pid = ?child.id(), "container started");
+        status.phase = Phase::Running;
+        status.pid = child.id();
+        status.state = State::Running {
+            started_at: started_at.clone(),
+        };
+        status.ready = false;
+        status.started = false;
+        let probes = match &container.startup_probe {
+            Some(probe) => vec![self.probe(Kind::Startup, probe, pod, run)],
+            None => {
+                status.started = true;
+                self.probes_after_start(pod, container, run, status)
             }
         };
-        pid.store(run.pid, Ordering::Release);
-        let began = Instant::now();
-        let outcome = p.watch(run, &mut control).await;
-        pid.store(0, Ordering::Release);
-        match outcome {
-            Outcome::Terminated => return p.finish().await,
-            Outcome::Gone => return,
-            Outcome::Exited(code) => {
-                let policy = p
-                    .pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.restart_policy.clone())
-                    .unwrap_or_else(|| "Always".into());
-                let restart = policy == "Always" || (policy == "OnFailure" && code != Some(0));
-                p.last_state = json!({"terminated": {
-                    "exitCode": code.unwrap_or(137),
-                    "reason": if code == Some(0) { "Completed" } else { "Error" },
-                    "finishedAt": now(),
-                }});
-                if !restart {
-                    let phase = if code == Some(0) {
-                        "Succeeded"
-                    } else {
-                        "Failed"
-                    };
-                    p.report_finished(phase, code).await;
-                    // Wait for deletion.
-                    while let Some(msg) = control.recv().await {
-                        if let Control::Terminate(_) = msg {
-                            return p.finish().await;
-                        }
-                        if let Control::Gone = msg {
-                            return;
-                        }
-                    }
-                    return;
-                }
-                p.restarts += 1;
-                if began.elapsed() > Duration::from_secs(10) {
-                    backoff = p.shared.options.backoff.0;
-                }
-                p.report_waiting("CrashLoopBackOff").await;
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    msg = control.recv() => match msg {
-                        Some(Control::Terminate(_)) => return p.finish().await,
-                        None | Some(Control::Gone) => return,
-                        Some(Control::Crash) => {}
-                    },
-                }
-                backoff = (backoff * 2).min(p.shared.options.backoff.1);
-            }
-        }
-    }
-}
-
-enum Outcome {
-    Exited(Option<i32>),
-    Terminated,
-    Gone,
-}
-
-struct ProbeState {
-    probe: Probe,
-    successes: i32,
-    failures: i32,
-    next: Instant,
-}
-
-impl ProbeState {
-    fn new(probe: Option<&Probe>) -> Option<ProbeState> {
-        let probe = probe?.clone();
-        let delay = Duration::from_secs(
-            u64::try_from(probe.initial_delay_seconds.unwrap_or(0).min(1)).unwrap_or(0),
-        );
-        Some(ProbeState {
-            probe,
-            successes: 0,
-            failures: 0,
-            next: Instant::now() + delay,
+        Ok(Running {
+            child,
+            run,
+            started_at,
+            since: Instant::now(),
+            kill_at: None,
+            _probes: probes,
         })
     }
 
-    fn period(&self) -> Duration {
-        let secs = self.probe.period_seconds.unwrap_or(10).clamp(1, 1);
-        Duration::from_secs(u64::try_from(secs).unwrap_or(1))
-    }
-}
-
-impl Pod_ {
-    fn root(&self) -> &Path {
-        &self.shared.options.root
-    }
-
-    fn pod_dir(&self) -> PathBuf {
-        self.root()
-            .join("pods")
-            .join(&self.namespace)
-            .join(&self.name)
-    }
-
-    /// Prepares volumes and starts the process; `None` while a claim is missing.
-    async fn start(&mut self) -> anyhow_like::Result<Option<Run>> {
-        let image = self.container.image.clone().unwrap_or_default();
-        let exe = self
-            .shared
-            .options
-            .executable(&image)
-            .ok_or_else(|| format!("no executable for image {image:?}"))?
-            .to_owned();
-        let Some(mounts) = self.mount().await? else {
-            self.report_waiting("ContainerCreating").await;
-            return Ok(None);
-        };
-        let net = &self.shared.network;
-        let rewrite = |text: &str| {
-            net.rewrite(
-                &self.namespace,
-                Some(&self.name),
-                &self.ports,
-                &mounts.rewrite(text),
-            )
-        };
-        let env = self.env().await?;
-        let args: Vec<String> = self
-            .container
+    /// The command line and environment, rewritten for the stand-in namespaces; writes
+    /// the configMap and secret files.
+    fn launch(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        program: PathBuf,
+        pod_dir: PathBuf,
+        mounts: &volumes::Mounts,
+        own_env: Vec<(String, String)>,
+    ) -> std::io::Result<Launch> {
+        let network = self.inner.network();
+        let mount_paths: Vec<(String, &Path)> = mounts
+            .paths
+            .iter()
+            .map(|(mount, host)| (mount.clone(), host.as_path()))
+            .collect();
+        let rewriter = Rewriter::for_pod(
+            &network,
+            &self.key.0,
+            &mount_paths,
+            network.pod_ports(&self.key),
+        );
+        mounts.write_files(&rewriter)?;
+        let vars: HashMap<String, String> = own_env.iter().cloned().collect();
+        let args: Vec<String> = container
             .command
             .iter()
             .flatten()
             .skip(1)
-            .chain(self.container.args.iter().flatten())
-            .map(|a| rewrite(&expand(a, &env)))
+            .chain(container.args.iter().flatten())
+            .map(|arg| rewriter.rewrite(&env::expand(arg, &vars)))
             .collect();
-        let dir = self.pod_dir();
-        std::fs::create_dir_all(&dir)?;
-        let log = log_path(self.root(), &self.namespace, &self.name);
-        if let Some(parent) = log.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let mut command = std::process::Command::new(&exe);
-        command
-            .args(&args)
-            .env_clear()
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
-        command.env("PATH", std::env::var_os("PATH").unwrap_or_default());
-        command.env("HOME", &dir);
-        command.env("KUBECONFIG", &self.shared.kubeconfig);
-        for (k, v) in &self.shared.options.env {
-            command.env(k, v);
-        }
-        for (k, v) in &env {
-            command.env(k, rewrite(v));
-        }
-        let mut child = command.spawn()?;
-        let pid = child.id();
-        let (tx, exited) = oneshot::channel();
-        std::thread::spawn(move || {
-            let code = child.wait().ok().and_then(|s| s.code());
-            let _ = tx.send(code);
-        });
-        let started_at = now();
-        self.started = self.container.startup_probe.is_none();
-        self.ready = false;
-        let run = Run {
-            pid,
-            exited,
-            started_at,
-        };
-        self.report_running(&run).await;
-        Ok(Some(run))
-    }
-
-    /// Volume directories by mount path; `None` while a claim does not exist.
-    async fn mount(&self) -> anyhow_like::Result<Option<Mounts>> {
-        let mut sources = BTreeMap::new();
-        let client = &self.shared.client;
-        for volume in self
-            .pod
+        let hostname = pod
             .spec
-            .iter()
-            .flat_map(|s| s.volumes.iter().flatten())
-        {
-            let dir = if let Some(claim) = &volume.persistent_volume_claim {
-                let claims: Api<PersistentVolumeClaim> =
-                    Api::namespaced(client.clone(), &self.namespace);
-                if claims.get_opt(&claim.claim_name).await?.is_none() {
-                    return Ok(None);
-                }
-                volume_dir(self.root(), &self.namespace, &claim.claim_name)
-            } else if let Some(source) = &volume.config_map {
-                let api: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
-                let data = match api.get_opt(&source.name).await? {
-                    Some(cm) => cm
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect(),
-                    None if source.optional == Some(true) => BTreeMap::new(),
-                    None => return Ok(None),
-                };
-                self.write_files(&volume.name, data, source.items.as_deref())?
-            } else if let Some(source) = &volume.secret {
-                let api: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
-                let name = source.secret_name.clone().unwrap_or_default();
-                let data = match api.get_opt(&name).await? {
-                    Some(secret) => secret
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0))
-                        .collect(),
-                    None if source.optional == Some(true) => BTreeMap::new(),
-                    None => return Ok(None),
-                };
-                self.write_files(&volume.name, data, source.items.as_deref())?
-            } else {
-                let uid = self.pod.uid().unwrap_or_default();
-                self.pod_dir().join("empty").join(uid).join(&volume.name)
-            };
-            std::fs::create_dir_all(&dir)?;
-            sources.insert(volume.name.clone(), dir);
-        }
-        let mut mounts: Vec<(String, PathBuf)> = Vec::new();
-        for mount in self.container.volume_mounts.iter().flatten() {
-            if let Some(dir) = sources.get(&mount.name) {
-                let dir = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
-                    Some(sub) => dir.join(sub),
-                    None => dir.clone(),
-                };
-                mounts.push((mount.mount_path.trim_end_matches('/').to_owned(), dir));
-            }
-        }
-        mounts.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
-        let mounts = Mounts(mounts);
-        // Mounted config files see the same rewriting as the command line.
-        for (_, dir) in &mounts.0 {
-            if !dir.starts_with(self.pod_dir().join("files")) {
-                continue;
-            }
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if let Ok(text) = std::fs::read_to_string(&path) {
-                    let rewritten = self.shared.network.rewrite(
-                        &self.namespace,
-                        Some(&self.name),
-                        &self.ports,
-                        &mounts.rewrite(&text),
-                    );
-                    std::fs::write(&path, rewritten)?;
-                }
-            }
-        }
-        Ok(Some(mounts))
-    }
-
-    fn write_files(
-        &self,
-        volume: &str,
-        data: BTreeMap<String, Vec<u8>>,
-        items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
-    ) -> std::io::Result<PathBuf> {
-        let dir = self.pod_dir().join("files").join(volume);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        for (key, bytes) in data {
-            let path = match items {
-                Some(items) => match items.iter().find(|i| i.key == key) {
-                    Some(item) => item.path.clone(),
-                    None => continue,
-                },
-                None => key,
-            };
-            let file = dir.join(path);
-            if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(file, bytes)?;
-        }
-        Ok(dir)
-    }
-
-    async fn env(&self) -> anyhow_like::Result<BTreeMap<String, String>> {
-        let mut vars = BTreeMap::new();
-        let client = &self.shared.client;
-        for var in self.container.env.iter().flatten() {
-            let value = if let Some(value) = &var.value {
-                expand(value, &vars)
-            } else if let Some(from) = &var.value_from {
-                if let Some(field) = &from.field_ref {
-                    self.field(&field.field_path)
-                } else if let Some(key) = &from.config_map_key_ref {
-                    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
-                    api.get_opt(&key.name)
-                        .await?
-                        .and_then(|cm| cm.data?.get(&key.key).cloned())
-                        .unwrap_or_default()
-                } else if let Some(key) = &from.secret_key_ref {
-                    let api: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
-                    api.get_opt(&key.name)
-                        .await?
-                        .and_then(|s| s.data?.get(&key.key).cloned())
-                        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-                        .unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            } else {
-                String::new()
-            };
-            vars.insert(var.name.clone(), value);
-        }
-        Ok(vars)
-    }
-
-    fn field(&self, path: &str) -> String {
-        let meta = &self.pod.metadata;
-        let spec = self.pod.spec.as_ref();
-        let quoted = |p: &str| p.trim_start_matches("['").trim_end_matches("']").to_owned();
-        match path {
-            "metadata.name" => self.name.clone(),
-            "metadata.namespace" => self.namespace.clone(),
-            "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-            "spec.nodeName" => super::NODE_NAME.to_owned(),
-            "spec.serviceAccountName" => spec
-                .and_then(|s| s.service_account_name.clone())
-                .unwrap_or_default(),
-            "status.podIP" | "status.hostIP" => "127.0.0.1".to_owned(),
-            p if p.starts_with("metadata.labels") => {
-                let key = quoted(&p["metadata.labels".len()..]);
-                self.pod.labels().get(&key).cloned().unwrap_or_default()
-            }
-            p if p.starts_with("metadata.annotations") => {
-                let key = quoted(&p["metadata.annotations".len()..]);
-                self.pod
-                    .annotations()
-                    .get(&key)
-                    .cloned()
-                    .unwrap_or_default()
-            }
-            _ => String::new(),
-        }
-    }
-
-    /// Runs until the process exits, the pod is deleted or gone; probes meanwhile.
-    async fn watch(
-        &mut self,
-        mut run: Run,
-        control: &mut mpsc::UnboundedReceiver<Control>,
-    ) -> Outcome {
-        let mut startup = ProbeState::new(self.container.startup_probe.as_ref());
-        let mut readiness = ProbeState::new(self.container.readiness_probe.as_ref());
-        let mut liveness = ProbeState::new(self.container.liveness_probe.as_ref());
-        if readiness.is_none() && startup.is_none() {
-            self.ready = true;
-            self.started = true;
-            self.report_running_state(&run).await;
-        }
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            tokio::select! {
-                code = &mut run.exited => return Outcome::Exited(code.ok().flatten()),
-                msg = control.recv() => match msg {
-                    Some(Control::Terminate(grace)) => {
-                        self.ready = false;
-                        self.report_running_state(&run).await;
-                        signal(run.pid, Signal::SIGTERM);
-                        if tokio::time::timeout(grace, &mut run.exited).await.is_err() {
-                            signal(run.pid, Signal::SIGKILL);
-                            let _ = (&mut run.exited).await;
-                        }
-                        return Outcome::Terminated;
-                    }
-                    None | Some(Control::Gone) => {
-                        signal(run.pid, Signal::SIGKILL);
-                        let _ = (&mut run.exited).await;
-                        return Outcome::Gone;
-                    }
-                    Some(Control::Crash) => signal(run.pid, Signal::SIGKILL),
-                },
-                _ = tick.tick() => {
-                    let now = Instant::now();
-                    if let Some(probe) = startup.as_mut().filter(|p| !self.started && p.next <= now) {
-                        probe.next = now + probe.period();
-                        if self.check(&probe.probe).await {
-                            self.started = true;
-                        } else {
-                            probe.failures += 1;
-                            if probe.failures >= probe.probe.failure_threshold.unwrap_or(3) {
-                                signal(run.pid, Signal::SIGKILL);
-                            }
-                        }
-                    }
-                    if !self.started {
-                        continue;
-                    }
-                    if let Some(probe) = readiness.as_mut().filter(|p| p.next <= now) {
-                        probe.next = now + probe.period();
-                        let ok = self.check(&probe.probe).await;
-                        let was = self.ready;
-                        if ok {
-                            probe.failures = 0;
-                            probe.successes += 1;
-                            if probe.successes >= probe.probe.success_threshold.unwrap_or(1) {
-                                self.ready = true;
-                            }
-                        } else {
-                            probe.successes = 0;
-                            probe.failures += 1;
-                            if probe.failures >= probe.probe.failure_threshold.unwrap_or(3) || !was {
-                                self.ready = false;
-                            }
-                        }
-                        if was != self.ready {
-                            self.report_running_state(&run).await;
-                        }
-                    } else if readiness.is_none() && !self.ready {
-                        self.ready = true;
-                        self.report_running_state(&run).await;
-                    }
-                    if let Some(probe) = liveness.as_mut().filter(|p| p.next <= now) {
-                        probe.next = now + probe.period();
-                        if self.check(&probe.probe).await {
-                            probe.failures = 0;
-                        } else {
-                            probe.failures += 1;
-                            if probe.failures >= probe.probe.failure_threshold.unwrap_or(3) {
-                                signal(run.pid, Signal::SIGKILL);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn probe_address(&self, port: &IntOrString) -> Option<SocketAddr> {
-        let port = match port {
-            IntOrString::Int(p) => *p,
-            IntOrString::String(name) => named_port(&self.pod, name)?,
-        };
-        let port = u16::try_from(port).ok()?;
-        Some(
-            self.shared
-                .network
-                .pod_address(&self.namespace, &self.name, port),
-        )
-    }
-
-    async fn check(&self, probe: &Probe) -> bool {
-        let timeout = Duration::from_secs(
-            u64::try_from(probe.timeout_seconds.unwrap_or(1).max(1)).unwrap_or(1),
-        );
-        let attempt = async {
-            if let Some(http) = &probe.http_get {
-                let addr = self.probe_address(&http.port)?;
-                let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-                let path = http.path.clone().unwrap_or_else(|| "/".into());
-                let request =
-                    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-                stream.write_all(request.as_bytes()).await.ok()?;
-                let mut buf = [0u8; 64];
-                let n = stream.read(&mut buf).await.ok()?;
-                let line = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let code: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
-                Some((200..400).contains(&code))
-            } else if let Some(tcp) = &probe.tcp_socket {
-                let addr = self.probe_address(&tcp.port)?;
-                Some(tokio::net::TcpStream::connect(addr).await.is_ok())
-            } else {
-                // exec and grpc probes are not simulated: they pass.
-                Some(true)
-            }
-        };
-        matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(true)))
-    }
-
-    async fn patch_status(&mut self, status: Value) {
-        if status == self.last_status {
-            return;
-        }
-        let patch = json!({ "status": status });
-        match self
-            .api
-            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => self.last_status = status,
-            Err(e) => tracing::debug!(pod = %self.name, error = %e, "writing pod status"),
-        }
-    }
-
-    fn status(&self, state: Value, phase: &str) -> Value {
-        let ready = if self.ready { "True" } else { "False" };
-        let image = self.container.image.clone().unwrap_or_default();
-        json!({
-            "phase": phase,
-            "hostIP": "127.0.0.1",
-            "podIP": "127.0.0.1",
-            "podIPs": [{"ip": "127.0.0.1"}],
-            "conditions": [
-                {"type": "PodScheduled", "status": "True"},
-                {"type": "Initialized", "status": "True"},
-                {"type": "ContainersReady", "status": ready},
-                {"type": "Ready", "status": ready},
-            ],
-            "containerStatuses": [{
-                "name": self.container.name,
-                "image": image,
-                "imageID": "",
-                "ready": self.ready,
-                "started": self.started,
-                "restartCount": self.restarts,
-                "state": state,
-                "lastState": self.last_state,
-            }],
+            .as_ref()
+            .and_then(|s| s.hostname.clone())
+            .unwrap_or_else(|| self.key.1.clone());
+        let mut env: Vec<(String, String)> = vec![
+            ("HOSTNAME".into(), hostname),
+            ("HOME".into(), pod_dir.to_string_lossy().into_owned()),
+            ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+            (
+                "KUBECONFIG".into(),
+                self.inner.kubeconfig.to_string_lossy().into_owned(),
+            ),
+        ];
+        env.extend(own_env.into_iter().map(|(k, v)| {
+            let v = rewriter.rewrite(&v);
+            (k, v)
+        }));
+        env.extend(self.inner.options.env.iter().cloned());
+        Ok(Launch {
+            program,
+            args,
+            env,
+            dir: pod_dir,
+            log: self.inner.log_path(&self.key),
         })
     }
 
-    async fn report_running(&mut self, run: &Run) {
-        self.report_running_state(run).await;
-    }
-
-    async fn report_running_state(&mut self, run: &Run) {
-        let state = json!({"running": {"startedAt": run.started_at}});
-        let mut status = self.status(state, "Running");
-        status["containerStatuses"][0]["containerID"] = json!(format!("sim://{}", run.pid));
-        if self.last_status.is_null() {
-            status["startTime"] = json!(run.started_at);
-        } else if let Some(start) = self.last_status.get("startTime") {
-            status["startTime"] = start.clone();
+    /// Writes the status if it changed; false if the write failed (try again later).
+    async fn write(&self, pod: &Pod, status: &mut PodStatus, written: &mut Option<Value>) -> bool {
+        self.inner.network().set_ready(&self.key, status.ready);
+        let rendered = status.render();
+        if written.as_ref() == Some(&rendered) {
+            return true;
         }
-        self.patch_status(status).await;
+        let body = json!({"metadata": {"uid": pod.metadata.uid}, "status": rendered});
+        match self
+            .api()
+            .patch_status(&self.key.1, &patch_params(), &Patch::Merge(&body))
+            .await
+        {
+            Ok(_) => {
+                *written = Some(rendered);
+                true
+            }
+            Err(err) => {
+                tracing::debug!(pod = %self.key.1, error = %err, "writing pod status failed");
+                false
+            }
+        }
     }
 
-    async fn report_waiting(&mut self, reason: &str) {
-        self.ready = false;
-        let phase = if self.restarts > 0 {
-            "Running"
-        } else {
-            "Pending"
-        };
-        let status = self.status(json!({"waiting": {"reason": reason}}), phase);
-        self.patch_status(status).await;
+    /// Graceful termination of a pod being deleted, then its final removal.
+    async fn terminate(
+        &mut self,
+        pod: &Pod,
+        mut status: PodStatus,
+        mut written: Option<Value>,
+        running: Option<Running>,
+    ) -> End {
+        status.ready = false;
+        self.write(pod, &mut status, &mut written).await;
+        let uid = pod.metadata.uid.clone();
+        let mut deadline = Instant::now() + grace_of(pod.metadata.deletion_grace_period_seconds);
+        let mut shutdown = false;
+        if let Some(mut r) = running {
+            runtime::terminate(&r.child);
+            let code = loop {
+                tokio::select! {
+                    status = r.child.wait() => break status.map(runtime::exit_code).unwrap_or(137),
+                    () = tokio::time::sleep_until(deadline) => {
+                        runtime::kill(&mut r.child);
+                        deadline = Instant::now() + Duration::from_secs(3600);
+                    }
+                    changed = self.objects.changed() => {
+                        let current = self.objects.borrow_and_update().clone();
+                        match current.filter(|p| p.metadata.uid == uid && changed.is_ok()) {
+                            Some(p) => {
+                                let shorter = Instant::now() + grace_of(p.metadata.deletion_grace_period_seconds);
+                                deadline = deadline.min(shorter);
+                            }
+                            None => runtime::kill(&mut r.child),
+                        }
+                    }
+                    command = self.commands.recv() => match command {
+                        Some(Command::Kill) | None => runtime::kill(&mut r.child),
+                        Some(Command::Shutdown { deadline: stop }) => {
+                            shutdown = true;
+                            deadline = deadline.min(stop);
+                        }
+                    }
+                }
+            };
+            self.running.store(false, Ordering::SeqCst);
+            status.pid = None;
+            status.started = false;
+            status.phase = if code == 0 {
+                Phase::Succeeded
+            } else {
+                Phase::Failed
+            };
+            status.state = State::Terminated(Terminated {
+                exit_code: code,
+                started_at: r.started_at.clone(),
+                finished_at: meta::now_rfc3339(),
+            });
+        }
+        if shutdown {
+            return End::Shutdown;
+        }
+        self.write(pod, &mut status, &mut written).await;
+        self.remove(uid).await
     }
 
-    async fn report_finished(&mut self, phase: &str, code: Option<i32>) {
-        self.ready = false;
-        let state = json!({"terminated": {"exitCode": code.unwrap_or(137), "finishedAt": now()}});
-        let status = self.status(state, phase);
-        self.patch_status(status).await;
-    }
-
-    /// The containers stopped: remove the pod for good.
-    async fn finish(self) {
+    /// Deletes the pod object with grace 0 and waits until it is gone (or replaced).
+    async fn remove(&mut self, uid: Option<String>) -> End {
         let params = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: self.pod.uid().map(|uid| Preconditions {
-                uid: Some(uid),
+            preconditions: Some(Preconditions {
+                uid: uid.clone(),
                 resource_version: None,
             }),
             ..DeleteParams::default()
         };
-        if let Err(e) = self.api.delete(&self.name, &params).await {
-            tracing::debug!(pod = %self.name, error = %e, "final pod deletion");
+        let mut deleted = false;
+        loop {
+            let current = self.objects.borrow_and_update().clone();
+            if current.is_none_or(|p| p.metadata.uid != uid) {
+                self.forget().await;
+                return End::Gone;
+            }
+            if !deleted {
+                match self.api().delete(&self.key.1, &params).await {
+                    Ok(_) => deleted = true,
+                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => deleted = true,
+                    Err(err) => {
+                        tracing::debug!(pod = %self.key.1, error = %err, "final pod deletion failed; retrying")
+                    }
+                }
+            }
+            tokio::select! {
+                changed = self.objects.changed() => if changed.is_err() { return End::Shutdown },
+                () = tokio::time::sleep(RETRY), if !deleted => {}
+                command = self.commands.recv() => match command {
+                    Some(Command::Kill) => {}
+                    Some(Command::Shutdown { .. }) | None => return End::Shutdown,
+                }
+            }
+        }
+    }
+
+    /// The kubelet stops while a pod runs: SIGTERM, SIGKILL at `deadline`.
+    async fn shutdown(&mut self, running: Option<Running>, deadline: Instant) -> End {
+        if let Some(mut r) = running {
+            runtime::terminate(&r.child);
+            if tokio::time::timeout_at(deadline, r.child.wait())
+                .await
+                .is_err()
+            {
+                runtime::kill(&mut r.child);
+                let _ = r.child.wait().await;
+            }
+        }
+        self.running.store(false, Ordering::SeqCst);
+        End::Shutdown
+    }
+
+    /// The pod object is gone: no longer an endpoint, and its directory goes.
+    async fn forget(&self) {
+        self.running.store(false, Ordering::SeqCst);
+        self.inner.network().set_ready(&self.key, false);
+        let dir = self.inner.pod_dir(&self.key);
+        if let Err(err) = tokio::fs::remove_dir_all(&dir).await
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %err, "cannot remove a pod directory");
         }
     }
 }
 
-/// Errors while starting a container: I/O or the API.
-mod anyhow_like {
-    pub(crate) type Result<T> = std::result::Result<T, Error>;
-
-    #[derive(Debug, thiserror::Error)]
-    pub(crate) enum Error {
-        #[error(transparent)]
-        Io(#[from] std::io::Error),
-        #[error(transparent)]
-        Kube(#[from] kube::Error),
-        #[error("{0}")]
-        Other(String),
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
     }
+}
 
-    impl From<String> for Error {
-        fn from(message: String) -> Error {
-            Error::Other(message)
-        }
-    }
+fn bound_here(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(NODE_NAME)
+}
+
+/// Whether the pod already says it cannot be scheduled.
+fn already_unschedulable(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "PodScheduled" && c.status == "False")
+        })
 }

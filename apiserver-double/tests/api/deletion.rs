@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use kube::api::{
@@ -237,5 +237,103 @@ async fn deleting_a_namespace_removes_everything_in_it() -> anyhow::Result<()> {
         .await
         .unwrap_err();
     assert_eq!(api_code(&recreate), 404, "the namespace is gone");
+    Ok(())
+}
+
+fn bound_pod(name: &str, grace: Option<i64>) -> anyhow::Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": "node-a",
+            "terminationGracePeriodSeconds": grace,
+            "containers": [{"name": "c", "image": "example"}],
+        },
+    }))?)
+}
+
+#[tokio::test]
+async fn deleting_a_bound_pod_starts_its_grace_period_until_a_grace_zero_delete()
+-> anyhow::Result<()> {
+    let server = ApiServer::start().await;
+    let pods: Api<Pod> = Api::default_namespaced(server.client());
+    let created = pods
+        .create(&PostParams::default(), &bound_pod("p", None)?)
+        .await?;
+    let rv = created
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap_or_default();
+    let mut events = pods.watch(&WatchParams::default(), &rv).await?.boxed();
+
+    let first = pods.delete("p", &DeleteParams::default()).await?;
+    let terminating = first.left().expect("the pod stays while it terminates");
+    assert_eq!(
+        terminating.metadata.deletion_grace_period_seconds,
+        Some(30),
+        "the default grace"
+    );
+    let shortened = pods
+        .delete(
+            "p",
+            &DeleteParams {
+                grace_period_seconds: Some(3),
+                ..DeleteParams::default()
+            },
+        )
+        .await?
+        .left()
+        .expect("still terminating");
+    assert_eq!(shortened.metadata.deletion_grace_period_seconds, Some(3));
+    let stamps = (
+        terminating.metadata.deletion_timestamp.expect("set"),
+        shortened.metadata.deletion_timestamp.expect("set"),
+    );
+    assert!(
+        stamps.1.0 < stamps.0.0,
+        "the deadline moves closer: {stamps:?}"
+    );
+    assert!(pods.get("p").await?.metadata.deletion_timestamp.is_some());
+
+    pods.delete("p", &DeleteParams::default().grace_period(0))
+        .await?;
+    assert_eq!(
+        api_reason(&pods.get("p").await.unwrap_err()),
+        "NotFound",
+        "grace 0 removes the pod"
+    );
+
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.next()).await?;
+        kinds.push(match event.expect("the watch continues")? {
+            WatchEvent::Modified(pod) => format!(
+                "MODIFIED grace={:?}",
+                pod.metadata.deletion_grace_period_seconds
+            ),
+            WatchEvent::Deleted(_) => "DELETED".to_owned(),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(
+        kinds,
+        [
+            "MODIFIED grace=Some(30)",
+            "MODIFIED grace=Some(3)",
+            "DELETED"
+        ]
+    );
+
+    let unbound: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "unbound"},
+        "spec": {"containers": [{"name": "c", "image": "example"}]},
+    }))?;
+    pods.create(&PostParams::default(), &unbound).await?;
+    pods.delete("unbound", &DeleteParams::default()).await?;
+    assert_eq!(
+        api_reason(&pods.get("unbound").await.unwrap_err()),
+        "NotFound",
+        "a pod no node runs is deleted at once"
+    );
     Ok(())
 }
