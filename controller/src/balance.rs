@@ -109,13 +109,10 @@ pub fn balance(metadata: &ClusterMetadata, brokers: &[BrokerId]) -> Vec<Reassign
             }
         }
     }
-    loop {
-        let Some((&most, &high)) = load
-            .iter()
-            .max_by_key(|(b, n)| (**n, std::cmp::Reverse(**b)))
-        else {
-            break;
-        };
+    while let Some((&most, &high)) = load
+        .iter()
+        .max_by_key(|(b, n)| (**n, std::cmp::Reverse(**b)))
+    {
         let Some((&least, &low)) = load.iter().min_by_key(|(b, n)| (**n, **b)) else {
             break;
         };

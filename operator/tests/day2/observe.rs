@@ -148,5 +148,5 @@ fn restarting(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
         .and_then(|c| c.first())
-        .is_some_and(|c| !c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        .is_some_and(|c| c.state.as_ref().is_none_or(|s| s.running.is_none()))
 }

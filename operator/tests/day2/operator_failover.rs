@@ -47,12 +47,15 @@ async fn the_standby_operator_takes_over_when_the_leader_dies() {
         "--grace-period=0",
         "--force",
     ]);
-    let holder = wait_for("a new Lease term", Duration::from_secs(60), || async {
-        let spec = lease(&env).await.spec?;
-        (spec.lease_transitions.unwrap_or(0) > transitions)
-            .then(|| spec.holder_identity)
-            .flatten()
-    })
+    let holder = wait_for(
+        "another operator pod holds the Lease",
+        Duration::from_secs(60),
+        || async {
+            let spec = lease(&env).await.spec?;
+            let holder = spec.holder_identity.filter(|h| *h != leader)?;
+            (spec.lease_transitions.unwrap_or(0) > transitions).then_some(holder)
+        },
+    )
     .await;
     let takeover = killed.elapsed();
     report(format!(
