@@ -21,7 +21,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,8 +42,8 @@ use weir_operator::crd::{Cluster, Topic};
 use weir_operator::kube_store::ORIGIN_LABEL;
 use weir_operator::run::{RunConfig, run};
 
-use common::brokers::broker_binary;
-use common::{NAMESPACE, OPERATOR_NAMESPACE, api_server};
+use common::brokers::{broker_binary, kafka_topics};
+use common::{NAMESPACE, OPERATOR_NAMESPACE, api_server, wait_for};
 
 const BROKERS: i32 = 3;
 
@@ -198,25 +197,6 @@ fn start_brokers(config_map: &ConfigMap) -> Brokers {
     brokers
 }
 
-/// Polls `check` every 100 ms until it returns `Some`; fails naming `what` after `within`.
-async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn operator_config(controller: SocketAddr) -> RunConfig {
     RunConfig {
         watch_namespace: None,
@@ -269,28 +249,6 @@ fn fully_replicated(topic: &Topic, partitions: usize, replicas: usize) -> bool {
                     && BTreeSet::from_iter(&p.isr) == BTreeSet::from_iter(&p.replicas)
             })
     })
-}
-
-/// The topics the brokers' Metadata lists (all topics: no auto-creation is asked for).
-fn metadata_topics(bootstrap: &str) -> Option<BTreeSet<String>> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .ok()?;
-    let metadata = tokio::task::block_in_place(|| {
-        admin
-            .inner()
-            .fetch_metadata(None, Duration::from_secs(5))
-            .ok()
-    })?;
-    Some(
-        metadata
-            .topics()
-            .iter()
-            .filter(|t| t.error().is_none())
-            .map(|t| t.name().to_owned())
-            .collect(),
-    )
 }
 
 fn lap(started: &mut Instant, step: &str) {
@@ -549,7 +507,7 @@ async fn the_operator_hosts_the_controller_real_brokers_and_clients_use() {
     lap(&mut step, "4. Kafka API topics have Topic resources");
 
     // 5. Deleting the Topic resource deletes the Kafka topic, then releases the resource.
-    let listed = metadata_topics(&bootstrap).expect("Metadata");
+    let listed = kafka_topics(&bootstrap).expect("Metadata");
     assert!(listed.contains("orders"), "{listed:?}");
     topics
         .delete("orders", &DeleteParams::default())
@@ -559,7 +517,7 @@ async fn the_operator_hosts_the_controller_real_brokers_and_clients_use() {
         "orders gone from Metadata and its Topic resource gone",
         Duration::from_secs(15),
         || async {
-            let listed = metadata_topics(&bootstrap)?;
+            let listed = kafka_topics(&bootstrap)?;
             let resource = topics.get_opt("orders").await.unwrap();
             (!listed.contains("orders") && listed.contains("payments") && resource.is_none())
                 .then_some(())

@@ -6,9 +6,15 @@
 //! does. `OPERATOR_E2E_BROKER_BIN` overrides it (not a `WEIR_*` name: brokers inherit
 //! the environment of tests that start them directly and read `WEIR_*` as config keys).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
 
 pub(crate) fn broker_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -45,4 +51,26 @@ pub(crate) fn broker_binary() -> &'static Path {
         assert!(bin.is_file(), "{} was not built", bin.display());
         bin
     })
+}
+
+/// The topics the brokers' Metadata lists (all topics: no auto-creation is asked for).
+pub(crate) fn kafka_topics(bootstrap: &str) -> Option<BTreeSet<String>> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .ok()?;
+    let metadata = tokio::task::block_in_place(|| {
+        admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(5))
+            .ok()
+    })?;
+    Some(
+        metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.name().to_owned())
+            .collect(),
+    )
 }

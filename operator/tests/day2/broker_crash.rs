@@ -35,12 +35,7 @@ pub(crate) fn leaders(bootstrap: &str, topic: &str) -> Option<BTreeMap<i32, i32>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_broker_is_replaced_as_leader_restarts_and_catches_up() {
-    let env = Env::install().await;
-    env.apply_examples();
-    env.wait_cluster_ready(Duration::from_secs(90)).await;
-    env.wait_topic_in_sync("orders", 12, 3, Duration::from_secs(60))
-        .await;
-    let bootstrap = env.bootstrap().await;
+    let (env, bootstrap) = Env::serving().await;
     let traffic = Traffic::start(&bootstrap, "orders", 200);
     traffic.wait_flowing(200, Duration::from_secs(30)).await;
 

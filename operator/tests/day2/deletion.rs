@@ -4,37 +4,14 @@
 //!    `storage.retention.whenDeleted: Retain` says, and leaves no finalizer hanging
 //!    (`kubectl delete` returns).
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 
+use crate::common::brokers::kafka_topics;
 use crate::env::{CLUSTER, Env, NS, report, wait_for};
 use crate::traffic::{Traffic, check_no_loss, read_all};
-
-/// The topics the brokers' Metadata lists.
-fn kafka_topics(bootstrap: &str) -> Option<BTreeSet<String>> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .ok()?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(5))
-        .ok()?;
-    Some(
-        metadata
-            .topics()
-            .iter()
-            .filter(|t| t.error().is_none())
-            .map(|t| t.name().to_owned())
-            .collect(),
-    )
-}
 
 /// Names of the objects of a kind left in the namespace.
 async fn left(env: &Env, group: &str, version: &str, kind: &str, plural: &str) -> Vec<String> {
@@ -63,14 +40,7 @@ async fn left(env: &Env, group: &str, version: &str, kind: &str, plural: &str) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_topics_and_the_cluster_cleans_up_per_policy() {
-    let env = Env::install().await;
-    env.apply_examples();
-    env.wait_cluster_ready(Duration::from_secs(90)).await;
-    env.wait_topic_in_sync("orders", 12, 3, Duration::from_secs(60))
-        .await;
-    env.wait_topic_in_sync("customer-profiles", 6, 3, Duration::from_secs(60))
-        .await;
-    let bootstrap = env.bootstrap().await;
+    let (env, bootstrap) = Env::serving().await;
     for topic in ["orders", "customer_profiles"] {
         let traffic = Traffic::start(&bootstrap, topic, 200);
         traffic.wait_flowing(100, Duration::from_secs(30)).await;
@@ -87,7 +57,7 @@ async fn deleting_topics_and_the_cluster_cleans_up_per_policy() {
         "orders gone from Kafka",
         Duration::from_secs(30),
         || async {
-            let topics = tokio::task::block_in_place(|| kafka_topics(&bootstrap))?;
+            let topics = kafka_topics(&bootstrap)?;
             (!topics.contains("orders")).then_some(())
         },
     )
@@ -106,7 +76,7 @@ async fn deleting_topics_and_the_cluster_cleans_up_per_policy() {
         NS,
         "--timeout=60s",
     ]);
-    let topics = tokio::task::block_in_place(|| kafka_topics(&bootstrap)).expect("Metadata");
+    let topics = kafka_topics(&bootstrap).expect("Metadata");
     assert!(topics.contains("customer_profiles"), "{topics:?}");
     let read = tokio::task::block_in_place(|| read_all(&bootstrap, "customer_profiles", 6));
     assert!(!read.is_empty(), "the retained topic keeps its records");

@@ -5,7 +5,6 @@
 //! [`Env::apply_examples`] then applies `examples/` as a user would.
 
 use std::fmt::Write as _;
-use std::future::Future;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,6 +20,7 @@ use weir_apiserver_double::kubelet::{Kubelet, KubeletOptions};
 use weir_operator::crd::{Cluster, Topic};
 
 use crate::common::brokers::broker_binary;
+pub(crate) use crate::common::wait_for;
 
 /// Where the example Cluster and Topics go.
 pub(crate) const NS: &str = "kafka";
@@ -54,25 +54,6 @@ fn helm() -> PathBuf {
         helm.display()
     );
     helm
-}
-
-/// Polls `check` every 100 ms until it returns `Some`; fails naming `what` after `within`.
-pub(crate) async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 pub(crate) struct Env {
@@ -132,6 +113,20 @@ impl Env {
             started.elapsed()
         ));
         env
+    }
+
+    /// [`Env::install`], then `examples/` applied and serving: the Cluster Ready, both
+    /// Topics Ready with every partition fully replicated. Returns the bootstrap address.
+    pub(crate) async fn serving() -> (Env, String) {
+        let env = Env::install().await;
+        env.apply_examples();
+        env.wait_cluster_ready(Duration::from_secs(90)).await;
+        env.wait_topic_in_sync("orders", 12, 3, Duration::from_secs(60))
+            .await;
+        env.wait_topic_in_sync("customer-profiles", 6, 3, Duration::from_secs(60))
+            .await;
+        let bootstrap = env.bootstrap().await;
+        (env, bootstrap)
     }
 
     /// `helm template weir charts/weir --namespace weir-system --include-crds`.

@@ -22,12 +22,7 @@ async fn lease(env: &Env) -> Lease {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_operator_takes_over_when_the_leader_dies() {
-    let env = Env::install().await;
-    env.apply_examples();
-    env.wait_cluster_ready(Duration::from_secs(90)).await;
-    env.wait_topic_in_sync("orders", 12, 3, Duration::from_secs(60))
-        .await;
-    let bootstrap = env.bootstrap().await;
+    let (env, bootstrap) = Env::serving().await;
     let traffic = Traffic::start(&bootstrap, "orders", 200);
     traffic.wait_flowing(200, Duration::from_secs(30)).await;
 

@@ -16,12 +16,7 @@ const REVISION_LABEL: &str = "controller-revision-hash";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_change_restarts_brokers_one_at_a_time_without_loss() {
-    let env = Env::install().await;
-    env.apply_examples();
-    env.wait_cluster_ready(Duration::from_secs(90)).await;
-    env.wait_topic_in_sync("orders", 12, 3, Duration::from_secs(60))
-        .await;
-    let bootstrap = env.bootstrap().await;
+    let (env, bootstrap) = Env::serving().await;
     let statefulsets: Api<StatefulSet> = Api::namespaced(env.client.clone(), NS);
     let sts_name = format!("{CLUSTER}-broker");
     let old_revision = statefulsets

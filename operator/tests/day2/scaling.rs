@@ -55,14 +55,7 @@ async fn sts_replicas(statefulsets: &Api<StatefulSet>) -> Option<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_rebalances_up_drains_down_and_refuses_below_the_replication_factor() {
-    let env = Env::install().await;
-    env.apply_examples();
-    env.wait_cluster_ready(Duration::from_secs(90)).await;
-    env.wait_topic_in_sync("orders", 12, 3, Duration::from_secs(60))
-        .await;
-    env.wait_topic_in_sync("customer-profiles", 6, 3, Duration::from_secs(60))
-        .await;
-    let bootstrap = env.bootstrap().await;
+    let (env, bootstrap) = Env::serving().await;
     let traffic = Traffic::start(&bootstrap, "orders", 200);
     traffic.wait_flowing(200, Duration::from_secs(30)).await;
     let topics = env.topics();

@@ -47,13 +47,8 @@ except Exception as e:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_clients_manage_their_topics_and_cannot_change_the_crs() {
-    let env = Env::install().await;
-    env.apply_examples();
-    env.wait_cluster_ready(Duration::from_secs(90)).await;
-    let before = env
-        .wait_topic_in_sync("orders", 12, 3, Duration::from_secs(60))
-        .await;
-    let bootstrap = env.bootstrap().await;
+    let (env, bootstrap) = Env::serving().await;
+    let before = env.topics().get("orders").await.unwrap();
     let traffic = Traffic::start(&bootstrap, "orders", 200);
     traffic.wait_flowing(200, Duration::from_secs(30)).await;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
