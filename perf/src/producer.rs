@@ -270,7 +270,7 @@ pub(crate) fn run(producer: &PerfProducer, plan: &Plan) -> Result<Outcome, Produ
         in_transaction += 1;
         producer.poll(Duration::ZERO);
     }
-    let flushed = if in_transaction > 0 {
+    let flushed = if plan.transaction_size.is_some() && in_transaction > 0 {
         commit(producer)
     } else {
         producer.flush(FLUSH_TIMEOUT).map_err(ProduceError::Send)

@@ -8,10 +8,17 @@
 //! length, and the connection writes the pieces in order: encoded bytes, file range, encoded
 //! bytes, … The frame size covers the real lengths. Markers carry a per-response random
 //! nonce and the prefix is checked, so response content cannot be mistaken for one.
+//!
+//! Small ranges are the exception: a consumer at the tail fetches a few KiB per partition,
+//! and there one `sendfile` per partition plus one `send` per encoded piece between them
+//! cost more than copying the bytes. A range of at most [`INLINE_REGION_MAX`] bytes is read
+//! from the page cache into the response (up to [`INLINE_BUDGET`] bytes per response), and
+//! neighbouring bytes are merged, so such a response leaves in one `send`.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -19,6 +26,10 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
 
 pub(crate) const MARKER_LEN: usize = 16;
+/// The largest file range copied into the response instead of sent with `sendfile`.
+pub(crate) const INLINE_REGION_MAX: u64 = 64 * 1024;
+/// The most file bytes one response copies; the ranges after it go by `sendfile`.
+pub(crate) const INLINE_BUDGET: u64 = 1024 * 1024;
 
 /// A byte range of a segment file to send as a partition's records.
 #[derive(Clone, Debug)]
@@ -70,7 +81,8 @@ fn unsigned_varint(mut v: u64, out: &mut BytesMut) {
 
 /// Splits an encoded response frame (size prefix included) at the markers of `regions`,
 /// fixing the length prefixes and the frame size. `flexible` is whether the records field is
-/// compact (Fetch v12+).
+/// compact (Fetch v12+). Small regions are read into the bytes around them (see the module
+/// docs); the pieces returned alternate between bytes and file ranges.
 pub(crate) fn splice(
     frame: Bytes,
     markers: &Markers,
@@ -83,9 +95,39 @@ pub(crate) fn splice(
             format!("zero-copy splice: {what}"),
         )
     };
-    let mut pieces = Vec::with_capacity(regions.len() * 2 + 1);
-    let mut cursor = 0usize;
+    let (prefix_len, expected): (usize, &[u8]) = if flexible {
+        (1, &[MARKER_LEN as u8 + 1])
+    } else {
+        (4, &[0, 0, 0, MARKER_LEN as u8])
+    };
+    let length_prefix = |len: u64, out: &mut BytesMut| -> io::Result<()> {
+        if flexible {
+            unsigned_varint(len + 1, out);
+        } else {
+            out.put_i32(i32::try_from(len).map_err(|_| invalid("records over 2 GiB"))?);
+        }
+        Ok(())
+    };
+    // The frame size with the real lengths, known before the first byte goes out.
     let mut total = frame.len() as u64 - 4;
+    let mut scratch = BytesMut::with_capacity(8);
+    for region in &regions {
+        scratch.clear();
+        length_prefix(region.len, &mut scratch)?;
+        total += scratch.len() as u64 + region.len;
+    }
+    let placeholders = (regions.len() * (prefix_len + MARKER_LEN)) as u64;
+    let total = total
+        .checked_sub(placeholders)
+        .ok_or_else(|| invalid("marker not found"))?;
+    let size = i32::try_from(total).map_err(|_| invalid("response over 2 GiB"))?;
+
+    let mut pieces = Vec::with_capacity(regions.len() * 2 + 1);
+    // Bytes not yet pushed as a piece: encoded parts, length prefixes and inlined records.
+    let mut pending = BytesMut::with_capacity(frame.len() + 64);
+    pending.put_i32(size);
+    let mut inlined = 0u64;
+    let mut cursor = 4usize;
     for (i, region) in regions.into_iter().enumerate() {
         let marker = markers.marker(i);
         let at = cursor
@@ -93,35 +135,43 @@ pub(crate) fn splice(
                 .windows(MARKER_LEN)
                 .position(|w| w == &marker[..])
                 .ok_or_else(|| invalid("marker not found"))?;
-        let (prefix_len, expected): (usize, &[u8]) = if flexible {
-            (1, &[MARKER_LEN as u8 + 1])
-        } else {
-            (4, &[0, 0, 0, MARKER_LEN as u8])
-        };
         if at < cursor + prefix_len || &frame[at - prefix_len..at] != expected {
             return Err(invalid("unexpected length prefix"));
         }
-        let mut prefix = BytesMut::with_capacity(5);
-        if flexible {
-            unsigned_varint(region.len + 1, &mut prefix);
+        pending.put_slice(&frame[cursor..at - prefix_len]);
+        length_prefix(region.len, &mut pending)?;
+        if region.len <= INLINE_REGION_MAX && inlined + region.len <= INLINE_BUDGET {
+            inline(&region, &mut pending)?;
+            inlined += region.len;
         } else {
-            let len = i32::try_from(region.len).map_err(|_| invalid("records over 2 GiB"))?;
-            prefix.put_i32(len);
+            pieces.push(Piece::Bytes(pending.split().freeze()));
+            pieces.push(Piece::File(region));
         }
-        total = total - (prefix_len + MARKER_LEN) as u64 + prefix.len() as u64 + region.len;
-        pieces.push(Piece::Bytes(frame.slice(cursor..at - prefix_len)));
-        pieces.push(Piece::Bytes(prefix.freeze()));
-        pieces.push(Piece::File(region));
         cursor = at + MARKER_LEN;
     }
-    pieces.push(Piece::Bytes(frame.slice(cursor..)));
-    let size = i32::try_from(total).map_err(|_| invalid("response over 2 GiB"))?;
-    if let Some(Piece::Bytes(first)) = pieces.first_mut() {
-        let mut fixed = BytesMut::from(&first[..]);
-        fixed[..4].copy_from_slice(&size.to_be_bytes());
-        *first = fixed.freeze();
-    }
+    pending.put_slice(&frame[cursor..]);
+    pieces.push(Piece::Bytes(pending.freeze()));
     Ok(pieces)
+}
+
+/// Appends the bytes of `region` to `out`, read from the page cache.
+fn inline(region: &FileRegion, out: &mut BytesMut) -> io::Result<()> {
+    let start = out.len();
+    let len = region.len as usize;
+    out.reserve(len);
+    // Zero-filled first: cheap beside the syscall this replaces.
+    out.resize(start + len, 0);
+    FileExt::read_exact_at(&*region.file, &mut out[start..], region.position).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            // Truncated under us, as `send_region` reports it.
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "segment shorter than the fetch range",
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// Writes the pieces in order: bytes with `write_all`, file ranges with `sendfile(2)`.
@@ -254,6 +304,106 @@ mod tests {
             expected[..4].copy_from_slice(&n.to_be_bytes());
             assert_eq!(flatten(&pieces), expected.to_vec(), "flexible={flexible}");
         }
+    }
+
+    /// A frame with one placeholder per region between `sep` bytes, and the frame the same
+    /// response would be with the records inline.
+    fn frames(markers: &Markers, regions: &[FileRegion], flexible: bool) -> (Bytes, Vec<u8>) {
+        let mut frame = BytesMut::new();
+        let mut expected = BytesMut::new();
+        frame.put_i32(0);
+        expected.put_i32(0);
+        for (i, r) in regions.iter().enumerate() {
+            frame.put_slice(b"sep");
+            expected.put_slice(b"sep");
+            if flexible {
+                frame.put_u8(17);
+                unsigned_varint(r.len + 1, &mut expected);
+            } else {
+                frame.put_i32(16);
+                expected.put_i32(r.len as i32);
+            }
+            frame.put_slice(&markers.marker(i));
+            let mut buf = vec![0u8; r.len as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&*r.file, &mut buf, r.position).unwrap();
+            expected.put_slice(&buf);
+        }
+        frame.put_slice(b"end");
+        expected.put_slice(b"end");
+        let n = frame.len() as i32 - 4;
+        frame[..4].copy_from_slice(&n.to_be_bytes());
+        let n = expected.len() as i32 - 4;
+        expected[..4].copy_from_slice(&n.to_be_bytes());
+        (frame.freeze(), expected.to_vec())
+    }
+
+    fn kinds(pieces: &[Piece]) -> String {
+        pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Bytes(_) => 'B',
+                Piece::File(_) => 'F',
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_regions_are_inlined_into_one_piece_and_large_ones_sent_from_the_file() {
+        let small: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let large: Vec<u8> = (0..(INLINE_REGION_MAX as u32 + 3))
+            .map(|i| (i * 13) as u8)
+            .collect();
+        for flexible in [false, true] {
+            let markers = Markers::new();
+            let (_a, a) = region(&small);
+            let (_b, b) = region(&small);
+            let regions = vec![a.clone(), b];
+            let (frame, expected) = frames(&markers, &regions, flexible);
+            let pieces = splice(frame, &markers, regions, flexible).unwrap();
+            assert_eq!(kinds(&pieces), "B", "flexible={flexible}");
+            assert_eq!(flatten(&pieces), expected);
+
+            let (_c, c) = region(&large);
+            assert_eq!(c.len, INLINE_REGION_MAX + 1);
+            let regions = vec![a.clone(), c, a.clone()];
+            let (frame, expected) = frames(&markers, &regions, flexible);
+            let pieces = splice(frame, &markers, regions, flexible).unwrap();
+            assert_eq!(kinds(&pieces), "BFB", "flexible={flexible}");
+            assert_eq!(flatten(&pieces), expected);
+        }
+    }
+
+    #[test]
+    fn inlining_stops_at_the_budget() {
+        let data = vec![5u8; INLINE_REGION_MAX as usize + 2];
+        let (_f, r) = region(&data);
+        let count = (INLINE_BUDGET / INLINE_REGION_MAX) as usize + 2;
+        let regions = vec![r; count];
+        let markers = Markers::new();
+        let (frame, expected) = frames(&markers, &regions, true);
+        let pieces = splice(frame, &markers, regions, true).unwrap();
+        let files = pieces.iter().filter(|p| matches!(p, Piece::File(_))).count();
+        assert_eq!(files, 2, "{}", kinds(&pieces));
+        assert_eq!(flatten(&pieces), expected);
+    }
+
+    #[test]
+    fn a_region_past_the_end_of_its_file_is_an_error() {
+        let (_f, mut r) = region(&[1, 2, 3, 4, 5, 6]);
+        r.len += 10;
+        let markers = Markers::new();
+        let (frame, _) = {
+            // Build the frame by hand: the expected bytes cannot be read.
+            let mut frame = BytesMut::new();
+            frame.put_i32(0);
+            frame.put_i32(16);
+            frame.put_slice(&markers.marker(0));
+            let n = frame.len() as i32 - 4;
+            frame[..4].copy_from_slice(&n.to_be_bytes());
+            (frame.freeze(), ())
+        };
+        let err = splice(frame, &markers, vec![r], false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
