@@ -116,6 +116,10 @@ pub struct Log {
     pub(super) unflushed_messages: u64,
     pub(super) oldest_unflushed_ms: Option<i64>,
     pub(super) dir_dirty: bool,
+    /// Whether any segment may have a transaction index: false only while none existed at
+    /// open and none has been written since, which spares every read_committed fetch of a
+    /// log without aborted transactions a failed `open(2)` per segment.
+    pub(super) txn_indexed: bool,
     pub(super) roll_jitter_ms: i64,
     pub(super) producers: ProducerState,
     pub(super) snapshots: SnapshotFiles,

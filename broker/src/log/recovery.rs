@@ -187,10 +187,17 @@ impl Log {
             unflushed_messages: 0,
             oldest_unflushed_ms: None,
             dir_dirty: false,
+            txn_indexed: false,
             producers: ProducerState::new(Offset::ZERO),
             snapshots: SnapshotFiles::new(dir, snapshots),
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         };
+        log.txn_indexed = log
+            .sealed
+            .iter()
+            .map(|s| &s.paths.txn_index)
+            .chain([&log.active.paths.txn_index])
+            .any(|path| path.exists());
         let leo = log.log_end_offset();
         if leo < log.log_start_offset {
             // Everything below the checkpointed log start was deleted; start empty there.

@@ -237,6 +237,9 @@ impl Log {
     /// indexes of the segment holding `start` and the later ones.
     pub fn aborted_transactions(&self, start: Offset, upper: Offset) -> Result<Vec<AbortedTxn>> {
         let mut found = Vec::new();
+        if !self.txn_indexed {
+            return Ok(found);
+        }
         let first_sealed = self.sealed.partition_point(|s| s.end <= start);
         let paths = self
             .sealed
@@ -267,6 +270,7 @@ impl Log {
                 last_offset: completed.last_offset,
                 last_stable_offset: completed.last_stable_offset,
             };
+            self.txn_indexed = true;
             self.dir_dirty |= txn_index::append(path, &entry)?;
         }
         Ok(())

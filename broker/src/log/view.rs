@@ -112,6 +112,10 @@ impl SegmentView<'_> {
     /// Also returns the offset after the last batch in range: the base offset of the first
     /// batch left out, or the segment's end.
     fn boundary_before(&self, from: u64, limit: u64) -> Result<(u64, Offset)> {
+        if limit >= self.size {
+            // A segment holds whole batches only: its end is a boundary (a tail fetch).
+            return Ok((self.size, self.end));
+        }
         let mut position = from;
         if let Some(entry) = index::lookup_position(self.offset_index, limit) {
             position = position.max(u64::from(entry.position));
