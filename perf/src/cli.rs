@@ -114,6 +114,20 @@ pub(crate) struct Args {
     #[arg(long, value_name = "KEY=VALUE")]
     pub(crate) consumer_prop: Vec<String>,
 
+    /// After the run, write(2) as many bytes as were produced into a new file (next to the
+    /// spawned broker's data, else in the temp directory) and report the machine's MB per
+    /// CPU second for it, and the broker's MB/s per core as a ratio of that.
+    #[arg(long)]
+    pub(crate) baseline: bool,
+
+    /// Run the spawned broker on these CPUs only (`taskset -c LIST`, e.g. `1`).
+    #[arg(long, value_name = "LIST", requires = "spawn_broker")]
+    pub(crate) broker_cpus: Option<String>,
+
+    /// Run this tool (producers, consumer, librdkafka's threads) on these CPUs only, e.g. `0`.
+    #[arg(long, value_name = "LIST")]
+    pub(crate) client_cpus: Option<String>,
+
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub(crate) json: bool,
@@ -153,6 +167,27 @@ pub(crate) enum ArgsError {
     Throughput(i64),
     #[error("--num-records {records} is fewer than --producers {producers}")]
     TooFewRecords { records: u64, producers: u32 },
+    #[error("--{flag} {value}: expected CPU numbers and ranges like 0 or 0,2-3")]
+    Cpus { flag: &'static str, value: String },
+}
+
+/// The CPUs of a `taskset -c` style list (`0`, `1-3`, `0,2-3`).
+pub(crate) fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        let (first, last): (usize, usize) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+            None => {
+                let cpu = part.trim().parse().ok()?;
+                (cpu, cpu)
+            }
+        };
+        if first > last {
+            return None;
+        }
+        cpus.extend(first..=last);
+    }
+    Some(cpus)
 }
 
 /// How much to produce.
@@ -191,6 +226,19 @@ impl Args {
         }
         if self.throughput == 0 || self.throughput < -1 {
             return Err(ArgsError::Throughput(self.throughput));
+        }
+        for (flag, list) in [
+            ("broker-cpus", &self.broker_cpus),
+            ("client-cpus", &self.client_cpus),
+        ] {
+            if let Some(value) = list
+                && parse_cpu_list(value).is_none()
+            {
+                return Err(ArgsError::Cpus {
+                    flag,
+                    value: value.clone(),
+                });
+            }
         }
         if let Some(records) = self.num_records
             && records < u64::from(self.producers)
@@ -391,6 +439,22 @@ mod tests {
                 "0"
             ])
             .is_err()
+        );
+    }
+
+    #[test]
+    fn cpu_lists_parse_like_taskset() {
+        assert_eq!(parse_cpu_list("1"), Some(vec![1]));
+        assert_eq!(parse_cpu_list("0,2-4"), Some(vec![0, 2, 3, 4]));
+        for bad in ["", "a", "3-1", "1,", "-2"] {
+            assert_eq!(parse_cpu_list(bad), None, "{bad:?}");
+        }
+        let a = parse(&["--bootstrap", "b", "--duration", "1", "--client-cpus", "x"]).unwrap();
+        assert!(
+            a.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--client-cpus x")
         );
     }
 

@@ -6,6 +6,7 @@
 //! the broker's CPU seconds per second, MB/s per broker core and RSS. Exit status 1 when
 //! records failed to produce or never reached the consumer.
 
+mod baseline;
 mod cli;
 mod consumer;
 mod latency;

@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::baseline::Baseline;
 use crate::latency::Latency;
 
 pub(crate) const MB: f64 = 1_048_576.0;
@@ -33,6 +34,8 @@ pub(crate) struct Report {
     /// Send (accepted by the client) to receipt by the consumer.
     pub(crate) e2e_latency: Option<Latency>,
     pub(crate) broker: Option<Broker>,
+    /// The machine's page-cache write cost for the same bytes (`--baseline`).
+    pub(crate) baseline: Option<Baseline>,
     pub(crate) client: Client,
 }
 
@@ -84,6 +87,8 @@ pub(crate) struct Broker {
     pub(crate) rss_peak_file_mb: f64,
     /// The kernel's VmHWM at the end: the peak RSS over the process's life.
     pub(crate) vm_hwm_mb: f64,
+    /// `mb_per_sec_per_core` ÷ the baseline's MB per CPU second (`--baseline`).
+    pub(crate) of_baseline: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -170,6 +175,23 @@ impl fmt::Display for Report {
                 f,
                 "  RSS: idle {:.1} MB, peak {:.1} MB (anon {:.1}, file {:.1}), VmHWM {:.1} MB",
                 b.rss_idle_mb, b.rss_peak_mb, b.rss_peak_anon_mb, b.rss_peak_file_mb, b.vm_hwm_mb
+            )?;
+        }
+        if let Some(base) = &self.baseline {
+            let ratio = self
+                .broker
+                .as_ref()
+                .and_then(|b| b.of_baseline)
+                .map_or(String::new(), |r| {
+                    format!("; broker MB/s per core = {r:.2} × baseline")
+                });
+            writeln!(
+                f,
+                "baseline: write(2) of {:.1} MB into a new file: {:.1} MB per CPU second ({:.2} s CPU, {:.2} s){ratio}",
+                base.bytes as f64 / MB,
+                base.mb_per_core,
+                base.cpu_seconds,
+                base.wall_seconds
             )?;
         }
         let c = &self.client;

@@ -7,7 +7,10 @@ use rdkafka::producer::Producer as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use nix::sched::{CpuSet, sched_setaffinity};
+use nix::unistd::Pid;
 
+use crate::baseline;
 use crate::cli::{Amount, Args};
 use crate::consumer;
 use crate::latency::Recorder;
@@ -24,8 +27,15 @@ const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
     args.validate()?;
+    if let Some(list) = &args.client_cpus {
+        pin_this_process(list)?;
+    }
     let mut spawned = match &args.spawn_broker {
-        Some(path) => Some(SpawnedBroker::start(path, &args.broker_override)?),
+        Some(path) => Some(SpawnedBroker::start(
+            path,
+            &args.broker_override,
+            args.broker_cpus.as_deref(),
+        )?),
         None => None,
     };
     let bootstrap = match (&spawned, &args.bootstrap) {
@@ -156,6 +166,15 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
     {
         eprintln!("weir-perf: the spawned broker did not shut down cleanly");
     }
+    let produced_bytes: u64 = outcomes.iter().map(|o| o.acked_bytes).sum();
+    let baseline = if args.baseline {
+        let dir = spawned
+            .as_ref()
+            .map_or_else(std::env::temp_dir, |b| b.dir().to_path_buf());
+        Some(baseline::measure(&dir, produced_bytes).context("--baseline")?)
+    } else {
+        None
+    };
 
     let secs = |ns: u64| ns.saturating_sub(start_ns) as f64 / 1e9;
     let wall = secs(end_ns);
@@ -163,7 +182,6 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
     for o in &outcomes {
         ack_latency.add(&o.ack_latency);
     }
-    let produced_bytes: u64 = outcomes.iter().map(|o| o.acked_bytes).sum();
     let produce_secs = secs(outcomes.iter().map(|o| o.last_ack_ns).max().unwrap_or(0));
     let produce = report::Produce {
         sent: outcomes.iter().map(|o| o.sent).sum(),
@@ -207,6 +225,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
                 rss_peak_anon_mb: mb(peak.anon),
                 rss_peak_file_mb: mb(peak.file),
                 vm_hwm_mb: mb(vm_hwm.map_or(peak.hwm, |m: Memory| m.hwm)),
+                of_baseline: baseline
+                    .as_ref()
+                    .filter(|b| b.mb_per_core > 0.0 && cpu > 0.0)
+                    .map(|b| produced_bytes as f64 / MB / cpu / b.mb_per_core),
             })
         }
         _ => None,
@@ -229,6 +251,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
         consume,
         e2e_latency: consumed.map(|c| c.latency.summary()),
         broker,
+        baseline,
         client: report::Client {
             cpu_per_sec: per_sec(client_cpu, wall),
             machine_cpu_per_sec: per_sec(machine_cpu, wall),
@@ -239,6 +262,16 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         },
     })
+}
+
+/// Keeps this process (every thread it starts from now on) on the CPUs of `list`.
+fn pin_this_process(list: &str) -> anyhow::Result<()> {
+    let mut set = CpuSet::new();
+    for cpu in crate::cli::parse_cpu_list(list).unwrap_or_default() {
+        set.set(cpu)
+            .with_context(|| format!("--client-cpus {list}: no CPU {cpu}"))?;
+    }
+    sched_setaffinity(Pid::from_raw(0), &set).with_context(|| format!("--client-cpus {list}"))
 }
 
 /// `n` records over `producers`, the remainder to the first ones.

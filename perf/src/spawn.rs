@@ -40,12 +40,16 @@ pub(crate) struct SpawnedBroker {
     http_port: u16,
     log_path: PathBuf,
     // Dropped last: the directory outlives the process.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl SpawnedBroker {
     /// Starts `path` with `overrides` (`key=value`) and waits until /readyz answers 200.
-    pub(crate) fn start(path: &Path, overrides: &[String]) -> Result<SpawnedBroker, SpawnError> {
+    pub(crate) fn start(
+        path: &Path,
+        overrides: &[String],
+        cpus: Option<&str>,
+    ) -> Result<SpawnedBroker, SpawnError> {
         let dir = tempfile::Builder::new()
             .prefix("weir-perf-")
             .tempdir()
@@ -58,7 +62,14 @@ impl SpawnedBroker {
             path: log_path.clone(),
             source,
         })?;
-        let mut cmd = Command::new(path);
+        let mut cmd = match cpus {
+            Some(list) => {
+                let mut cmd = Command::new("taskset");
+                cmd.arg("-c").arg(list).arg(path);
+                cmd
+            }
+            None => Command::new(path),
+        };
         cmd.arg("--data-dir")
             .arg(dir.path().join("data"))
             .arg("--override")
@@ -80,10 +91,15 @@ impl SpawnedBroker {
             kafka_port,
             http_port,
             log_path,
-            _dir: dir,
+            dir,
         };
         broker.wait_ready(path)?;
         Ok(broker)
+    }
+
+    /// The directory holding the broker's data directory.
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub(crate) fn bootstrap(&self) -> String {

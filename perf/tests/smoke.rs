@@ -114,6 +114,27 @@ fn a_fixed_count_run_reports_throughput_latency_and_broker_figures() {
     assert!(f64_at(&v, "/broker/rss_peak_mb") > 0.0);
     assert!(f64_at(&v, "/broker/vm_hwm_mb") >= f64_at(&v, "/broker/rss_peak_mb"));
     assert!(f64_at(&v, "/wall_seconds") > 0.0);
+    assert!(v["baseline"].is_null(), "only with --baseline: {v:#}");
+}
+
+#[test]
+fn pinned_cpus_and_the_page_cache_baseline() {
+    let v = perf_json(&[
+        "--num-records",
+        "2000",
+        "--baseline",
+        "--broker-cpus",
+        "0",
+        "--client-cpus",
+        "0",
+    ]);
+    assert_eq!(v["consume"]["missing"], 0, "{v:#}");
+    assert_eq!(v["baseline"]["bytes"], 2000 * 1024, "{v:#}");
+    assert!(f64_at(&v, "/baseline/wall_seconds") > 0.0);
+    // CPU time is counted in clock ticks, so a short write may read 0: then no ratio.
+    if f64_at(&v, "/baseline/cpu_seconds") > 0.0 && f64_at(&v, "/broker/cpu_seconds") > 0.0 {
+        assert!(f64_at(&v, "/broker/of_baseline") > 0.0, "{v:#}");
+    }
 }
 
 #[test]
