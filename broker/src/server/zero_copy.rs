@@ -382,7 +382,10 @@ mod tests {
         let markers = Markers::new();
         let (frame, expected) = frames(&markers, &regions, true);
         let pieces = splice(frame, &markers, regions, true).unwrap();
-        let files = pieces.iter().filter(|p| matches!(p, Piece::File(_))).count();
+        let files = pieces
+            .iter()
+            .filter(|p| matches!(p, Piece::File(_)))
+            .count();
         assert_eq!(files, 2, "{}", kinds(&pieces));
         assert_eq!(flatten(&pieces), expected);
     }
