@@ -55,6 +55,17 @@ pub(crate) fn machine_busy_seconds() -> Result<f64, ProcError> {
     })
 }
 
+/// CPUs of the machine (the `cpuN` lines of /proc/stat), whatever this process may use.
+pub(crate) fn cpus() -> Result<usize, ProcError> {
+    Ok(parse_cpus(&read("/proc/stat")?))
+}
+
+fn parse_cpus(stat: &str) -> usize {
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .count()
+}
+
 fn parse_machine_busy(stat: &str) -> Option<f64> {
     // cpu  user nice system idle iowait irq softirq steal guest guest_nice
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
@@ -163,6 +174,12 @@ mod tests {
             "4242 (weird) name) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 130 0 0 20 0 9 0 1 2 3";
         assert_eq!(parse_cpu_seconds(stat), Some(3.8));
         assert_eq!(parse_cpu_seconds("garbage"), None);
+    }
+
+    #[test]
+    fn cpus_are_counted_from_the_per_cpu_lines() {
+        let stat = "cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 1 1 1 1 1 1 1 1 0 0\ncpu1 1 1 1 1 1 1 1 1 0 0\nintr 5\n";
+        assert_eq!(parse_cpus(stat), 2);
     }
 
     #[test]

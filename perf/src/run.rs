@@ -259,7 +259,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<Report> {
                 (machine_cpu - client_cpu - broker_cpu.unwrap_or(0.0)).max(0.0),
                 wall,
             ),
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cores: procfs::cpus().unwrap_or(1),
         },
     })
 }
