@@ -969,3 +969,107 @@ async fn fetch_v13_and_later_name_topics_by_id() {
     }
     assert!(broker.stop(), "clean shutdown; log:\n{}", broker.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_v13_names_topics_by_id_and_never_auto_creates_an_unknown_one() {
+    use bytes::BytesMut;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{MetadataRequest, ProduceRequest};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = BrokerProcess::start(dir.path(), &[]);
+    create_topic(&admin(&broker), "by-id", 1, &[]).await;
+    produce(&broker, "by-id", 0, 2, 1_700_000_000_000).await;
+    let partitions_before = partition_count(&broker, "by-id");
+    let metadata = broker.call(12, &MetadataRequest::default().with_topics(None));
+    let id = metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "by-id"))
+        .expect("topic listed")
+        .topic_id;
+    let batch = |value: &str| {
+        let record = Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(bytes::Bytes::copy_from_slice(value.as_bytes())),
+            headers: Default::default(),
+            delete_horizon: false,
+        };
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &[record],
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        buf.freeze()
+    };
+    let request = |topic_id: uuid::Uuid, value: &str| {
+        ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_topic_id(topic_id)
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(batch(value))),
+                    ]),
+            ])
+    };
+
+    let response = broker.call(13, &request(id, "by-id-0-2"));
+    let topic = &response.responses[0];
+    assert_eq!(topic.topic_id, id, "the response names the topic by id");
+    assert_eq!(
+        (
+            topic.partition_responses[0].error_code,
+            topic.partition_responses[0].base_offset
+        ),
+        (0, 2),
+        "appended after the two records already there"
+    );
+    let unknown_id = uuid::Uuid::from_bytes([9; 16]);
+    let response = broker.call(13, &request(unknown_id, "lost"));
+    assert_eq!(response.responses[0].topic_id, unknown_id);
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code,
+        ResponseError::UnknownTopicId.code()
+    );
+    // Nothing was created for the unknown id, and the known topic holds exactly its records.
+    let metadata = broker.call(12, &MetadataRequest::default().with_topics(None));
+    let names: Vec<&str> = metadata
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.as_str()))
+        .filter(|n| !n.starts_with("__"))
+        .collect();
+    assert_eq!(
+        names,
+        ["by-id"],
+        "auto-creation is on by default, yet nothing was created"
+    );
+    assert_eq!(partition_count(&broker, "by-id"), partitions_before);
+    let values: Vec<String> = consume(&broker, "by-id", 0, 3)
+        .into_iter()
+        .map(|(_, value, _)| value)
+        .collect();
+    assert_eq!(values, ["by-id-0-0", "by-id-0-1", "by-id-0-2"]);
+    assert!(broker.stop(), "clean shutdown; log:\n{}", broker.log());
+}

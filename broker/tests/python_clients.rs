@@ -207,7 +207,7 @@ fn kafka_python_negotiates_supported_versions_and_round_trips_every_codec() {
     for api in [
         "ApiVersions v3",
         "Metadata v12",
-        "Produce v12",
+        "Produce v13",
         "Fetch v16",
         "ListOffsets v8",
     ] {

@@ -54,7 +54,7 @@ pub(crate) struct ZeroCopy {
 /// The versions this broker implements, advertised exactly in ApiVersions. Each is within
 /// what `kafka-protocol` can encode and decode.
 pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 12),
+    (ApiKey::Produce, 3, 13),
     (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 8),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),

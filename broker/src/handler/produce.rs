@@ -9,6 +9,9 @@
 //! stay written), as Kafka's delayed produce answers. A single-replica partition's high
 //! watermark is its log end, so its acks=all is answered right after the append.
 //!
+//! From v13 topics are named by topic id (KIP-516), as in Kafka 4.1: an id the broker does
+//! not know is UNKNOWN_TOPIC_ID for each of its partitions, and is never auto-created.
+//!
 //! v3+ requests carry exactly one batch per partition; anything else is INVALID_RECORD, and a
 //! refused batch changes nothing stored. Batches of idempotent producers pass the log's
 //! sequence checks: a retry of a batch the log already holds is answered with the original
@@ -49,7 +52,7 @@ use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 
@@ -62,6 +65,7 @@ use crate::log::{AppendOutcome, TxnVerification, VerificationGuard};
 use crate::replication::state::AppendRefusal;
 use crate::replication::{AckOutcome, LeaderAppendError};
 use crate::types::Offset;
+use weir_controller::TopicId;
 
 /// An acks=all write waiting for the ISR: where its answer goes and the offset the high
 /// watermark must reach.
@@ -74,10 +78,16 @@ struct PendingAck {
 
 pub(super) async fn handle(
     broker: &Broker,
-    request: ProduceRequest,
+    mut request: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
+    // Topics named by an id this broker does not know (v13+), by index in the request.
+    let unknown_ids = if version >= 13 {
+        name_topics_by_id(broker, &mut request)
+    } else {
+        BTreeSet::new()
+    };
     let producers = transactional_producers(&request);
     if request.transactional_id.is_none() && !producers.is_empty() {
         // Kafka refuses the whole request before looking at a partition.
@@ -91,9 +101,12 @@ pub(super) async fn handle(
     }
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
-    for topic in &request.topic_data {
+    for (index, topic) in request.topic_data.iter().enumerate() {
         let name = topic.name.0.as_str();
-        if !broker.metadata().topics.contains_key(name) && broker.config.auto_create_topics {
+        if !unknown_ids.contains(&index)
+            && !broker.metadata().topics.contains_key(name)
+            && broker.config.auto_create_topics
+        {
             let _ = auto_create(broker, name).await;
         }
     }
@@ -116,6 +129,7 @@ pub(super) async fn handle(
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         let topic_index = responses.len();
+        let unknown_id = unknown_ids.contains(&topic_index);
         let partitions = topic
             .partition_data
             .into_iter()
@@ -128,6 +142,9 @@ pub(super) async fn handle(
                     .with_log_start_offset(-1);
                 if !matches!(acks, -1..=1) {
                     return out.with_error_code(ResponseError::InvalidRequiredAcks.code());
+                }
+                if unknown_id {
+                    return out.with_error_code(ResponseError::UnknownTopicId.code());
                 }
                 let Some(partition) = broker.partition(&name, p.index) else {
                     return out.with_error_code(super::not_served_error(broker, &name, p.index));
@@ -194,6 +211,7 @@ pub(super) async fn handle(
         responses.push(
             TopicProduceResponse::default()
                 .with_name(topic.name)
+                .with_topic_id(topic.topic_id)
                 .with_partition_responses(partitions),
         );
     }
@@ -331,10 +349,29 @@ fn refuse_all(request: ProduceRequest, error: ResponseError) -> ProduceResponse 
                 .collect();
             TopicProduceResponse::default()
                 .with_name(topic.name)
+                .with_topic_id(topic.topic_id)
                 .with_partition_responses(partitions)
         })
         .collect();
     ProduceResponse::default().with_responses(responses)
+}
+
+/// Fills in the name of each topic a v13+ request names by id; returns the indexes of the
+/// topics whose id is unknown (their name stays empty).
+fn name_topics_by_id(broker: &Broker, request: &mut ProduceRequest) -> BTreeSet<usize> {
+    let metadata = broker.metadata();
+    let mut unknown = BTreeSet::new();
+    for (index, topic) in request.topic_data.iter_mut().enumerate() {
+        match metadata.topic_by_id(TopicId(topic.topic_id)) {
+            Some(known) => {
+                topic.name = TopicName(StrBytes::from_string(known.name.as_str().to_owned()))
+            }
+            None => {
+                unknown.insert(index);
+            }
+        }
+    }
+    unknown
 }
 
 /// The answer for a batch the leader did not append.
