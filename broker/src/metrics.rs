@@ -1,8 +1,8 @@
 //! Prometheus metrics of the broker, served as text on `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the broker exports, registered in its own registry.
@@ -15,6 +15,10 @@ pub struct Metrics {
     pub messages_out: IntCounterVec,
     pub requests: IntCounterVec,
     pub request_latency: HistogramVec,
+    /// Time a produce request spends appending one partition's batch on the leader: the log's
+    /// lock, the checks and the `write(2)` into the page cache. A storage stall shows here
+    /// first (Kafka's Produce `LocalTimeMs` is the nearest).
+    pub produce_append: Histogram,
     pub errors: IntCounterVec,
     /// Open client connections per listener (`listener` label).
     pub connections: IntGaugeVec,
@@ -104,7 +108,7 @@ impl Metrics {
         let request_latency = HistogramVec::new(
             HistogramOpts::new(
                 "request_latency_seconds",
-                "Time from reading a request to writing its response, per API",
+                "Time from reading a request to having its response ready to send, per API",
             )
             .namespace("weir")
             .buckets(vec![
@@ -116,6 +120,21 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(request_latency.clone()))
+            .expect("unique metric");
+        let produce_append = Histogram::with_opts(
+            HistogramOpts::new(
+                "produce_append_seconds",
+                "Time to append one partition's batch of a produce request on the leader",
+            )
+            .namespace("weir")
+            .buckets(vec![
+                0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                0.25, 0.5, 1.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(produce_append.clone()))
             .expect("unique metric");
         let connections = IntGaugeVec::new(
             Opts::new(
@@ -221,6 +240,7 @@ impl Metrics {
             messages_out,
             requests,
             request_latency,
+            produce_append,
             errors,
             connections,
             log_size,

@@ -187,6 +187,8 @@ async fn librdkafka_produces_and_consumes_every_codec_across_restarts() {
     assert!(value("weir_messages_out_total{topic=\"codecs\"}") >= 1500.0);
     assert!(value("weir_bytes_out_total{topic=\"codecs\"}") > 0.0);
     assert!(value("weir_request_latency_seconds_count{api=\"Produce\"}") > 0.0);
+    // Every stored batch was one append: at least one per partition and codec.
+    assert!(value("weir_produce_append_seconds_count") >= 5.0);
     assert!(value("weir_log_size_bytes{partition=\"0\",topic=\"codecs\"}") > 0.0);
     // Each partition's batches are stored compressed as the producer sent them. (librdkafka
     // sends a batch uncompressed when compressing would not shrink it, e.g. a lone small

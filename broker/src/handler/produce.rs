@@ -165,6 +165,7 @@ pub(super) async fn handle(
                     },
                 };
                 let records = p.records.unwrap_or_default();
+                let started = std::time::Instant::now();
                 let appended = partition.replica.append_verified(
                     &partition.log,
                     &records,
@@ -176,6 +177,10 @@ pub(super) async fn handle(
                     Ok(appended) => {
                         let info = appended.outcome.info();
                         if let AppendOutcome::Appended(_) = appended.outcome {
+                            broker
+                                .metrics
+                                .produce_append
+                                .observe(started.elapsed().as_secs_f64());
                             broker
                                 .metrics
                                 .bytes_in
