@@ -901,23 +901,31 @@ async fn a_recreated_topic_never_serves_the_old_topics_leftover_log() {
     assert_eq!(consume(&old, "again", 0, 2).len(), 2);
 }
 
+/// The topic id Metadata v12 gives for `topic`.
+fn topic_id(broker: &BrokerProcess, topic: &str) -> uuid::Uuid {
+    let metadata = broker.call(
+        12,
+        &kafka_protocol::messages::MetadataRequest::default().with_topics(None),
+    );
+    metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
+        .expect("topic listed")
+        .topic_id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_v13_and_later_name_topics_by_id() {
+    use kafka_protocol::messages::FetchRequest;
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{FetchRequest, MetadataRequest};
     use kafka_protocol::records::RecordBatchDecoder;
 
     let dir = tempfile::tempdir().unwrap();
     let mut broker = BrokerProcess::start(dir.path(), &[]);
     create_topic(&admin(&broker), "by-id", 1, &[]).await;
     produce(&broker, "by-id", 0, 3, 1_700_000_000_000).await;
-    let metadata = broker.call(12, &MetadataRequest::default().with_topics(None));
-    let id = metadata
-        .topics
-        .iter()
-        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "by-id"))
-        .expect("topic listed")
-        .topic_id;
+    let id = topic_id(&broker, "by-id");
     assert!(!id.is_nil(), "Metadata v12 carries topic ids");
     let fetch = |topic_id: uuid::Uuid| {
         FetchRequest::default()
@@ -984,13 +992,7 @@ async fn produce_v13_names_topics_by_id_and_never_auto_creates_an_unknown_one() 
     create_topic(&admin(&broker), "by-id", 1, &[]).await;
     produce(&broker, "by-id", 0, 2, 1_700_000_000_000).await;
     let partitions_before = partition_count(&broker, "by-id");
-    let metadata = broker.call(12, &MetadataRequest::default().with_topics(None));
-    let id = metadata
-        .topics
-        .iter()
-        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "by-id"))
-        .expect("topic listed")
-        .topic_id;
+    let id = topic_id(&broker, "by-id");
     let batch = |value: &str| {
         let record = Record {
             transactional: false,
