@@ -71,7 +71,16 @@ def create_topic(bootstrap, topic, partitions):
 
 
 def kafka_python_consumer(bootstrap, topic, group, client_id):
-    return KafkaConsumer(
+    """A kafka-python group member subscribed to `topic`, with the topic's metadata
+    already known, so that its first JoinGroup, when it leads, assigns every partition.
+
+    Without the metadata, kafka-python 3.0.12 as leader assigns nothing, rejoins at once,
+    and if a short `poll(timeout_ms=…)` runs out while that JoinGroup is in flight it
+    never applies the assignment the SyncGroup returns: `join_group_async` loops on
+    `need_rejoin()`, which the leader's own assignment snapshot has already made false.
+    The member then neither fetches nor heartbeats until its session expires (seen as
+    a one-in-a-dozen failure of the commit-and-resume test)."""
+    consumer = KafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
         client_id=client_id,
@@ -85,6 +94,12 @@ def kafka_python_consumer(bootstrap, topic, group, client_id):
         fetch_max_wait_ms=100,
         api_version=None,
     )
+    deadline = time.monotonic() + DEADLINE_S
+    while not consumer.partitions_for_topic(topic):
+        if time.monotonic() > deadline:
+            raise td.Mismatch(f"kafka-python never saw metadata for {topic}")
+        time.sleep(0.1)
+    return consumer
 
 
 def confluent_config(bootstrap, group, client_id):
