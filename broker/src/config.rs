@@ -191,6 +191,8 @@ const BROKER_KEYS: &[&str] = &[
     "max.connections",
     "log.retention.check.interval.ms",
     "log.flush.offset.checkpoint.interval.ms",
+    "log.writeback.interval.bytes",
+    "log.cache.retain.bytes",
     "broker.rack",
     "producer.id.expiration.ms",
     "group.min.session.timeout.ms",
@@ -435,6 +437,12 @@ impl BrokerConfig {
                     .parse()
                     .map_err(|_| invalid("expected host:port"))?
             }
+            "log.writeback.interval.bytes" => {
+                self.log_defaults.page_cache.writeback_bytes = int(0, i64::MAX)? as u64
+            }
+            "log.cache.retain.bytes" => {
+                self.log_defaults.page_cache.retain_bytes = int(-1, i64::MAX)?
+            }
             "num.partitions" => self.num_partitions = int(1, i32::MAX as i64)? as i32,
             "default.replication.factor" => {
                 self.default_replication_factor = int(1, i16::MAX as i64)? as i16
@@ -661,6 +669,10 @@ impl BrokerConfig {
             }
             "log.dirs" | "log.dir" => self.data_dir.display().to_string(),
             "http.listener" => self.http_listener.to_string(),
+            "log.writeback.interval.bytes" => {
+                self.log_defaults.page_cache.writeback_bytes.to_string()
+            }
+            "log.cache.retain.bytes" => self.log_defaults.page_cache.retain_bytes.to_string(),
             "num.partitions" => self.num_partitions.to_string(),
             "default.replication.factor" => self.default_replication_factor.to_string(),
             "auto.create.topics.enable" => self.auto_create_topics.to_string(),

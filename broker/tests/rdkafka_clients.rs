@@ -253,3 +253,104 @@ async fn librdkafka_produces_and_consumes_every_codec_across_restarts() {
         .unwrap_or(true);
     assert!(missing, "deleted topic still listed");
 }
+
+/// Bytes of `path` in the page cache, from util-linux's `fincore`.
+fn resident_bytes(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("run fincore (util-linux)");
+    assert!(out.status.success(), "fincore: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// The broker's write-behind (`log.writeback.interval.bytes`, `log.cache.retain.bytes`):
+/// 48 MiB appended to one partition leave only the last few MiB in the page cache, and
+/// everything dropped from it reads back byte-exact from disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_behind_keeps_only_the_tail_of_a_log_in_the_page_cache() {
+    const MIB: u64 = 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(
+        &dir.path().join("data"),
+        &[
+            "log.writeback.interval.bytes=1048576",
+            "log.cache.retain.bytes=4194304",
+        ],
+    );
+    let bootstrap = broker.bootstrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    // 12,288 values of 4 KiB that no two records share (xorshift), 48 MiB in all.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let values: Vec<Vec<u8>> = (0..12_288)
+        .map(|_| {
+            (0..512)
+                .flat_map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state.to_le_bytes()
+                })
+                .collect()
+        })
+        .collect();
+    let futures: Vec<_> = values
+        .iter()
+        .map(|v| {
+            producer
+                .send_result(FutureRecord::<(), _>::to("write-behind").partition(0).payload(v))
+                .map_err(|(e, _)| e)
+                .expect("queued")
+        })
+        .collect();
+    for future in futures {
+        future.await.unwrap().map_err(|(e, _)| e).expect("delivered");
+    }
+
+    let segment = dir
+        .path()
+        .join("data/write-behind-0/00000000000000000000.log");
+    let size = std::fs::metadata(&segment).unwrap().len();
+    assert!(size > 48 * MIB, "{size}");
+    // Left to the kernel, all 48 MiB would stay cached on a machine with memory to spare.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut resident = resident_bytes(&segment);
+    while resident > 6 * MIB && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        resident = resident_bytes(&segment);
+    }
+    assert!(
+        resident <= 6 * MIB,
+        "{resident} of {size} bytes still cached; broker log:\n{}",
+        broker.log()
+    );
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "unused-assign-only")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("write-behind", 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut read = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while read < values.len() && std::time::Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = message.expect("consume");
+        assert_eq!(m.offset(), read as i64);
+        assert!(m.payload() == Some(&values[read][..]), "offset {read} differs");
+        read += 1;
+    }
+    assert_eq!(read, values.len(), "records read back");
+}

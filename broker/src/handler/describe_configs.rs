@@ -337,6 +337,14 @@ fn broker_key_info(key: &'static str) -> (ConfigKind, Cow<'static, str>) {
         "log.flush.offset.checkpoint.interval.ms" => {
             (Int, "How often the recovery point checkpoint is written.")
         }
+        "log.writeback.interval.bytes" => (
+            Long,
+            "Start writing a partition's appended bytes to disk every this many bytes (0: leave it to the kernel).",
+        ),
+        "log.cache.retain.bytes" => (
+            Long,
+            "Drop written data from the page cache once it is this many bytes behind its partition's end (-1: never).",
+        ),
         "broker.rack" => (Str, "The rack this broker is in."),
         "producer.id.expiration.ms" => (
             Int,

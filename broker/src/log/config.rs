@@ -8,6 +8,7 @@
 use thiserror::Error;
 
 use super::batch::TimestampType;
+use super::writeback::PageCachePolicy;
 
 /// Which cleanup a topic gets (`cleanup.policy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +86,9 @@ pub struct LogConfig {
     /// `max.compaction.lag.ms`: a log whose oldest dirty segment started longer ago than this
     /// is compacted whatever its dirty ratio.
     pub max_compaction_lag_ms: i64,
+    /// The broker's page-cache write-behind (`log.writeback.interval.bytes`,
+    /// `log.cache.retain.bytes`): broker-wide, not a topic config.
+    pub page_cache: PageCachePolicy,
 }
 
 impl Default for LogConfig {
@@ -109,6 +113,7 @@ impl Default for LogConfig {
             min_cleanable_dirty_ratio: Ratio(0.5),
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
+            page_cache: PageCachePolicy::default(),
         }
     }
 }

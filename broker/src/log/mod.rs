@@ -50,6 +50,7 @@ mod segment;
 mod txn;
 mod txn_index;
 mod view;
+mod writeback;
 
 pub use cache::SegmentCache;
 pub use cleaner::{
@@ -66,6 +67,7 @@ pub use retention::RetentionOutcome;
 pub use txn::{ControlType, TxnMarker};
 pub use txn_index::AbortedTxn;
 pub use view::TimestampOffset;
+pub use writeback::PageCachePolicy;
 
 /// Wall-clock milliseconds since the Unix epoch, Kafka's timestamp unit.
 pub fn now_ms() -> i64 {

@@ -33,6 +33,7 @@ use super::segment::{ActiveSegment, SealedSegment};
 use super::txn::{self, MarkerRecord};
 use super::txn_index;
 use super::view::{SegmentView, TimestampOffset};
+use super::writeback::{self, WriteBehind};
 use crate::types::{LeaderEpoch, Offset};
 
 /// What an append stored.
@@ -121,6 +122,7 @@ pub struct Log {
     /// log without aborted transactions a failed `open(2)` per segment.
     pub(super) txn_indexed: bool,
     pub(super) roll_jitter_ms: i64,
+    pub(super) write_behind: WriteBehind,
     pub(super) producers: ProducerState,
     pub(super) snapshots: SnapshotFiles,
     /// `producer.id.expiration.ms`
@@ -466,6 +468,11 @@ impl Log {
     pub(super) fn after_append(&mut self, messages: u64, now_ms: i64) -> Result<()> {
         self.unflushed_messages += messages;
         self.oldest_unflushed_ms.get_or_insert(now_ms);
+        writeback::submit(self.write_behind.after_append(
+            self.config.page_cache,
+            self.active.file(),
+            self.active.size,
+        ));
         if self.unflushed_messages >= self.config.flush_messages {
             self.flush()?;
         }

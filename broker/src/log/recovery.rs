@@ -50,6 +50,7 @@ use super::scan;
 use super::segment::{self, ActiveSegment, LOG_SUFFIX, SealedSegment, SegmentPaths};
 use super::txn;
 use super::txn_index;
+use super::writeback::WriteBehind;
 use crate::types::{LeaderEpoch, Offset};
 
 /// How to open a log: the data directory's checkpoints and shutdown state for it.
@@ -188,6 +189,7 @@ impl Log {
             oldest_unflushed_ms: None,
             dir_dirty: false,
             txn_indexed: false,
+            write_behind: WriteBehind::default(),
             producers: ProducerState::new(Offset::ZERO),
             snapshots: SnapshotFiles::new(dir, snapshots),
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,

@@ -366,6 +366,10 @@ impl ActiveSegment {
         full || aged || index_full || overflow
     }
 
+    pub(crate) fn file(&self) -> &Arc<File> {
+        &self.log
+    }
+
     /// Appends batches that sit back to back in `parts` (written with one `writev`), whose
     /// headers are `batches` in order.
     pub(crate) fn append(&mut self, parts: &[&[u8]], batches: &[BatchHeader]) -> Result<()> {
