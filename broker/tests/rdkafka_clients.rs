@@ -304,13 +304,21 @@ async fn write_behind_keeps_only_the_tail_of_a_log_in_the_page_cache() {
         .iter()
         .map(|v| {
             producer
-                .send_result(FutureRecord::<(), _>::to("write-behind").partition(0).payload(v))
+                .send_result(
+                    FutureRecord::<(), _>::to("write-behind")
+                        .partition(0)
+                        .payload(v),
+                )
                 .map_err(|(e, _)| e)
                 .expect("queued")
         })
         .collect();
     for future in futures {
-        future.await.unwrap().map_err(|(e, _)| e).expect("delivered");
+        future
+            .await
+            .unwrap()
+            .map_err(|(e, _)| e)
+            .expect("delivered");
     }
 
     let segment = dir
@@ -349,7 +357,10 @@ async fn write_behind_keeps_only_the_tail_of_a_log_in_the_page_cache() {
         };
         let m = message.expect("consume");
         assert_eq!(m.offset(), read as i64);
-        assert!(m.payload() == Some(&values[read][..]), "offset {read} differs");
+        assert!(
+            m.payload() == Some(&values[read][..]),
+            "offset {read} differs"
+        );
         read += 1;
     }
     assert_eq!(read, values.len(), "records read back");

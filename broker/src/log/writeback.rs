@@ -175,6 +175,7 @@ pub(crate) fn submit(jobs: Vec<Job>) {
         std::thread::Builder::new()
             .name("weir-writeback".into())
             .spawn(move || {
+                lower_priority();
                 for job in rx {
                     run(&job);
                 }
@@ -212,6 +213,18 @@ pub(crate) fn run(job: &Job) {
     };
     if let Err(error) = result {
         warn!(%error, ?job, "page cache write-behind failed; the range stays cached");
+    }
+}
+
+/// Puts the calling thread in `SCHED_IDLE`: it runs only when nothing else on its CPU
+/// wants to, so starting writeback never delays a request. A thread starved under full
+/// load only drops pages later, leaving them to the kernel meanwhile.
+fn lower_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` outlives the call, which only reads it; 0 names the calling thread.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc != 0 {
+        warn!(error = %std::io::Error::last_os_error(), "write-behind thread keeps normal priority");
     }
 }
 
