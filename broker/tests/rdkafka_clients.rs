@@ -100,7 +100,8 @@ async fn produce_all(
     sent
 }
 
-fn consume_all(bootstrap: &str, topic: &str, partition: i32, expected: usize) -> Vec<Sent> {
+/// A consumer assigned `topic`/`partition` from its first offset (no group).
+fn consumer_from_beginning(bootstrap: &str, topic: &str, partition: i32) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "unused-assign-only")
@@ -111,6 +112,11 @@ fn consume_all(bootstrap: &str, topic: &str, partition: i32, expected: usize) ->
     tpl.add_partition_offset(topic, partition, Offset::Beginning)
         .unwrap();
     consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+fn consume_all(bootstrap: &str, topic: &str, partition: i32, expected: usize) -> Vec<Sent> {
+    let consumer = consumer_from_beginning(bootstrap, topic, partition);
     let mut got = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while got.len() < expected && std::time::Instant::now() < deadline {
@@ -339,16 +345,7 @@ async fn write_behind_keeps_only_the_tail_of_a_log_in_the_page_cache() {
         broker.log()
     );
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "unused-assign-only")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("write-behind", 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
+    let consumer = consumer_from_beginning(&bootstrap, "write-behind", 0);
     let mut read = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while read < values.len() && std::time::Instant::now() < deadline {
